@@ -1,0 +1,102 @@
+"""The exporter's one error tree; every module raises from here and nothing here imports us.
+
+    ExporterError
+    ├── ConfigError            bad flags / config file; carries every problem with its key path
+    ├── CredentialsError       no usable credential source, unreadable secret file, STS refusal
+    ├── ApiError               the ALB API answered with an error body (mapped by `Code`)
+    │   ├── ThrottledError     Throttling*, retryable
+    │   ├── ServerError        SystemBusy, ServiceUnavailable, InternalError, 5xx: retryable
+    │   ├── AuthError          signature, access key, token, permission: never retried
+    │   └── RequestError       parameter and other client-side errors: never retried
+    ├── TransportError         no usable answer: connection failure, malformed body
+    │   └── TimeoutError_      connect/read timeout (retryable)
+    └── PagingError            the page-through did not finish (max_pages, repeated NextToken)
+
+Error messages must never contain secrets: callers build them from codes, ids and
+messages returned by the API, never from credentials.
+"""
+
+from __future__ import annotations
+
+
+class ExporterError(Exception):
+    """Base of every error the exporter raises on purpose."""
+
+
+class ConfigError(ExporterError):
+    """Invalid flags or configuration. `problems` are one-line "key.path: what is wrong"."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class CredentialsError(ExporterError):
+    """No credentials could be obtained (nothing configured, file unreadable, STS refused)."""
+
+
+class ApiError(ExporterError):
+    """An error answer from the ALB API, classified by its `Code` (not its HTTP status)."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code
+        self.api_message = message
+        self.http_status = http_status
+        self.request_id = request_id
+        # Seconds to wait before retrying, from the `x-acs-retry-after` header (ms on the wire).
+        self.retry_after = retry_after
+        detail = f"{code}: {message}" if message else code
+        if http_status is not None:
+            detail += f" (HTTP {http_status}"
+            detail += f", RequestId {request_id})" if request_id else ")"
+        super().__init__(detail)
+
+
+class ThrottledError(ApiError):
+    """Flow control (Throttling, Throttling.User, Throttling.Api, Rejected.Throttling)."""
+
+    retryable = True
+
+
+class ServerError(ApiError):
+    """Transient server-side failure (SystemBusy, ServiceUnavailable, InternalError, 5xx)."""
+
+    retryable = True
+
+
+class AuthError(ApiError):
+    """Credentials, signature, clock or permission problems; retrying cannot help."""
+
+
+class RequestError(ApiError):
+    """Any other error answer (bad parameter, unknown action, ...); not retried."""
+
+
+class TransportError(ExporterError):
+    """No usable API answer: connection refused/reset, or a body we cannot parse."""
+
+    code = "TransportError"
+    retryable = True
+
+
+class TimeoutError_(TransportError):  # noqa: N801 - trailing underscore avoids the builtin
+    """The API did not answer within `request_timeout`."""
+
+    code = "Timeout"
+
+
+class PagingError(ExporterError):
+    """Paging stopped before the last page: `max_pages` reached or a NextToken repeated.
+
+    The partial result is discarded: gauges built from part of the window would lie.
+    """

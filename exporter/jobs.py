@@ -1,0 +1,46 @@
+"""The job model and the per-target job store.
+
+STUB: `Job` is the agreed interface; the store is being implemented
+(see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROCESSING = "Processing"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+TERMINAL = (SUCCEEDED, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One ListAsynJobs entry. Times are Unix seconds (the API sends epoch milliseconds)."""
+
+    id: str
+    api_name: str
+    operate_type: str
+    resource_type: str
+    resource_id: str
+    status: str
+    error_code: str
+    error_message: str
+    create_time: float
+    modify_time: float
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """One logical listing; the client pages it to the end. Empty fields are not sent."""
+
+    begin_time_ms: int | None = None
+    end_time_ms: int | None = None
+    job_ids: tuple[str, ...] = ()
+    resource_type: str | None = None
+    api_name: str | None = None
+    resource_ids: tuple[str, ...] = ()
