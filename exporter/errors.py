@@ -89,7 +89,7 @@ class TransportError(ExporterError):
     retryable = True
 
 
-class TimeoutError_(TransportError):  # noqa: N801 - trailing underscore avoids the builtin
+class TimeoutError_(TransportError):  # trailing underscore: the builtin name is taken
     """The API did not answer within `request_timeout`."""
 
     code = "Timeout"

@@ -46,7 +46,7 @@ def canonical_query(params: Mapping[str, str]) -> str:
 
 
 def query_params(raw_query: bytes | str) -> dict[str, str]:
-    """Decode a query string into a dict (blank values kept; `+` read as a space like servers do)."""
+    """Decode a query string to a dict (blank values kept; `+` read as a space, as servers do)."""
     text = raw_query.decode("ascii", "replace") if isinstance(raw_query, bytes) else raw_query
     return dict(parse_qsl(text, keep_blank_values=True))
 

@@ -74,7 +74,7 @@ class Target:
         store: JobStore,
         *,
         lookback: float,
-        filters: Filters = Filters(),
+        filters: Filters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.account = account
@@ -82,7 +82,7 @@ class Target:
         self.source = source
         self.store = store
         self._lookback = lookback
-        self._filters = filters
+        self._filters = filters or Filters()
         self._clock = clock
         self._status = TargetStatus()
         self._last_error_logged: str | None = None
@@ -139,7 +139,9 @@ class Target:
         # The same error on every scrape is logged once at warning, then at debug, so a
         # wrong secret does not flood the log; a new error is logged again.
         level = logging.DEBUG if error == self._last_error_logged else logging.WARNING
-        log.log(level, "refresh of account=%s region=%s failed: %s", self.account, self.region, error)
+        log.log(
+            level, "refresh of account=%s region=%s failed: %s", self.account, self.region, error
+        )
         self._last_error_logged = error
         self._status = replace(
             self._status,
@@ -197,7 +199,9 @@ class Refresher:
             self._cache_ttl = cache_ttl
             self._fresh = self._new_cache()
 
-    def ensure_fresh(self, keys: Iterable[TargetKey] | None = None, timeout: float | None = None) -> bool:
+    def ensure_fresh(
+        self, keys: Iterable[TargetKey] | None = None, timeout: float | None = None
+    ) -> bool:
         """Start refreshes the cache does not cover and wait up to `timeout` for them.
 
         Returns False if some refresh was still running at the deadline; it then goes on
