@@ -1,17 +1,46 @@
 """The job model and the per-target job store.
 
-STUB: `Job` is the agreed interface; the store is being implemented
-(see docs/architecture.md).
+The store turns successive ListAsynJobs refreshes into the state the metrics are built
+from: window gauges, counters that count each job once ever, Processing-job tracking,
+and an immutable snapshot that scrapes read without locking.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+import threading
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
 
 PROCESSING = "Processing"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 TERMINAL = (SUCCEEDED, FAILED)
+
+# ALB jobs take from about a second (a rule change) to tens of minutes (a load
+# balancer with many zones), so the buckets span 1 s .. 1 h.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+
+# Label-set keys; the order matches the metric's label order in SPEC.md.
+StatusKey = tuple[str, str, str, str]  # (status, resource_type, api_name, operate_type)
+ErrorKey = tuple[str, str, str]  # (resource_type, api_name, error_code)
+DurationKey = tuple[str, str, str]  # (status, resource_type, api_name)
+ApiKey = tuple[str, str]  # (resource_type, api_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +73,281 @@ class JobQuery:
     resource_type: str | None = None
     api_name: str | None = None
     resource_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    """One histogram label set: cumulative counts per upper bound, the last bound +Inf."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    # A read-only view of a private copy: the snapshot cannot change under a scrape.
+    return MappingProxyType(dict(mapping))
+
+
+def _empty() -> Mapping[K, V]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Everything one target exposes, as of `updated_at`; never mutated after creation.
+
+    Gauges (`jobs_by_status`, `failed`, `recent_failures`) describe the jobs of the last
+    refresh created within the lookback window; counters and histograms accumulate over
+    the store's lifetime and never lose a label set.
+    """
+
+    jobs_by_status: Mapping[StatusKey, int] = field(default_factory=_empty)
+    failed: Mapping[ErrorKey, int] = field(default_factory=_empty)
+    finished_total: Mapping[StatusKey, int] = field(default_factory=_empty)
+    failures_total: Mapping[ErrorKey, int] = field(default_factory=_empty)
+    vanished_total: Mapping[ApiKey, int] = field(default_factory=_empty)
+    durations: Mapping[DurationKey, HistogramSnapshot] = field(default_factory=_empty)
+    oldest_processing: Mapping[ApiKey, float] = field(default_factory=_empty)
+    recent_failures: tuple[Job, ...] = ()
+    processing_ids: frozenset[str] = frozenset()
+    jobs_tracked: int = 0
+    updated_at: float | None = None  # the `now` of the last update; None before the first
+    primed: bool = False
+
+
+class _Histogram:
+    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def snapshot(self) -> HistogramSnapshot:
+        cumulative: list[tuple[float, int]] = []
+        running = 0
+        for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramSnapshot(tuple(cumulative), self._sum, running)
+
+
+def dedupe(observed: Iterable[Job]) -> dict[str, Job]:
+    """One version per id: the newest ModifyTime; on a tie a terminal version beats
+    Processing (paging over a changing list can return a job twice)."""
+    by_id: dict[str, Job] = {}
+    for job in observed:
+        current = by_id.get(job.id)
+        if current is None or _newer(job, current):
+            by_id[job.id] = job
+    return by_id
+
+
+def _newer(candidate: Job, current: Job) -> bool:
+    if candidate.modify_time != current.modify_time:
+        return candidate.modify_time > current.modify_time
+    return candidate.terminal and not current.terminal
+
+
+def _last_activity(job: Job) -> float:
+    return max(job.create_time, job.modify_time)
+
+
+def _duration(job: Job) -> float:
+    # Clock skew between ALB hosts can put ModifyTime before CreateTime.
+    return max(0.0, job.modify_time - job.create_time)
+
+
+class JobStore:
+    """The job state of one account x region.
+
+    `update` is called by one thread at a time (the refresher's single flight; a lock
+    makes a violation harmless). `snapshot` and `processing_ids` may be called from any
+    thread: they read the last published snapshot, which is replaced in one reference
+    assignment, so a reader never sees half an update.
+
+    Counting rules (SPEC "Counter rules"):
+
+    * The first successful update primes the store: terminal jobs are remembered, not
+      counted, so a restart never fakes a burst.
+    * Later, a job is counted once when it is seen terminal and was either tracked as
+      Processing or never seen before. A job never seen before whose CreateTime and
+      ModifyTime are both older than the lookback window is remembered but not counted:
+      it may be one the store already counted and then forgot (see pruning), and
+      counting it again would break "once ever".
+    * A job seen Processing is tracked by id until it is seen terminal or vanishes (it
+      was looked up by id and not returned). A vanished job is forgotten; if it comes
+      back later it is treated like any job never seen before.
+    * Once known terminal, a job stays terminal: a later stale Processing version from
+      an eventually consistent API is ignored, also for the gauges.
+    * A terminal job is forgotten once it was not returned and its last activity is
+      older than the window, so memory stays bounded by the window's jobs plus the
+      Processing jobs tracked.
+    """
+
+    def __init__(
+        self,
+        lookback: float,
+        recent_failures: int,
+        duration_buckets: Iterable[float] = DEFAULT_DURATION_BUCKETS,
+    ) -> None:
+        if lookback <= 0:
+            raise ValueError("lookback must be positive")
+        if recent_failures < 0:
+            raise ValueError("recent_failures must not be negative")
+        bounds = tuple(sorted(float(b) for b in duration_buckets if b != float("inf")))
+        self._lookback = float(lookback)
+        self._recent_failures = recent_failures
+        self._bounds = bounds
+        self._update_lock = threading.Lock()
+        self._primed = False
+        self._known: dict[str, Job] = {}  # the latest version of every id held in memory
+        self._finished: dict[StatusKey, int] = {}
+        self._failures: dict[ErrorKey, int] = {}
+        self._vanished: dict[ApiKey, int] = {}
+        self._durations: dict[DurationKey, _Histogram] = {}
+        self._snapshot = StoreSnapshot()
+
+    def snapshot(self) -> StoreSnapshot:
+        return self._snapshot
+
+    def processing_ids(self) -> set[str]:
+        """Ids of the jobs tracked as Processing, to be looked up when the window misses them."""
+        return set(self._snapshot.processing_ids)
+
+    def update(self, observed: Iterable[Job], looked_up: Collection[str], now: float) -> None:
+        """Apply one complete, successful refresh taken at `now`.
+
+        `observed` is every job the refresh returned (window listing plus lookups by id);
+        `looked_up` the ids that were looked up by id.
+        """
+        with self._update_lock:
+            returned = self._effective(dedupe(observed))
+            for job in returned.values():
+                self._ensure_series(job)
+                self._apply(job, now)
+            self._vanish(looked_up, returned)
+            self._prune(returned, now)
+            self._primed = True
+            self._snapshot = self._build_snapshot(returned, now)
+
+    def _effective(self, returned: dict[str, Job]) -> dict[str, Job]:
+        """Known terminal versions override a stale Processing one."""
+        effective = dict(returned)
+        for job_id, job in returned.items():
+            known = self._known.get(job_id)
+            if known is not None and known.terminal and not job.terminal:
+                effective[job_id] = known
+        return effective
+
+    def _ensure_series(self, job: Job) -> None:
+        # Label sets get their zero series as soon as they are known, so that
+        # increase() in PromQL sees the first failure.
+        rt, api, op = job.resource_type, job.api_name, job.operate_type
+        for status in TERMINAL:
+            self._finished.setdefault((status, rt, api, op), 0)
+            if (status, rt, api) not in self._durations:
+                self._durations[(status, rt, api)] = _Histogram(self._bounds)
+        self._vanished.setdefault((rt, api), 0)
+        if job.status == FAILED:
+            self._failures.setdefault((rt, api, job.error_code), 0)
+
+    def _apply(self, job: Job, now: float) -> None:
+        previous = self._known.get(job.id)
+        if job.terminal and self._counts(job, previous, now):
+            self._count(job)
+        # Other statuses (none documented today) are shown in the gauges but neither
+        # tracked nor counted. `job` is never an older status than `previous` here
+        # (see _effective), so overwriting keeps terminal jobs terminal.
+        if self._trackable(job):
+            self._known[job.id] = job
+
+    @staticmethod
+    def _trackable(job: Job) -> bool:
+        return job.terminal or job.status == PROCESSING
+
+    def _counts(self, job: Job, previous: Job | None, now: float) -> bool:
+        if previous is not None:
+            return not previous.terminal
+        return self._primed and _last_activity(job) >= now - self._lookback
+
+    def _count(self, job: Job) -> None:
+        rt, api = job.resource_type, job.api_name
+        self._finished[(job.status, rt, api, job.operate_type)] += 1
+        if job.status == FAILED:
+            self._failures[(rt, api, job.error_code)] += 1
+        self._durations[(job.status, rt, api)].observe(_duration(job))
+
+    def _vanish(self, looked_up: Collection[str], returned: Mapping[str, Job]) -> None:
+        for job_id in looked_up:
+            known = self._known.get(job_id)
+            if job_id in returned or known is None or known.terminal:
+                continue
+            self._vanished[(known.resource_type, known.api_name)] += 1
+            del self._known[job_id]
+
+    def _prune(self, returned: Mapping[str, Job], now: float) -> None:
+        horizon = now - self._lookback
+        stale = [
+            job_id
+            for job_id, job in self._known.items()
+            if job.terminal and job_id not in returned and _last_activity(job) < horizon
+        ]
+        for job_id in stale:
+            del self._known[job_id]
+
+    def _build_snapshot(self, returned: Mapping[str, Job], now: float) -> StoreSnapshot:
+        horizon = now - self._lookback
+        window = [job for job in returned.values() if job.create_time >= horizon]
+        processing = [job for job in self._known.values() if job.status == PROCESSING]
+        return StoreSnapshot(
+            jobs_by_status=_frozen(Counter(_status_key(job) for job in window)),
+            failed=_frozen(Counter(_error_key(job) for job in window if job.status == FAILED)),
+            finished_total=_frozen(self._finished),
+            failures_total=_frozen(self._failures),
+            vanished_total=_frozen(self._vanished),
+            durations=_frozen({k: h.snapshot() for k, h in self._durations.items()}),
+            oldest_processing=_frozen(_oldest(processing)),
+            recent_failures=self._newest_failures(window),
+            processing_ids=frozenset(job.id for job in processing),
+            jobs_tracked=len(self._known),
+            updated_at=now,
+            primed=True,
+        )
+
+    def _newest_failures(self, window: Iterable[Job]) -> tuple[Job, ...]:
+        if self._recent_failures == 0:
+            return ()
+        failed = sorted(
+            (job for job in window if job.status == FAILED),
+            key=lambda job: (job.modify_time, job.id),
+            reverse=True,
+        )
+        return tuple(failed[: self._recent_failures])
+
+
+def _status_key(job: Job) -> StatusKey:
+    return (job.status, job.resource_type, job.api_name, job.operate_type)
+
+
+def _error_key(job: Job) -> ErrorKey:
+    return (job.resource_type, job.api_name, job.error_code)
+
+
+def _oldest(processing: Iterable[Job]) -> dict[ApiKey, float]:
+    oldest: dict[ApiKey, float] = {}
+    for job in processing:
+        key = (job.resource_type, job.api_name)
+        if key not in oldest or job.create_time < oldest[key]:
+            oldest[key] = job.create_time
+    return oldest
