@@ -8,6 +8,7 @@ API is reached through the `JobSource` protocol.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -221,10 +222,10 @@ class Refresher:
             return current
         future = self._pool.submit(self._targets[key].refresh)
         self._inflight[key] = future
-        future.add_done_callback(lambda _f, key=key: self._mark_fresh(key))
+        future.add_done_callback(functools.partial(self._mark_fresh, key))
         return future
 
-    def _mark_fresh(self, key: TargetKey) -> None:
+    def _mark_fresh(self, key: TargetKey, _done: Future[None]) -> None:
         with self._lock:
             if key in self._targets:
                 self._fresh[key] = True
