@@ -104,11 +104,11 @@ class Target:
         try:
             observed = self._fetch(now)
         except ExporterError as exc:
-            self._failed(str(exc), started)
+            self._failed(str(exc), f"{type(exc).__name__}:{getattr(exc, 'code', '')}", started)
             return
         except Exception as exc:  # a bug must not take the other targets or the scrape down
             log.exception("refresh of account=%s region=%s crashed", self.account, self.region)
-            self._failed(f"internal error: {type(exc).__name__}", started)
+            self._failed(f"internal error: {type(exc).__name__}", type(exc).__name__, started)
             return
         self.store.update(observed.jobs, observed.looked_up, now)
         if self._last_error_logged is not None:
@@ -136,14 +136,15 @@ class Target:
             jobs.extend(self.source.list_jobs(JobQuery(job_ids=missing)))
         return _Observed(jobs, missing)
 
-    def _failed(self, error: str, started: float) -> None:
-        # The same error on every scrape is logged once at warning, then at debug, so a
-        # wrong secret does not flood the log; a new error is logged again.
-        level = logging.DEBUG if error == self._last_error_logged else logging.WARNING
+    def _failed(self, error: str, kind: str, started: float) -> None:
+        # The same kind of error (class and API code: messages differ per request) is
+        # logged once at warning, then at debug while it repeats, so a wrong secret does
+        # not flood the log; a different error is logged again.
+        level = logging.DEBUG if kind == self._last_error_logged else logging.WARNING
         log.log(
             level, "refresh of account=%s region=%s failed: %s", self.account, self.region, error
         )
-        self._last_error_logged = error
+        self._last_error_logged = kind
         self._status = replace(
             self._status,
             tried=True,
