@@ -1,0 +1,433 @@
+"""Composition root: flags, logging, config, wiring and serving. Nothing imports this module.
+
+`main(argv) -> int` is the whole program; `run()` is the console-script entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import NoReturn
+
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+
+from exporter import __version__, config, logfmt
+from exporter.client import ACTION, API_VERSION, ListAsynJobsClient
+from exporter.collector import JobsCollector, SelfMetrics
+from exporter.credentials import CredentialProvider, provider_for
+from exporter.errors import ConfigError, CredentialsError
+from exporter.jobs import Job, JobQuery, JobStore
+from exporter.signing import make_signer
+from exporter.targets import Refresher, Target, TargetKey
+from exporter.web import LandingInfo, LandingTarget, Server, WebHooks, make_wsgi_app
+
+log = logging.getLogger("exporter")
+
+PROG = "alb-jobs-exporter"
+DEFAULT_LISTEN = ":9868"
+# Without a scrape-timeout header (curl, a browser) a scrape still must not hang forever.
+DEFAULT_SCRAPE_BUDGET = 60.0
+DEMO_REGIONS = ("cn-hangzhou", "cn-shanghai")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line and exit code 2, as for config errors; the usage block is noise here.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    p = _ArgumentParser(
+        prog=PROG,
+        description="Prometheus exporter for Alibaba Cloud ALB asynchronous jobs (ListAsynJobs).",
+        epilog="Quick start without credentials: alb-jobs-exporter --demo",
+    )
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        default=env.get("ALB_EXPORTER_CONFIG", "config.yaml"),
+        help="YAML config file (env ALB_EXPORTER_CONFIG; default %(default)s)",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        metavar="ADDR",
+        default=env.get("ALB_EXPORTER_LISTEN", DEFAULT_LISTEN),
+        help="host:port to serve on, e.g. :9868 or [::1]:9868 "
+        "(env ALB_EXPORTER_LISTEN; default %(default)s)",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path of the metrics endpoint (default %(default)s)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        default=None,
+        help="TLS and basic-auth config in the exporter-toolkit format",
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warning", "warn", "error"],
+        help="minimum level to log (default %(default)s)",
+    )
+    p.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="log line format (default %(default)s)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve metrics from the built-in ALB simulator: no credentials needed",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="refresh once, print the exposition to stdout and exit "
+        "(0 if every target succeeded, else 1)",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and credential sources, print a summary "
+        "without secrets; exit 0 if valid, 2 if not",
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {__version__} (python {platform.python_version()})",
+    )
+    return p
+
+
+# --- wiring ------------------------------------------------------------------------------
+
+
+class _Unavailable:
+    """Job source of an account whose credentials cannot be found: every refresh fails
+    with the same actionable message, so only that account's targets go `up 0`."""
+
+    def __init__(self, error: CredentialsError) -> None:
+        self._error = error
+
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        raise self._error
+
+
+@dataclass
+class _Wired:
+    target: Target
+    account: config.AccountConfig
+    client: ListAsynJobsClient | None
+
+
+class App:
+    """Holds the live config and targets; reload swaps them without dropping counters."""
+
+    def __init__(self, cfg: config.Config, env: Mapping[str, str], config_path: str | None) -> None:
+        self.env = env
+        self.config_path = config_path
+        self.registry = CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry)
+        self._lock = threading.Lock()
+        self.cfg = cfg
+        self._wired = self._wire(cfg, {})
+        self.refresher = Refresher(
+            {k: w.target for k, w in self._wired.items()}, cache_ttl=cfg.cache_ttl
+        )
+        self.registry.register(JobsCollector(self.refresher.targets))
+        self.metrics.set_reload_ok(True)
+
+    def _wire(self, cfg: config.Config, old: Mapping[TargetKey, _Wired]) -> dict[TargetKey, _Wired]:
+        wired: dict[TargetKey, _Wired] = {}
+        for account in cfg.accounts:
+            provider: CredentialProvider | CredentialsError
+            try:
+                provider = provider_for(account, self.env)
+            except CredentialsError as exc:
+                log.error("%s", exc)
+                provider = exc
+            for region in account.regions:
+                key = (account.name, region)
+                previous = old.get(key)
+                if (
+                    previous is not None
+                    and previous.account == account
+                    and _same_globals(self.cfg, cfg)
+                ):
+                    wired[key] = previous  # unchanged: keep its store, so counters continue
+                    continue
+                wired[key] = self._new_target(cfg, account, region, provider)
+        return wired
+
+    def _new_target(
+        self,
+        cfg: config.Config,
+        account: config.AccountConfig,
+        region: str,
+        provider: CredentialProvider | CredentialsError,
+    ) -> _Wired:
+        client = None
+        source: ListAsynJobsClient | _Unavailable
+        if isinstance(provider, CredentialsError):
+            source = _Unavailable(provider)
+        else:
+            signer = make_signer(
+                account.signature, provider.get, action=ACTION, version=API_VERSION
+            )
+            client = source = ListAsynJobsClient(
+                account.endpoint_for(region),
+                signer,
+                page_size=cfg.page_size,
+                max_pages=cfg.max_pages,
+                timeout=cfg.request_timeout,
+                observer=self.metrics.request_observer(account.name, region),
+                user_agent=f"{PROG}/{__version__}",
+            )
+        self.metrics.register_target(account.name, region)
+        store = JobStore(lookback=cfg.lookback, recent_failures=cfg.recent_failures)
+        target = Target(
+            account.name, region, source, store, lookback=cfg.lookback, filters=account.filters
+        )
+        return _Wired(target, account, client)
+
+    # --- hooks for web ---
+
+    def prepare_scrape(self, budget: float | None) -> None:
+        self.refresher.ensure_fresh(None, timeout=budget or DEFAULT_SCRAPE_BUDGET)
+
+    def probe(self, account: str, region: str, budget: float | None) -> CollectorRegistry | None:
+        target = self.refresher.target((account, region))
+        if target is None:
+            return None
+        self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
+        registry = CollectorRegistry()
+        registry.register(JobsCollector(lambda: [target]))
+        return registry
+
+    def is_ready(self) -> bool:
+        return all(t.status().tried for t in self.refresher.targets())
+
+    def landing(self) -> LandingInfo:
+        rows = []
+        for t in self.refresher.targets():
+            st = t.status()
+            rows.append(
+                LandingTarget(
+                    t.account,
+                    t.region,
+                    st.up if st.tried else None,
+                    st.last_success,
+                    st.last_error,
+                )
+            )
+        return LandingInfo(version=__version__, targets=rows, telemetry_path=self.telemetry_path)
+
+    telemetry_path = "/metrics"
+
+    def reload(self) -> str | None:
+        """Re-read the config file; on error keep the running config and report why."""
+        if self.config_path is None:
+            return "reload is not available in --demo mode"
+        with self._lock:
+            try:
+                new_cfg = config.load(self.config_path, self.env)
+            except ConfigError as exc:
+                self.metrics.set_reload_ok(False)
+                log.error("config reload failed, keeping the running config: %s", exc)
+                return str(exc)
+            old = self._wired
+            self._wired = self._wire(new_cfg, old)
+            self.cfg = new_cfg
+            self.refresher.set_targets(
+                {k: w.target for k, w in self._wired.items()}, cache_ttl=new_cfg.cache_ttl
+            )
+            for key, w in old.items():
+                if self._wired.get(key) is not w:
+                    self._close(w)
+                    if key not in self._wired:
+                        self.metrics.forget_target(*key)
+            self.metrics.set_reload_ok(True)
+            log.info("config reloaded: %d targets", len(self._wired))
+            return None
+
+    def all_up(self) -> bool:
+        return all(t.status().up for t in self.refresher.targets())
+
+    def close(self) -> None:
+        self.refresher.shutdown()
+        for w in self._wired.values():
+            self._close(w)
+
+    @staticmethod
+    def _close(w: _Wired) -> None:
+        if w.client is not None:
+            w.client.close()
+
+
+def _same_globals(a: config.Config, b: config.Config) -> bool:
+    """Whether a target built under `a` is still right under `b` (accounts aside)."""
+    return replace(a, accounts=(), cache_ttl=0.0) == replace(b, accounts=(), cache_ttl=0.0)
+
+
+# --- modes -------------------------------------------------------------------------------
+
+
+def _demo_config(sim_url: str, demo_id: str, demo_secret: str) -> config.Config:
+    creds = config.CredentialsConfig(access_key_id=demo_id, access_key_secret=demo_secret)
+    return config.Config(
+        cache_ttl=5.0,
+        accounts=(
+            config.AccountConfig(
+                name="demo",
+                regions=DEMO_REGIONS,
+                endpoint=f"{sim_url}/{{region}}/",
+                credentials=creds,
+            ),
+            # A second account signs with V1 to show both schemes working side by side.
+            config.AccountConfig(
+                name="demo-v1",
+                regions=("eu-central-1",),
+                endpoint=f"{sim_url}/{{region}}/",
+                signature="v1",
+                credentials=creds,
+            ),
+        ),
+    )
+
+
+def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
+    problems = []
+    for i, account in enumerate(cfg.accounts):
+        try:
+            provider_for(account, env)
+        except CredentialsError as exc:
+            problems.append(f"accounts[{i}].credentials: {exc}")
+    if not cfg.accounts:
+        problems.append("accounts: at least one account is required")
+    if problems:
+        for problem in problems:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
+    print(config.summary(cfg))
+    return 0
+
+
+def _serve(app: App, args: argparse.Namespace) -> int:
+    app.telemetry_path = args.telemetry_path
+    hooks = WebHooks(
+        prepare_scrape=app.prepare_scrape,
+        registry=app.registry,
+        probe=app.probe,
+        is_ready=app.is_ready,
+        reload=app.reload,
+        landing=app.landing,
+    )
+    try:
+        server = Server(make_wsgi_app(hooks, telemetry_path=args.telemetry_path), args.listen)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: error: --web.listen-address {args.listen}: {exc}", file=sys.stderr)
+        app.close()
+        return 2
+    stop = threading.Event()
+
+    def _on_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    def _on_hup(_signum: int, _frame: object) -> None:
+        threading.Thread(target=app.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _on_stop)
+    signal.signal(signal.SIGINT, _on_stop)
+    signal.signal(signal.SIGHUP, _on_hup)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    log.info(
+        "listening on %s (version %s, %d targets)",
+        server.url,
+        __version__,
+        len(app.refresher.targets()),
+    )
+    # Refresh once right away so /-/ready turns 200 without waiting for the first scrape.
+    threading.Thread(target=app.refresher.ensure_fresh, name="warmup", daemon=True).start()
+    stop.wait()
+    server.shutdown()  # stops accepting, lets in-flight scrapes finish
+    thread.join(timeout=30)
+    app.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ) if env is None else env
+    args = build_parser(env).parse_args(argv)
+    logfmt.setup(args.log_level, args.log_format)
+    # `_created` series double the counters' cardinality and most dashboards ignore them.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    if args.web_config_file:
+        print(
+            f"{PROG}: error: --web.config.file: TLS and basic auth are not supported by "
+            f"this version yet",
+            file=sys.stderr,
+        )
+        return 2
+
+    sim = None
+    config_path: str | None = args.config_file
+    if args.demo:
+        from exporter import simulator  # only the demo needs the stand-in in-process
+
+        sim = simulator.SimulatorServer(
+            simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
+        )
+        sim.start()
+        cfg = _demo_config(sim.url, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET)
+        config_path = None
+        log.info("demo mode: serving synthetic jobs from the built-in simulator at %s", sim.url)
+    else:
+        try:
+            cfg = config.load(args.config_file, env)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"{PROG}: error: {problem}", file=sys.stderr)
+            return 2
+        if args.check_config:
+            return _check_config(cfg, env)
+        if not cfg.accounts:
+            print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
+            return 2
+
+    app = App(cfg, env, config_path)
+    try:
+        if args.once:
+            app.refresher.ensure_fresh(None, timeout=None)
+            sys.stdout.write(generate_latest(app.registry).decode())
+            sys.stdout.flush()
+            app.close()
+            return 0 if app.all_up() else 1
+        return _serve(app, args)
+    finally:
+        if sim is not None:
+            sim.shutdown()
+
+
+def run() -> None:
+    sys.exit(main())
