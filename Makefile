@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit tools clean
+.PHONY: demo test lint typecheck unit tools clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ tools:
 	@sh ci/ensure-test-tools.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests
-	$(BIN)/ruff format --check exporter tests
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict exporter
@@ -32,6 +32,11 @@ unit: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# API-call economy and serving cost against the simulator; writes bench/RESULTS.md.
+# `make test` runs it in --quick mode (tests/test_bench.py) so it cannot rot.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

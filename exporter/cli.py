@@ -12,20 +12,22 @@ import platform
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
-from exporter import __version__, config, logfmt
+from exporter import __version__, config, logfmt, webconfig
 from exporter.client import ACTION, API_VERSION, ListAsynJobsClient
 from exporter.collector import JobsCollector, SelfMetrics
-from exporter.credentials import CredentialProvider, provider_for
+from exporter.credentials import CredentialObserver, CredentialProvider, provider_for
 from exporter.errors import ConfigError, CredentialsError
 from exporter.jobs import Job, JobQuery, JobStore
+from exporter.ratelimit import TokenBucket
 from exporter.signing import make_signer
-from exporter.targets import Refresher, Target, TargetKey
+from exporter.state import StateFile
+from exporter.targets import Refresher, RefreshPolicy, Target, TargetKey
 from exporter.web import LandingInfo, LandingTarget, Server, WebHooks, make_wsgi_app
 
 log = logging.getLogger("exporter")
@@ -131,11 +133,31 @@ class _Unavailable:
         raise self._error
 
 
+class _Gate:
+    """Passes a target's request observations on until the target is removed by a reload,
+    so a refresh still in flight then cannot bring its forgotten series back."""
+
+    def __init__(self, observe: Callable[[str, float], None]) -> None:
+        self._observe = observe
+        self._lock = threading.Lock()
+        self._open = True
+
+    def __call__(self, code: str, seconds: float) -> None:
+        with self._lock:
+            if self._open:
+                self._observe(code, seconds)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+
 @dataclass
 class _Wired:
     target: Target
     account: config.AccountConfig
     client: ListAsynJobsClient | None
+    gate: _Gate | None = None
 
 
 class App:
@@ -148,9 +170,19 @@ class App:
         self.metrics = SelfMetrics(self.registry)
         self._lock = threading.Lock()
         self.cfg = cfg
+        # One request budget per account, shared by its regions (ALB counts the quota per
+        # main account); kept across reloads while the account's rate is unchanged.
+        self._buckets: dict[str, TokenBucket] = {}
         self._wired = self._wire(cfg, {})
+        # The state file is read once, at start-up; a reload keeps the running state.
+        self.state = StateFile(cfg.state_file) if cfg.state_file else None
+        if self.state is not None:
+            self.state.restore(w.target for w in self._wired.values())
         self.refresher = Refresher(
-            {k: w.target for k, w in self._wired.items()}, cache_ttl=cfg.cache_ttl
+            {k: w.target for k, w in self._wired.items()},
+            cache_ttl=cfg.cache_ttl,
+            max_workers=cfg.max_concurrent_refreshes,
+            after_refresh=self._after_refresh,
         )
         self.registry.register(JobsCollector(self.refresher.targets))
         self.metrics.set_reload_ok(True)
@@ -160,7 +192,12 @@ class App:
         for account in cfg.accounts:
             provider: CredentialProvider | CredentialsError
             try:
-                provider = provider_for(account, self.env)
+                provider = provider_for(
+                    account,
+                    self.env,
+                    observer=self._credential_observer(account.name),
+                    timeout=cfg.request_timeout,
+                )
             except CredentialsError as exc:
                 log.error("%s", exc)
                 provider = exc
@@ -174,8 +211,35 @@ class App:
                 ):
                     wired[key] = previous  # unchanged: keep its store, so counters continue
                     continue
-                wired[key] = self._new_target(cfg, account, region, provider)
+                store = None
+                if previous is not None and _same_data(self.cfg, previous.account, cfg, account):
+                    # Only how the API is reached changed (timeouts, page size, keys): the
+                    # jobs are the same, so counters continue instead of resetting and
+                    # missing the jobs that finish before the new store's first refresh.
+                    store = previous.target.store
+                wired[key] = self._new_target(cfg, account, region, provider, store)
         return wired
+
+    def _after_refresh(self, target: Target) -> None:
+        if self.state is not None and target.status().up:
+            self.state.maybe_save(self.refresher.targets())
+
+    def _bucket(self, account: config.AccountConfig) -> TokenBucket:
+        bucket = self._buckets.get(account.name)
+        if bucket is None or bucket.max_rate != account.max_requests_per_second:
+            bucket = TokenBucket(account.max_requests_per_second)
+            self._buckets[account.name] = bucket
+        return bucket
+
+    def _credential_observer(self, account: str) -> CredentialObserver:
+        """Feeds every fetch of temporary credentials of `account` into the self-metrics."""
+
+        def observe(source: str, code: str, expiration: float | None) -> None:
+            self.metrics.credential_refresh(account, source, code)
+            if expiration is not None:
+                self.metrics.set_credentials_expiry(account, source, expiration)
+
+        return observe
 
     def _new_target(
         self,
@@ -183,8 +247,10 @@ class App:
         account: config.AccountConfig,
         region: str,
         provider: CredentialProvider | CredentialsError,
+        store: JobStore | None = None,
     ) -> _Wired:
         client = None
+        gate = None
         source: ListAsynJobsClient | _Unavailable
         if isinstance(provider, CredentialsError):
             source = _Unavailable(provider)
@@ -198,15 +264,30 @@ class App:
                 page_size=cfg.page_size,
                 max_pages=cfg.max_pages,
                 timeout=cfg.request_timeout,
-                observer=self.metrics.request_observer(account.name, region),
+                observer=(gate := _Gate(self.metrics.request_observer(account.name, region))),
                 user_agent=f"{PROG}/{__version__}",
+                on_auth_expired=provider.invalidate,
+                pacer=self._bucket(account),
             )
         self.metrics.register_target(account.name, region)
-        store = JobStore(lookback=cfg.lookback, recent_failures=cfg.recent_failures)
+        if store is None:
+            store = JobStore(
+                lookback=cfg.lookback,
+                recent_failures=cfg.recent_failures,
+                processing_max_age=cfg.processing_max_age,
+            )
         target = Target(
-            account.name, region, source, store, lookback=cfg.lookback, filters=account.filters
+            account.name,
+            region,
+            source,
+            store,
+            lookback=cfg.lookback,
+            filters=account.filters,
+            policy=RefreshPolicy(
+                overlap=cfg.overlap, full_resync_interval=cfg.full_resync_interval
+            ),
         )
-        return _Wired(target, account, client)
+        return _Wired(target, account, client, gate)
 
     # --- hooks for web ---
 
@@ -253,7 +334,15 @@ class App:
                 self.metrics.set_reload_ok(False)
                 log.error("config reload failed, keeping the running config: %s", exc)
                 return str(exc)
+            if not new_cfg.accounts:
+                self.metrics.set_reload_ok(False)
+                error = "accounts: at least one account is required"
+                log.error("config reload failed, keeping the running config: %s", error)
+                return error
             old = self._wired
+            removed_accounts = {a.name for a in self.cfg.accounts} - {
+                a.name for a in new_cfg.accounts
+            }
             self._wired = self._wire(new_cfg, old)
             self.cfg = new_cfg
             self.refresher.set_targets(
@@ -263,16 +352,34 @@ class App:
                 if self._wired.get(key) is not w:
                     self._close(w)
                     if key not in self._wired:
+                        if w.gate is not None:
+                            w.gate.close()
                         self.metrics.forget_target(*key)
+            for name in removed_accounts:
+                self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
             log.info("config reloaded: %d targets", len(self._wired))
-            return None
+            fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
+        if fresh:
+            # New targets are tried right away, so /-/ready and their series do not wait
+            # for the next scrape.
+            threading.Thread(
+                target=self.refresher.ensure_fresh, args=(fresh,), name="reload-warmup", daemon=True
+            ).start()
+        return None
 
     def all_up(self) -> bool:
         return all(t.status().up for t in self.refresher.targets())
 
     def close(self) -> None:
+        for bucket in self._buckets.values():
+            bucket.close()
         self.refresher.shutdown()
+        if self.state is not None:
+            try:
+                self.state.save(self.refresher.targets())
+            except OSError as exc:
+                log.error("cannot write state file %s: %s", self.state.path, exc)
         for w in self._wired.values():
             self._close(w)
 
@@ -285,6 +392,24 @@ class App:
 def _same_globals(a: config.Config, b: config.Config) -> bool:
     """Whether a target built under `a` is still right under `b` (accounts aside)."""
     return replace(a, accounts=(), cache_ttl=0.0) == replace(b, accounts=(), cache_ttl=0.0)
+
+
+def _same_data(
+    a: config.Config,
+    account_a: config.AccountConfig,
+    b: config.Config,
+    account_b: config.AccountConfig,
+) -> bool:
+    """Whether a target's job store can carry over: same jobs, same counting window.
+
+    (Called for one region key, so name and region already match.)
+    """
+    return (
+        a.lookback == b.lookback
+        and a.recent_failures == b.recent_failures
+        and account_a.filters == account_b.filters
+        and account_a.endpoint == account_b.endpoint
+    )
 
 
 # --- modes -------------------------------------------------------------------------------
@@ -330,7 +455,7 @@ def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _serve(app: App, args: argparse.Namespace) -> int:
+def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | None = None) -> int:
     app.telemetry_path = args.telemetry_path
     hooks = WebHooks(
         prepare_scrape=app.prepare_scrape,
@@ -341,7 +466,14 @@ def _serve(app: App, args: argparse.Namespace) -> int:
         landing=app.landing,
     )
     try:
-        server = Server(make_wsgi_app(hooks, telemetry_path=args.telemetry_path), args.listen)
+        wsgi = make_wsgi_app(
+            hooks,
+            telemetry_path=args.telemetry_path,
+            authenticate=web.authenticate if web is not None else None,
+            headers=web.headers if web is not None else None,
+        )
+        tls = web.ssl_context if web is not None and web.tls_enabled else None
+        server = Server(wsgi, args.listen, ssl_context=tls)
     except (OSError, ValueError) as exc:
         print(f"{PROG}: error: --web.listen-address {args.listen}: {exc}", file=sys.stderr)
         app.close()
@@ -382,13 +514,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     logfmt.setup(args.log_level, args.log_format)
     # `_created` series double the counters' cardinality and most dashboards ignore them.
     disable_created_metrics()  # type: ignore[no-untyped-call]
+    web = None
     if args.web_config_file:
-        print(
-            f"{PROG}: error: --web.config.file: TLS and basic auth are not supported by "
-            f"this version yet",
-            file=sys.stderr,
-        )
-        return 2
+        try:
+            web = webconfig.LiveWebConfig(args.web_config_file)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"{PROG}: error: --web.config.file: {problem}", file=sys.stderr)
+            return 2
 
     sim = None
     config_path: str | None = args.config_file
@@ -423,7 +556,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             sys.stdout.flush()
             app.close()
             return 0 if app.all_up() else 1
-        return _serve(app, args)
+        return _serve(app, args, web)
     finally:
         if sim is not None:
             sim.shutdown()

@@ -12,10 +12,11 @@ import logging
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -37,11 +38,23 @@ ACTION = "ListAsynJobs"
 API_VERSION = "2020-06-16"
 MAX_IDS_PER_CALL = 20  # JobIds.N / ResourceIds.N per call: the API's limit is unconfirmed
 MAX_PAGE_SIZE = 100  # the API's documented MaxResults upper bound
+EXPIRED_TOKEN_CODE = "InvalidSecurityToken.Expired"
 MESSAGE_LIMIT = 300  # API messages can embed a whole string-to-sign; keep errors one-liners
 
 # Called once per HTTP attempt with (code, seconds): code is "OK", the API error Code,
 # "Timeout" or "TransportError". The composition root turns it into metrics.
 RequestObserver = Callable[[str, float], None]
+
+
+class RequestPacer(Protocol):
+    """A request budget shared beyond this client (e.g. `ratelimit.TokenBucket`, one per
+    account): `acquire()` blocks before every HTTP attempt, `throttled()` reports a
+    Throttling answer and its `x-acs-retry-after` (seconds)."""
+
+    def acquire(self) -> None: ...
+
+    def throttled(self, retry_after: float | None) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +70,14 @@ _AUTH_CODES = frozenset(
 # Codes become a metric label; an absurd one from a broken gateway must not bloat it.
 _CODE_LIMIT = 100
 
-# V1 signing puts these in the URL; httpx exception texts could in principle echo it.
-_SECRET_PARAMS = re.compile(r"(Signature|SecurityToken|AccessKeyId)=[^&\s'\"]*")
+# Error texts can echo secrets: V1 signing puts the token in the URL (httpx exception
+# texts), and the gateway's SignatureDoesNotMatch message quotes its string to sign (V1:
+# the query percent-encoded once more, "SecurityToken%3D...%26") or its canonical request
+# (V3: the "x-acs-security-token:..." header line).
+_SECRET_PARAMS = re.compile(
+    r"(Signature|SecurityToken|AccessKeyId)(=|%3D|%253D)(?:(?!%26|%2526)[^&\s'\"])*"
+)
+_SECRET_HEADERS = re.compile(r"(x-acs-security-token:)\S*", re.IGNORECASE)
 
 
 class MalformedResponseError(TransportError):
@@ -119,6 +138,8 @@ class ListAsynJobsClient:
         backoff_cap: float = 5.0,
         rng: Callable[[], float] = random.random,
         user_agent: str = "alb-jobs-exporter",
+        on_auth_expired: Callable[[], None] | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -137,6 +158,10 @@ class ListAsynJobsClient:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._rng = rng
+        # Called when the API says the security token expired; the request is then retried
+        # once (with whatever credentials the signer gets next).
+        self._on_auth_expired = on_auth_expired
+        self._pacer = pacer
         self._http = httpx.Client(
             transport=transport,
             timeout=timeout,
@@ -221,14 +246,27 @@ class ListAsynJobsClient:
     def _call(self, params: Mapping[str, str]) -> tuple[list[Job], str | None]:
         """One page (jobs, next token), after at most `max_attempts` tries."""
         attempt = 0
+        renewed = False
         while True:
             try:
                 return self._attempt(params)
             except (ApiError, TransportError) as exc:
+                if (
+                    isinstance(exc, AuthError)
+                    and exc.code == EXPIRED_TOKEN_CODE
+                    and self._on_auth_expired is not None
+                    and not renewed
+                ):
+                    renewed = True
+                    log.info("%s: security token expired; refreshing credentials once", ACTION)
+                    self._on_auth_expired()
+                    continue
                 attempt += 1
+                retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+                if isinstance(exc, ThrottledError) and self._pacer is not None:
+                    self._pacer.throttled(retry_after)
                 if not exc.retryable or attempt >= self._max_attempts:
                     raise
-                retry_after = exc.retry_after if isinstance(exc, ApiError) else None
                 if retry_after is not None and retry_after > self._backoff_cap:
                     raise
                 delay = self._backoff(attempt - 1, retry_after)
@@ -248,6 +286,8 @@ class ListAsynJobsClient:
         # headers (V3) by the auth flow, which httpx runs afresh on every send: each attempt
         # gets a new nonce and date.
         url = f"{self._endpoint}?{canonical_query(params)}"
+        if self._pacer is not None:
+            self._pacer.acquire()
         started = time.perf_counter()
         try:
             response = self._http.post(url, content=b"", auth=self._auth)
@@ -335,7 +375,7 @@ def _api_error(code: str, body: dict[str, Any], response: httpx.Response) -> Api
     cls = classify(code, response.status_code)
     return cls(
         code,
-        _short(message or "", MESSAGE_LIMIT),
+        _short(_redact(message or ""), MESSAGE_LIMIT),
         http_status=response.status_code,
         request_id=request_id or None,
         retry_after=_retry_after(response.headers.get("x-acs-retry-after")),
@@ -357,6 +397,11 @@ def parse_page(body: Any) -> tuple[list[Job], str | None]:
         raise _malformed(f"body is a JSON {_kind(body)}, not an object")
     raw_jobs = body.get("Jobs")
     if raw_jobs is None:
+        # An empty listing may come without Jobs, but not while TotalCount counts jobs: read
+        # as "no jobs", a list lost by the server would zero the gauges and make every
+        # tracked Processing job look vanished.
+        if _positive_count(body.get("TotalCount")):
+            raise _malformed(f"Jobs is {_kind(raw_jobs)} while TotalCount counts jobs")
         raw_jobs = []
     elif not isinstance(raw_jobs, list):
         raise _malformed(f"Jobs is a JSON {_kind(raw_jobs)}, not an array")
@@ -382,14 +427,16 @@ def parse_job(raw: Any, index: int = 0) -> Job:
         raise _malformed(f"{where}.CreateTime is missing")
     # ModifyTime may be absent while a job is still running; its creation is the last change.
     modify_time = _seconds(raw.get("ModifyTime"), f"{where}.ModifyTime")
+    # The label fields take few distinct values but json.loads makes a new string for every
+    # occurrence: interned, 100k jobs held take about a third less memory.
     return Job(
         id=job_id,
-        api_name=_text(raw, "ApiName", where),
-        operate_type=_text(raw, "OperateType", where),
-        resource_type=_text(raw, "ResourceType", where),
+        api_name=sys.intern(_text(raw, "ApiName", where)),
+        operate_type=sys.intern(_text(raw, "OperateType", where)),
+        resource_type=sys.intern(_text(raw, "ResourceType", where)),
         resource_id=_text(raw, "ResourceId", where),
-        status=status,
-        error_code=_text(raw, "ErrorCode", where),
+        status=sys.intern(status),
+        error_code=sys.intern(_text(raw, "ErrorCode", where)),
         error_message=_text(raw, "ErrorMessage", where),
         create_time=create_time,
         modify_time=create_time if modify_time is None else modify_time,
@@ -491,4 +538,11 @@ def _short(text: str, limit: int) -> str:
 
 
 def _redact(text: str) -> str:
-    return _SECRET_PARAMS.sub(r"\1=REDACTED", text)
+    text = _SECRET_PARAMS.sub(r"\1\2REDACTED", text)
+    return _SECRET_HEADERS.sub(r"\1REDACTED", text)
+
+
+def _positive_count(value: Any) -> bool:
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 18:
+        value = int(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -36,11 +36,42 @@ TOP_LEVEL_KEYS = (
     "max_pages",
     "recent_failures",
     "state_file",
+    "overlap",
+    "full_resync_interval",
+    "processing_max_age",
+    "max_concurrent_refreshes",
     "accounts",
 )
-ACCOUNT_KEYS = ("name", "regions", "endpoint", "signature", "credentials", "filters")
+ACCOUNT_KEYS = (
+    "name",
+    "regions",
+    "endpoint",
+    "signature",
+    "credentials",
+    "filters",
+    "max_requests_per_second",
+)
 SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
 CREDENTIALS_KEYS = tuple(k for key in SECRET_KEYS for k in (key, f"{key}_file"))
+# `credentials.type` values; a block without `type` is access_key (sts with a security_token).
+CREDENTIAL_TYPES = ("access_key", "sts", "ram_role_arn", "oidc_role_arn", "ecs_ram_role", "profile")
+_ROLE_KEYS = ("role_arn", "role_session_name", "policy", "duration", "sts_endpoint")
+# The keys each type takes (besides `type`); any other known key is an error for that type.
+CREDENTIALS_TYPE_KEYS: dict[str, tuple[str, ...]] = {
+    "access_key": CREDENTIALS_KEYS[:4],
+    "sts": CREDENTIALS_KEYS,
+    "ram_role_arn": (*_ROLE_KEYS, "external_id", "source"),
+    "oidc_role_arn": (*_ROLE_KEYS, "oidc_provider_arn", "oidc_token_file"),
+    "ecs_ram_role": ("role_name",),
+    "profile": ("profile",),
+}
+ALL_CREDENTIALS_KEYS = tuple(
+    dict.fromkeys(("type", *(k for keys in CREDENTIALS_TYPE_KEYS.values() for k in keys)))
+)
+# STS DurationSeconds bounds (the upper one is the role's MaxSessionDuration at most).
+STS_MIN_DURATION = 900.0
+STS_MAX_DURATION = 43200.0
+MAX_CREDENTIALS_NESTING = 4  # ram_role_arn `source` chains deeper than this are refused
 FILTERS_KEYS = ("resource_types", "api_names", "resource_ids")
 MAX_PAGE_SIZE = 100  # ListAsynJobs MaxResults upper bound
 
@@ -66,6 +97,27 @@ class CredentialsConfig:
     access_key_secret_file: str | None = None
     security_token: str | None = field(default=None, repr=False)
     security_token_file: str | None = None
+    # "" (a block written without `type`): access_key, or sts when a security token is set.
+    type: str = ""
+    role_arn: str | None = None  # ram_role_arn, oidc_role_arn
+    role_session_name: str | None = None
+    external_id: str | None = field(default=None, repr=False)  # ram_role_arn
+    policy: str | None = None  # an inline RAM policy (JSON) narrowing the role's permissions
+    duration: float | None = None  # STS DurationSeconds; None: 1h
+    sts_endpoint: str | None = None  # URL; None: env / sts.aliyuncs.com
+    oidc_provider_arn: str | None = None  # oidc_role_arn
+    oidc_token_file: str | None = None  # oidc_role_arn: re-read on every refresh
+    role_name: str | None = None  # ecs_ram_role; None: asked from the instance metadata
+    profile: str | None = None  # profile; None: ALIBABA_CLOUD_PROFILE, else the default
+    # ram_role_arn: the identity that assumes the role; None: the default chain.
+    source: CredentialsConfig | None = None
+
+    @property
+    def kind(self) -> str:
+        """The effective type: `type`, or what a block without it means."""
+        if self.type:
+            return self.type
+        return "sts" if self.security_token or self.security_token_file else "access_key"
 
 
 @dataclass(frozen=True)
@@ -76,6 +128,10 @@ class AccountConfig:
     signature: str = "v3"  # "v3" or "v1"
     credentials: CredentialsConfig | None = None  # None: the default chain
     filters: Filters = Filters()
+    # ALB's ListAsynJobs quota is not published; it is counted per main account, region
+    # and API and shared with Terraform, the console and ingress controllers. 5/s leaves
+    # room for them while a refresh (one call plus what is new) takes well under a second.
+    max_requests_per_second: float = 5.0
 
     def endpoint_for(self, region: str) -> str:
         """The base URL for one region: the template with `{region}` substituted."""
@@ -94,6 +150,10 @@ class Config:
     max_pages: int = 500
     recent_failures: int = 10
     state_file: str = ""
+    overlap: float = 60.0  # incremental listings reach back this far before the last one
+    full_resync_interval: float = 1800.0  # a complete page-through of the window this often
+    processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
+    max_concurrent_refreshes: int = 4
     accounts: tuple[AccountConfig, ...] = ()
 
 
@@ -158,6 +218,10 @@ def summary(config: Config) -> str:
         f"max_pages: {config.max_pages}",
         f"recent_failures: {config.recent_failures}",
         f"state_file: {config.state_file or '(none)'}",
+        f"overlap: {format_duration(config.overlap)}",
+        f"full_resync_interval: {format_duration(config.full_resync_interval)}",
+        f"processing_max_age: {format_duration(config.processing_max_age)}",
+        f"max_concurrent_refreshes: {config.max_concurrent_refreshes}",
     ]
     if not config.accounts:
         lines.append("accounts: none")
@@ -172,6 +236,7 @@ def summary(config: Config) -> str:
             f"    signature: {account.signature}",
             f"    credentials: {_credentials_summary(account.credentials)}",
             f"    filters: {_filters_summary(account.filters)}",
+            f"    max_requests_per_second: {account.max_requests_per_second:g}",
         ]
     return "\n".join(lines)
 
@@ -314,6 +379,29 @@ def _config(ctx: _Context, raw: dict[Any, Any]) -> Config | None:
         ctx, data.get("recent_failures"), "recent_failures", defaults.recent_failures, 0, None
     )
     state_file = _optional_string(ctx, data.get("state_file"), "state_file")
+    overlap = _duration(ctx, data.get("overlap"), "overlap", defaults.overlap, zero_ok=False)
+    full_resync_interval = _duration(
+        ctx,
+        data.get("full_resync_interval"),
+        "full_resync_interval",
+        defaults.full_resync_interval,
+        zero_ok=False,
+    )
+    processing_max_age = _duration(
+        ctx,
+        data.get("processing_max_age"),
+        "processing_max_age",
+        defaults.processing_max_age,
+        zero_ok=False,
+    )
+    max_concurrent_refreshes = _integer(
+        ctx,
+        data.get("max_concurrent_refreshes"),
+        "max_concurrent_refreshes",
+        defaults.max_concurrent_refreshes,
+        1,
+        256,
+    )
     accounts = _accounts(ctx, data.get("accounts"), "accounts")
     if (
         lookback is None
@@ -323,6 +411,10 @@ def _config(ctx: _Context, raw: dict[Any, Any]) -> Config | None:
         or max_pages is None
         or recent_failures is None
         or state_file is None
+        or overlap is None
+        or full_resync_interval is None
+        or processing_max_age is None
+        or max_concurrent_refreshes is None
         or accounts is None
     ):
         return None
@@ -334,6 +426,10 @@ def _config(ctx: _Context, raw: dict[Any, Any]) -> Config | None:
         max_pages=max_pages,
         recent_failures=recent_failures,
         state_file=state_file,
+        overlap=overlap,
+        full_resync_interval=full_resync_interval,
+        processing_max_age=processing_max_age,
+        max_concurrent_refreshes=max_concurrent_refreshes,
         accounts=accounts,
     )
 
@@ -373,6 +469,12 @@ def _account(
     signature = _signature(ctx, data.get("signature"), f"{path}.signature")
     credentials = _credentials(ctx, data.get("credentials"), f"{path}.credentials")
     filters = _filters(ctx, data.get("filters"), f"{path}.filters")
+    rate = _positive_number(
+        ctx,
+        data.get("max_requests_per_second"),
+        f"{path}.max_requests_per_second",
+        AccountConfig.max_requests_per_second,
+    )
     if (
         name is None
         or regions is None
@@ -380,6 +482,7 @@ def _account(
         or signature is None
         or credentials is _INVALID
         or filters is None
+        or rate is None
     ):
         return None
     return AccountConfig(
@@ -389,6 +492,7 @@ def _account(
         signature=signature,
         credentials=credentials,
         filters=filters,
+        max_requests_per_second=rate,
     )
 
 
@@ -512,13 +616,74 @@ def _signature(ctx: _Context, raw: object, path: str) -> str | None:
     return text.value
 
 
-def _credentials(ctx: _Context, raw: object, path: str) -> CredentialsConfig | _Invalid | None:
+def _credentials(
+    ctx: _Context, raw: object, path: str, depth: int = 0
+) -> CredentialsConfig | _Invalid | None:
     """The credentials block, None when absent, or _INVALID (already reported)."""
     if raw is None:
         return None
-    data = _mapping(ctx, raw, path, CREDENTIALS_KEYS)
+    if depth > MAX_CREDENTIALS_NESTING:
+        ctx.problem(path, f"sources nested more than {MAX_CREDENTIALS_NESTING} levels deep")
+        return _INVALID
+    data = _mapping(ctx, raw, path, ALL_CREDENTIALS_KEYS)
     if data is None:
         return _INVALID
+    kind = _credentials_type(ctx, data, path)
+    if kind is None:
+        return _INVALID
+    if kind == "":
+        keys = _access_keys(ctx, data, path, "")
+        return _INVALID if keys is None else keys
+    ok = True
+    for key in data:
+        if key != "type" and key not in CREDENTIALS_TYPE_KEYS[kind]:
+            ctx.problem(f"{path}.{key}", f"not used with type {kind}")
+            ok = False
+    if kind in ("access_key", "sts"):
+        keys = _access_keys(ctx, data, path, kind)
+        return _INVALID if keys is None or not ok else keys
+    fields: dict[str, Any] = {}
+    if kind in ("ram_role_arn", "oidc_role_arn"):
+        _role_fields(ctx, data, path, kind, fields, depth)
+    elif kind == "ecs_ram_role":
+        fields["role_name"] = _plain(ctx, data.get("role_name"), f"{path}.role_name")
+    else:
+        fields["profile"] = _plain(ctx, data.get("profile"), f"{path}.profile")
+    if not ok or any(value is _INVALID for value in fields.values()):
+        return _INVALID
+    return CredentialsConfig(type=kind, **fields)
+
+
+def _credentials_type(ctx: _Context, data: dict[str, Any], path: str) -> str | None:
+    """The `type` given, "" for a block without one (access keys), None if invalid."""
+    raw = data.get("type")
+    if raw is None:
+        others = sorted(set(data) - set(CREDENTIALS_KEYS))
+        if others:
+            ctx.problem(
+                f"{path}.type",
+                f"required with {others[0]} (one of {', '.join(CREDENTIAL_TYPES)})",
+            )
+            return None
+        return ""
+    text = _string(ctx, raw, f"{path}.type", "a credentials type")
+    if text is None:
+        return None
+    if text.value not in CREDENTIAL_TYPES:
+        ctx.problem(
+            f"{path}.type",
+            f"unknown credentials type {_show(text)}{_hint(text.value, CREDENTIAL_TYPES)}; "
+            f"expected one of {', '.join(CREDENTIAL_TYPES)}",
+        )
+        return None
+    return text.value
+
+
+def _access_keys(
+    ctx: _Context, data: dict[str, Any], path: str, kind: str
+) -> CredentialsConfig | None:
+    """access_key_id / access_key_secret / security_token (each inline or `*_file`)."""
+    token_required = kind == "sts"
     values: dict[str, str | None] = {}
     ok = True
     for key in SECRET_KEYS:
@@ -531,8 +696,11 @@ def _credentials(ctx: _Context, raw: object, path: str) -> CredentialsConfig | _
         if inline is _INVALID or file_path is _INVALID:
             ok = False
             continue
-        if key != "security_token" and inline is None and file_path is None:
-            if data.get(key) is None:
+        required = key != "security_token" or token_required
+        if required and inline is None and file_path is None:
+            if key == "security_token":
+                message = f"required (or {key}_file) with type sts"
+            elif data.get(key) is None:
                 message = f"required (or {key}_file) when 'credentials' is given"
             else:
                 message = "must not be empty when 'credentials' is given"
@@ -542,15 +710,114 @@ def _credentials(ctx: _Context, raw: object, path: str) -> CredentialsConfig | _
         values[key] = inline
         values[f"{key}_file"] = file_path
     if not ok:
-        return _INVALID
+        return None
     return CredentialsConfig(
         access_key_id=values["access_key_id"],
         access_key_id_file=values["access_key_id_file"],
         access_key_secret=values["access_key_secret"],
         access_key_secret_file=values["access_key_secret_file"],
-        security_token=values["security_token"],
-        security_token_file=values["security_token_file"],
+        security_token=values.get("security_token"),
+        security_token_file=values.get("security_token_file"),
+        type=kind,
     )
+
+
+_ROLE_ARN = re.compile(r"acs:ram::\d+:role/\S+")
+_OIDC_PROVIDER_ARN = re.compile(r"acs:ram::\d+:oidc-provider/\S+")
+_SESSION_NAME = re.compile(r"[A-Za-z0-9_.@-]{2,64}")
+
+
+def _role_fields(
+    ctx: _Context, data: dict[str, Any], path: str, kind: str, out: dict[str, Any], depth: int
+) -> None:
+    """Fill `out` with the STS role keys of ram_role_arn / oidc_role_arn (_INVALID if bad)."""
+    out["role_arn"] = _arn(ctx, data.get("role_arn"), f"{path}.role_arn", _ROLE_ARN, "role")
+    session = _plain(ctx, data.get("role_session_name"), f"{path}.role_session_name")
+    if isinstance(session, str) and not _SESSION_NAME.fullmatch(session):
+        ctx.problem(
+            f"{path}.role_session_name",
+            "must be 2 to 64 letters, digits or the characters . @ - _",
+        )
+        session = _INVALID
+    out["role_session_name"] = session
+    out["policy"] = _policy(ctx, data.get("policy"), f"{path}.policy")
+    duration: float | _Invalid | None = None
+    if data.get("duration") is not None:
+        seconds = _duration(ctx, data.get("duration"), f"{path}.duration", 0.0, zero_ok=False)
+        if seconds is not None and not STS_MIN_DURATION <= seconds <= STS_MAX_DURATION:
+            ctx.problem(f"{path}.duration", "must be from 15m to 12h (STS DurationSeconds)")
+            seconds = None
+        duration = _INVALID if seconds is None else seconds
+    out["duration"] = duration
+    out["sts_endpoint"] = _sts_endpoint(ctx, data.get("sts_endpoint"), f"{path}.sts_endpoint")
+    if kind == "ram_role_arn":
+        external_id = _secret(ctx, data.get("external_id"), f"{path}.external_id")
+        out["external_id"] = external_id
+        source = _credentials(ctx, data.get("source"), f"{path}.source", depth + 1)
+        out["source"] = source
+    else:
+        out["oidc_provider_arn"] = _arn(
+            ctx,
+            data.get("oidc_provider_arn"),
+            f"{path}.oidc_provider_arn",
+            _OIDC_PROVIDER_ARN,
+            "oidc-provider",
+        )
+        token_file = _plain(ctx, data.get("oidc_token_file"), f"{path}.oidc_token_file")
+        if token_file is None:
+            ctx.problem(f"{path}.oidc_token_file", "required with type oidc_role_arn")
+            token_file = _INVALID
+        out["oidc_token_file"] = token_file
+
+
+def _plain(ctx: _Context, raw: object, path: str) -> str | _Invalid | None:
+    """An optional non-secret string: its value, None when absent or empty, or _INVALID."""
+    if raw is None:
+        return None
+    text = _string(ctx, raw, path, "a string")
+    if text is None:
+        return _INVALID
+    return text.value.strip() or None
+
+
+def _arn(
+    ctx: _Context, raw: object, path: str, pattern: re.Pattern[str], kind: str
+) -> str | _Invalid:
+    value = _plain(ctx, raw, path)
+    if value is None:
+        ctx.problem(path, f"required (e.g. acs:ram::123456789012:{kind}/NAME)")
+        return _INVALID
+    if isinstance(value, str) and not pattern.fullmatch(value):
+        ctx.problem(path, f"must look like acs:ram::<account id>:{kind}/<name>")
+        return _INVALID
+    return value
+
+
+def _policy(ctx: _Context, raw: object, path: str) -> str | _Invalid | None:
+    value = _plain(ctx, raw, path)
+    if not isinstance(value, str):
+        return value
+    try:
+        document = json.loads(value)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        ctx.problem(path, "must be a RAM policy document: a JSON object in a string")
+        return _INVALID
+    return value
+
+
+def _sts_endpoint(ctx: _Context, raw: object, path: str) -> str | _Invalid | None:
+    """A host name (https:// is implied) or an http(s) URL; http:// only for loopback."""
+    value = _plain(ctx, raw, path)
+    if not isinstance(value, str):
+        return value
+    url = value if "://" in value else f"https://{value}"
+    problem = "must not contain placeholders" if "{" in url else _endpoint_problem(url)
+    if problem is not None:
+        ctx.problem(path, problem)
+        return _INVALID
+    return url
 
 
 def _secret(ctx: _Context, raw: object, path: str) -> str | _Invalid | None:
@@ -579,7 +846,10 @@ def _secret_file(ctx: _Context, raw: object, path: str) -> str | _Invalid | None
         return None
     reason = _unreadable_reason(text.value)
     if reason is not None:
-        ctx.problem(path, f"cannot read {_show(text)}: {reason}")
+        # A path is not a secret and a long one is still what the user must fix: show it
+        # whole (unless it came from the environment, like every env-derived value).
+        shown = _show(text) if text.from_env else json.dumps(text.value, ensure_ascii=False)
+        ctx.problem(path, f"cannot read {shown}: {reason}")
         return _INVALID
     return text.value
 
@@ -752,6 +1022,29 @@ def _parse_duration(text: str) -> float | None:
     return total if position == len(text) and position > 0 else None
 
 
+def _positive_number(ctx: _Context, raw: object, path: str, default: float) -> float | None:
+    """A finite number > 0 (an int, a float, or a string of one from `${VAR}`)."""
+    if raw is None:
+        return default
+    value: float | None = None
+    shown: str
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value, shown = float(raw), f"{raw:g}" if isinstance(raw, float) else str(raw)
+    elif isinstance(raw, str):
+        text = _expand(ctx, raw, path)
+        if text is None:
+            return None
+        shown = _show(text)
+        if _NUMBER.fullmatch(text.value.strip()) and len(text.value.strip()) <= 18:
+            value = float(text.value)
+    else:
+        shown = _kind(raw)
+    if value is None or not math.isfinite(value) or value <= 0:
+        ctx.problem(path, f"must be a number greater than 0, got {shown}")
+        return None
+    return value
+
+
 def _integer(
     ctx: _Context, raw: object, path: str, default: int, low: int, high: int | None
 ) -> int | None:
@@ -897,6 +1190,38 @@ def _join(path: str, key: object) -> str:
 def _credentials_summary(credentials: CredentialsConfig | None) -> str:
     if credentials is None:
         return "default chain"
+    if credentials.type:
+        return _typed_credentials_summary(credentials)
+    return f"config ({', '.join(_access_key_parts(credentials))})"
+
+
+def _typed_credentials_summary(c: CredentialsConfig) -> str:
+    parts: list[str] = []
+    if c.type in ("access_key", "sts"):
+        parts = _access_key_parts(c)
+    elif c.type in ("ram_role_arn", "oidc_role_arn"):
+        parts.append(f"role_arn={c.role_arn}")
+        if c.oidc_provider_arn:
+            parts.append(f"oidc_provider_arn={c.oidc_provider_arn}")
+        if c.oidc_token_file:
+            parts.append(f"oidc_token_file={c.oidc_token_file}")
+        if c.role_session_name:
+            parts.append(f"role_session_name={c.role_session_name}")
+        parts += [f"{key} set" for key in ("external_id", "policy") if getattr(c, key)]
+        if c.duration is not None:
+            parts.append(f"duration={format_duration(c.duration)}")
+        if c.sts_endpoint:
+            parts.append(f"sts_endpoint={c.sts_endpoint}")
+        if c.type == "ram_role_arn":
+            parts.append(f"source: {_credentials_summary(c.source)}")
+    elif c.type == "ecs_ram_role":
+        parts.append(f"role_name={c.role_name}" if c.role_name else "role from instance metadata")
+    else:
+        parts.append(f"profile={c.profile}" if c.profile else "profile from environment/default")
+    return f"{c.type} ({', '.join(parts)})"
+
+
+def _access_key_parts(credentials: CredentialsConfig) -> list[str]:
     parts = []
     for key in SECRET_KEYS:
         inline = getattr(credentials, key)
@@ -909,7 +1234,7 @@ def _credentials_summary(credentials: CredentialsConfig | None) -> str:
             parts.append(f"access_key_id={mask_access_key_id(inline)}")
         else:
             parts.append(f"{key} inline (redacted)")
-    return f"config ({', '.join(parts)})"
+    return parts
 
 
 def _filters_summary(filters: Filters) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -67,6 +68,20 @@ _JSON = "application/json;charset=utf-8"
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+$")
 _HOST_RE = re.compile(r"^alb(?:-vpc)?\.([a-z0-9-]+)\.aliyuncs\.com$")
 _ARRAY_RE = re.compile(r"^(JobIds|ResourceIds)\.(\d+)$")
+STS_API_VERSION = "2015-04-01"
+_ROLE_ARN_RE = re.compile(r"^acs:ram::\d+:role/\S+$")
+_OIDC_PROVIDER_RE = re.compile(r"^acs:ram::\d+:oidc-provider/\S+$")
+# `sts_error` knob -> (HTTP status, message), as STS answers them.
+_STS_ERRORS = {
+    "EntityNotExist.Role": (404, "The role not exists."),
+    "NoPermission": (
+        403,
+        "You are not authorized to do this action. You should be authorized by RAM.",
+    ),
+    "Throttling.User": (400, "Request was denied due to user flow control."),
+    "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
+    "InternalError": (500, "The request processing has failed due to some unknown error."),
+}
 
 # V1 common parameters: authentication, not business. Kept out of request logs and of the
 # NextToken fingerprint (they change on every request).
@@ -250,11 +265,26 @@ class _Region:
     rng: random.Random
     next_arrival_ms: int
     jobs: dict[str, _SimJob] = field(default_factory=dict)
+    # `jobs` in listing order and their negated CreateTimes (ascending, for bisect), built
+    # on demand by `Simulator._listing`; every change to `jobs` must reset `listing` to None.
+    listing: list[_SimJob] | None = None
+    listing_keys: list[int] = field(default_factory=list)
     pools: dict[str, list[str]] = field(default_factory=dict)  # live resource ids per type
     last_prune_ms: int = 0
     requests: int = 0
     fault_counter: int = 0  # authenticated requests since the faults last changed
     last_params: dict[str, str] | None = None
+
+
+def _in_time_range(
+    job: _SimJob, now_ms: int, field_name: str, begin: int | None, end: int | None
+) -> bool:
+    if begin is None and end is None:
+        return True
+    value = job.create_ms
+    if field_name == "ModifyTime":
+        value = job.create_ms if job.status(now_ms) == PROCESSING else job.finish_ms or value
+    return (begin is None or value >= begin) and (end is None or value <= end)
 
 
 # --- fault knobs ---------------------------------------------------------------------------
@@ -279,6 +309,9 @@ class Faults:
     status_flip_between_pages: bool = False  # that job is stale (Processing) on the first
     deny: str = ""  # e.g. "Forbidden.RAM": every request gets 403 with this code
     clock_skew: float = 0.0  # seconds added to the gateway clock used for timestamp checks
+    # What BeginTime/EndTime filter on: the real API's choice is unconfirmed, and the
+    # exporter must be right under either.
+    begin_time_field: str = "CreateTime"  # or "ModifyTime"
 
 
 _DEFAULT_FAULTS = Faults()
@@ -325,6 +358,8 @@ def _coerce_knob(name: str, value: object) -> object:
         raise ValueError(f"fault knob {name}: a probability must be within 0..1")
     if name == "malformed" and parsed not in ("", *_MALFORMED):
         raise ValueError(f"fault knob malformed: one of {', '.join(_MALFORMED)}")
+    if name == "begin_time_field" and parsed not in ("CreateTime", "ModifyTime"):
+        raise ValueError("fault knob begin_time_field: CreateTime or ModifyTime")
     if name == "error_code" and parsed not in _SERVER_ERRORS:
         raise ValueError(f"fault knob error_code: one of {', '.join(_SERVER_ERRORS)}")
     return parsed
@@ -480,6 +515,17 @@ class Simulator:
         # SecurityToken -> (AccessKeyId, secret, expires_at): temporary keys from issue_sts().
         self.sts_tokens: dict[str, tuple[str, str, float]] = {}
         self._sts_ids: dict[str, str] = {}  # STS AccessKeyId -> its token
+        # STS / ECS metadata stand-ins: knobs (`set_identity`) and their request log.
+        self.sts_ttl: float | None = None  # lifetime of issued keys; None: DurationSeconds
+        self.sts_error: str | None = None  # every STS call fails with this code
+        self.deny_roles: set[str] = set()  # AssumeRole* of these roles: NoPermission
+        self.oidc_tokens: set[str] = set()  # accepted OIDC tokens; empty: any
+        self.imds_role: str | None = None  # the instance's RAM role; None: none attached
+        self.imds_v1 = True  # requests without a metadata token are answered
+        self.imds_v2 = True  # PUT /latest/api/token is answered
+        self._imds_tokens: dict[str, float] = {}
+        self._imds_credentials: dict[str, tuple[str, str, str, float]] = {}
+        self._identity_calls: deque[dict[str, Any]] = deque(maxlen=_REQUEST_LOG_SIZE)
         self._nonces: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._token_key = secrets.token_bytes(32)
         self._token_serial = 0
@@ -576,6 +622,7 @@ class Simulator:
         while state.next_arrival_ms <= now_ms:
             job = self._generate(state, state.next_arrival_ms)
             state.jobs[job.id] = job
+            state.listing = None
             state.next_arrival_ms += self._gap_ms(state.rng)
         if now_ms - state.last_prune_ms >= _PRUNE_INTERVAL_MS:
             state.last_prune_ms = now_ms
@@ -583,6 +630,7 @@ class Simulator:
             for job_id in [j.id for j in state.jobs.values() if j.create_ms < horizon]:
                 if not state.jobs[job_id].explicit:
                     del state.jobs[job_id]
+                    state.listing = None
 
     @staticmethod
     def _job_id(rng: random.Random) -> str:
@@ -636,18 +684,28 @@ class Simulator:
         return job
 
     @staticmethod
-    def _ordered(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _order(job: _SimJob) -> tuple[int, str]:
         # The listing order: newest first, ties by Id, so that paging is deterministic.
-        return sorted(views, key=lambda v: (-v["CreateTime"], v["Id"]))
+        return (-job.create_ms, job.id)
+
+    def _listing(self, state: _Region) -> tuple[list[_SimJob], list[int]]:
+        """The region's jobs in listing order (future ones included) and their negated
+        CreateTimes. Sorted once per change of the job set, not per page: the order does not
+        depend on the simulated time, only a job's status does, and that is rendered per
+        page (a 100k-job page-through would otherwise sort 100k jobs a thousand times)."""
+        if state.listing is None:
+            state.listing = sorted(state.jobs.values(), key=self._order)
+            state.listing_keys = [-j.create_ms for j in state.listing]
+        return state.listing, state.listing_keys
 
     def jobs(self, region: str | None = None) -> list[dict[str, Any]]:
         """Every job of the region as the API would show it now, in listing order."""
         with self._lock:
             state = self._state(self._check_region(region or self.default_region))
             now_ms = self._now_ms()
-            return self._ordered(
-                [j.view(now_ms) for j in state.jobs.values() if j.create_ms <= now_ms]
-            )
+            listing, keys = self._listing(state)
+            # Newest first: the jobs created by now are a suffix.
+            return [j.view(now_ms) for j in listing[bisect.bisect_left(keys, -now_ms) :]]
 
     def upsert_job(self, region: str, **fields: Any) -> dict[str, Any]:
         """Add a job or override fields of an existing one; returns its current view.
@@ -719,6 +777,7 @@ class Simulator:
             if job.finish_ms is not None and job.finish_ms < job.create_ms:
                 raise ValueError("ModifyTime must not be before CreateTime")
             state.jobs[job.id] = job
+            state.listing = None
             return job.view(now_ms)
 
     def set_status(
@@ -751,7 +810,9 @@ class Simulator:
     def remove_job(self, region: str, job_id: str) -> None:
         """Forget a job (as if retention dropped it); KeyError if unknown."""
         with self._lock:
-            del self._state(self._check_region(region)).jobs[job_id]
+            state = self._state(self._check_region(region))
+            del state.jobs[job_id]
+            state.listing = None
 
     # --- credentials -----------------------------------------------------------------------
 
@@ -767,6 +828,255 @@ class Simulator:
             self.sts_tokens[token] = (access_key_id, secret, expires_at)
             self._sts_ids[access_key_id] = token
         return access_key_id, secret, token, expires_at
+
+    # --- STS and ECS metadata stand-ins ----------------------------------------------------
+    # STS (`/sts/`): AssumeRole (V1-signed by a long-lived or STS key) and AssumeRoleWithOIDC
+    # (unsigned), parameters in the query or a form body. ECS metadata (`/latest/...`): the
+    # token flow and the RAM role credentials. Both issue keys with `issue_sts`, which the
+    # ALB stand-in then requires with their security token. Real STS refuses
+    # DurationSeconds < 900; `sts_ttl` overrides the lifetime issued so tests see expiry
+    # within seconds.
+
+    def identity_calls(self) -> list[dict[str, Any]]:
+        """STS and metadata requests (no secrets: OIDC tokens as SHA-256 prefixes only)."""
+        with self._lock:
+            return [dict(c) for c in self._identity_calls]
+
+    def identity_settings(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "sts_ttl": self.sts_ttl,
+                "sts_error": self.sts_error,
+                "deny_roles": sorted(self.deny_roles),
+                "oidc_tokens": len(self.oidc_tokens),
+                "imds_role": self.imds_role,
+                "imds_v1": self.imds_v1,
+                "imds_v2": self.imds_v2,
+            }
+
+    def set_identity(self, **settings: Any) -> None:
+        """Set STS / metadata knobs: sts_ttl (seconds or None), sts_error (a code or None),
+        deny_roles, oidc_tokens (accepted tokens; empty: any), imds_role, imds_v1, imds_v2."""
+        unknown = set(settings) - set(self.identity_settings())
+        if unknown:
+            raise ValueError(f"unknown identity settings {sorted(unknown)}")
+        with self._lock:
+            if "sts_ttl" in settings:
+                ttl = settings["sts_ttl"]
+                self.sts_ttl = None if ttl is None else float(ttl)
+            if "sts_error" in settings:
+                code = settings["sts_error"] or None
+                if code is not None and code not in _STS_ERRORS:
+                    raise ValueError(f"sts_error: one of {', '.join(_STS_ERRORS)}")
+                self.sts_error = code
+            if "deny_roles" in settings:
+                self.deny_roles = {str(r) for r in settings["deny_roles"] or ()}
+            if "oidc_tokens" in settings:
+                self.oidc_tokens = {str(t) for t in settings["oidc_tokens"] or ()}
+            if "imds_role" in settings:
+                self.imds_role = settings["imds_role"] or None
+            for name in ("imds_v1", "imds_v2"):
+                if name in settings:
+                    setattr(self, name, bool(settings[name]))
+
+    def _sts(self, request: SimRequest, raw_query: str) -> SimResponse:
+        request_id = str(uuid.uuid4()).upper()
+        params = {**signing.query_params(raw_query), **self._form(request)}
+        action = params.get("Action", "")
+        record: dict[str, Any] = {
+            "time": self._clock(),
+            "service": "sts",
+            "action": action,
+            "role_arn": params.get("RoleArn"),
+            "session_name": params.get("RoleSessionName"),
+            "caller": None,
+            "token_sha256": None,
+            "issued_key_id": None,
+            "expiration": None,
+        }
+        with self._lock:
+            try:
+                if request.method not in ("GET", "POST"):
+                    raise _Reject(
+                        400, "UnsupportedHTTPMethod", "This http method is not supported."
+                    )
+                if action == "AssumeRole":
+                    record["caller"] = self._verify_sts_signature(request, params)
+                elif action == "AssumeRoleWithOIDC":
+                    record["token_sha256"] = self._check_oidc(params)
+                else:
+                    raise _Reject(
+                        404,
+                        "InvalidAction.NotFound",
+                        "Specified api is not found, please check your url and method.",
+                    )
+                if params.get("Version") != STS_API_VERSION:
+                    raise _Reject(
+                        404, "InvalidVersion", "Specified parameter Version is not valid."
+                    )
+                role_arn = params.get("RoleArn", "")
+                if not role_arn:
+                    raise _missing("RoleArn")
+                if not _ROLE_ARN_RE.match(role_arn):
+                    raise _Reject(
+                        400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrong."
+                    )
+                if not params.get("RoleSessionName"):
+                    raise _missing("RoleSessionName")
+                duration = params.get("DurationSeconds", "3600")
+                if not duration.isdigit() or not 900 <= int(duration) <= 43200:
+                    raise _Reject(
+                        400,
+                        "InvalidParameter.DurationSeconds",
+                        "The Min/Max value of DurationSeconds is 15min/12hr.",
+                    )
+                if self.sts_error is not None:
+                    status, message = _STS_ERRORS[self.sts_error]
+                    raise _Reject(status, self.sts_error, message)
+                if role_arn in self.deny_roles:
+                    raise _Reject(
+                        403,
+                        "NoPermission",
+                        "You are not authorized to do this action. You should be authorized "
+                        "by RAM.",
+                    )
+                ttl = self.sts_ttl if self.sts_ttl is not None else float(duration)
+                key_id, secret, token, expires_at = self.issue_sts(ttl)
+                status = 200
+                body: dict[str, Any] = {
+                    "RequestId": request_id,
+                    "AssumedRoleUser": {
+                        "Arn": f"{role_arn.replace(':role/', ':assumed-role/')}/"
+                        f"{params['RoleSessionName']}",
+                        "AssumedRoleId": f"3{secrets.randbelow(10**17):017d}:"
+                        f"{params['RoleSessionName']}",
+                    },
+                    "Credentials": {
+                        "AccessKeyId": key_id,
+                        "AccessKeySecret": secret,
+                        "SecurityToken": token,
+                        # Whole seconds, rounded down: the client never believes in a
+                        # longer life than the gateway grants.
+                        "Expiration": _iso(int(expires_at * 1000)),
+                    },
+                }
+                record.update(code="OK", issued_key_id=key_id, expiration=int(expires_at))
+            except _Reject as err:
+                status = err.status
+                body = {
+                    "RequestId": request_id,
+                    "HostId": "sts.aliyuncs.com",
+                    "Code": err.code,
+                    "Message": err.message,
+                    "Recommend": f"https://api.aliyun.com/troubleshoot?q={err.code}"
+                    f"&product=Sts&requestId={request_id}",
+                }
+                record["code"] = err.code
+            record["status"] = status
+            self._identity_calls.append(record)
+        return SimResponse(status, (("Content-Type", _JSON),), _dumps(body))
+
+    @staticmethod
+    def _form(request: SimRequest) -> dict[str, str]:
+        content_type = (request.header("content-type") or "").lower()
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            return {}
+        return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _verify_sts_signature(self, request: SimRequest, params: Mapping[str, str]) -> str:
+        for name in ("AccessKeyId", "SignatureNonce", "Timestamp", "Signature"):
+            if not params.get(name):
+                raise _missing(name)
+        if params.get("SignatureMethod") != "HMAC-SHA1" or params.get("SignatureVersion") != "1.0":
+            raise _incomplete("SignatureMethod must be HMAC-SHA1 and SignatureVersion 1.0.")
+        region = self.default_region  # its clock_skew knob applies to STS as well
+        self._check_time(_parse_timestamp(params["Timestamp"], "Timestamp"), region)
+        access_key_id = params["AccessKeyId"]
+        secret = self._secret_for(access_key_id, params.get("SecurityToken"))
+        signed = {k: v for k, v in params.items() if k != "Signature"}
+        expected = signing.v1_signature(request.method, signed, secret)
+        if not hmac.compare_digest(expected.encode(), params["Signature"].encode()):
+            raise self._mismatch(signing.v1_string_to_sign(request.method, signed))
+        self._use_nonce(access_key_id, params["SignatureNonce"], region)
+        return access_key_id
+
+    def _check_oidc(self, params: Mapping[str, str]) -> str:
+        for name in ("OIDCProviderArn", "OIDCToken"):
+            if not params.get(name):
+                raise _missing(name)
+        if not _OIDC_PROVIDER_RE.match(params["OIDCProviderArn"]):
+            raise _Reject(
+                400, "InvalidParameter.OIDCProviderArn", "The parameter OIDCProviderArn is wrong."
+            )
+        token = params["OIDCToken"]
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16]
+        if self.oidc_tokens and token not in self.oidc_tokens:
+            raise _Reject(400, "AuthenticationFail.OIDCToken.Invalid", "The OIDC token is invalid.")
+        return fingerprint
+
+    def _metadata(self, request: SimRequest, path: str) -> SimResponse:
+        record: dict[str, Any] = {
+            "time": self._clock(),
+            "service": "metadata",
+            "action": f"{request.method} {path}",
+            "role_arn": None,
+            "session_name": None,
+            "caller": None,
+            "token_sha256": None,
+        }
+        text = (("Content-Type", "text/plain"),)
+        with self._lock:
+            status, headers, body = self._metadata_answer(request, path)
+            record["status"] = status
+            record["code"] = "OK" if status == 200 else f"HTTP{status}"
+            self._identity_calls.append(record)
+        return SimResponse(status, headers or text, body)
+
+    def _metadata_answer(
+        self, request: SimRequest, path: str
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+        now = self._clock()
+        if path == "/latest/api/token":
+            if request.method != "PUT":
+                return 405, (), b"Method Not Allowed"
+            if not self.imds_v2:
+                return 404, (), b"Not Found"
+            token_ttl = request.header("X-aliyun-ecs-metadata-token-ttl-seconds") or ""
+            if not token_ttl.isdigit() or not 1 <= int(token_ttl) <= 21600:
+                return 400, (), b"Bad Request"
+            new_token = secrets.token_urlsafe(32)
+            self._imds_tokens[new_token] = now + int(token_ttl)
+            return 200, (), new_token.encode()
+        token = request.header("X-aliyun-ecs-metadata-token")
+        if token is not None:
+            if self._imds_tokens.get(token, 0.0) <= now:
+                return 401, (), b"Unauthorized"
+        elif not self.imds_v1:
+            return 401, (), b"Unauthorized"
+        prefix = "/latest/meta-data/ram/security-credentials"
+        if request.method != "GET" or not path.startswith(prefix):
+            return 404, (), b"Not Found"
+        name = path[len(prefix) :].strip("/")
+        if self.imds_role is None or name not in ("", self.imds_role):
+            return 404, (), b"Not Found"
+        if not name:
+            return 200, (), self.imds_role.encode()
+        cached = self._imds_credentials.get(name)
+        ttl = self.sts_ttl if self.sts_ttl is not None else 6 * 3600.0
+        # Like ECS: the same keys are handed out until they near expiry, then new ones.
+        if cached is None or cached[3] - now < ttl / 2:
+            cached = self.issue_sts(ttl)
+            self._imds_credentials[name] = cached
+        key_id, secret, sts_token, expires_at = cached
+        answer = {
+            "AccessKeyId": key_id,
+            "AccessKeySecret": secret,
+            "SecurityToken": sts_token,
+            "Expiration": _iso(int(expires_at * 1000)),
+            "LastUpdated": _iso(int(now * 1000)),
+            "Code": "Success",
+        }
+        return 200, (("Content-Type", "text/plain"),), _dumps(answer)
 
     # --- faults ----------------------------------------------------------------------------
 
@@ -850,6 +1160,10 @@ class Simulator:
         path, _, raw_query = request.target.partition("?")
         if path == "/_sim" or path.startswith("/_sim/"):
             return self._control(request, path, raw_query)
+        if path in ("/sts", "/sts/"):
+            return self._sts(request, raw_query)
+        if path.startswith("/latest/"):
+            return self._metadata(request, path)
         return self._api(request, path, raw_query)
 
     def _route(self, request: SimRequest, path: str) -> str | None:
@@ -1231,27 +1545,43 @@ class Simulator:
         offset = self._untoken(token_in, fingerprint) if token_in else 0
 
         now_ms = self._now_ms()
-        matching = self._ordered(
-            [
-                j.view(now_ms)
-                for j in state.jobs.values()
+        listing, keys = self._listing(state)
+        # `listing[lo:hi]` are the matching jobs when only CreateTime bounds filter (the
+        # exporter's window listing): the listing is newest first, so bisect finds them.
+        lo = bisect.bisect_left(keys, -now_ms)
+        hi = len(listing)
+        by_create = faults.begin_time_field != "ModifyTime"
+        if by_create and end is not None:
+            lo = max(lo, bisect.bisect_left(keys, -end))
+        if by_create and begin is not None:
+            hi = bisect.bisect_right(keys, -begin)
+        if job_ids or resource_ids or resource_type or api_name or not by_create:
+            # Other filters: checked job by job; a JobIds filter picks its few jobs by id.
+            candidates = (
+                sorted((state.jobs[i] for i in job_ids if i in state.jobs), key=self._order)
+                if job_ids
+                else listing[lo:hi]
+            )
+            listing = [
+                j
+                for j in candidates
                 if j.create_ms <= now_ms
                 and (not job_ids or j.id in job_ids)
                 and (not resource_ids or j.resource_id in resource_ids)
                 and (resource_type is None or j.resource_type == resource_type)
                 and (api_name is None or j.api_name == api_name)
-                and (begin is None or j.create_ms >= begin)
-                and (end is None or j.create_ms <= end)
+                and _in_time_range(j, now_ms, faults.begin_time_field, begin, end)
             ]
-        )
-        total = len(matching)
+            lo, hi = 0, len(listing)
+        total = max(0, hi - lo)
         start = offset
         overlap = faults.duplicate_across_pages or faults.status_flip_between_pages
         if overlap and offset > 0 and max_results > 1:
             # Offset paging while jobs arrive shifts the list: the previous page's last job
             # shows up again. The page still holds at most MaxResults jobs and moves on.
             start = offset - 1
-        page = [dict(j) for j in matching[start : start + max_results]]
+        # Only the page is rendered: a job's status depends on the simulated time.
+        page = [j.view(now_ms) for j in listing[lo + start : lo + min(start + max_results, total)]]
         next_offset = start + max_results
         more = next_offset < total
         if faults.status_flip_between_pages and more and max_results > 1 and page:
@@ -1393,6 +1723,19 @@ class Simulator:
                 "SecurityToken": token,
                 "Expiration": expires_at,
             }
+        if route == ("GET", "/_sim/identity"):
+            result = {**self.identity_settings(), "calls": self.identity_calls()}
+            if query.get("secrets") == "1":
+                # For leak tests: every temporary key issued so far, secrets included.
+                with self._lock:
+                    result["issued"] = [
+                        {"AccessKeyId": key, "AccessKeySecret": secret, "SecurityToken": token}
+                        for token, (key, secret, _) in self.sts_tokens.items()
+                    ]
+            return result
+        if route == ("POST", "/_sim/identity"):
+            self.set_identity(**self._json_body(body))
+            return self.identity_settings()
         raise _ControlError(404, f"no control endpoint {method} {path}")
 
 
@@ -1604,7 +1947,10 @@ def _build_parser() -> argparse.ArgumentParser:
             f"malformed: {', '.join(_MALFORMED)}. "
             "Control: GET /_sim/jobs?region=R, GET /_sim/state, GET /_sim/requests, "
             'POST|DELETE /_sim/faults, POST /_sim/time {"freeze":true,"advance":60}, '
-            'POST /_sim/jobs, DELETE /_sim/jobs?region=R&id=ID, POST /_sim/sts {"ttl":900}.'
+            'POST /_sim/jobs, DELETE /_sim/jobs?region=R&id=ID, POST /_sim/sts {"ttl":900}, '
+            "GET|POST /_sim/identity (STS and metadata knobs, their request log). "
+            "Stand-ins: STS AssumeRole / AssumeRoleWithOIDC at /sts/, ECS instance metadata "
+            "at /latest/ (token flow and RAM role credentials)."
         ),
     )
     parser.add_argument(
@@ -1665,6 +2011,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--frozen", action="store_true", help="start with simulated time frozen")
     parser.add_argument(
+        "--sts-ttl",
+        default="",
+        metavar="DURATION",
+        help="lifetime of keys issued by the STS and metadata stand-ins, e.g. 20s "
+        "(default: the requested DurationSeconds, 6h for metadata; real STS grants >= 15m)",
+    )
+    parser.add_argument(
+        "--imds-role",
+        default="",
+        metavar="NAME",
+        help="RAM role attached to the simulated ECS instance (default: none)",
+    )
+    parser.add_argument(
+        "--oidc-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="an OIDC token AssumeRoleWithOIDC accepts (repeatable; default: any)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
@@ -1695,6 +2061,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for region, knob, value in faults:
             simulator.set_faults(region, **{knob: value})
+        simulator.set_identity(
+            sts_ttl=parse_duration(args.sts_ttl) if args.sts_ttl else None,
+            imds_role=args.imds_role or None,
+            oidc_tokens=args.oidc_token,
+        )
     except ValueError as err:
         parser.error(str(err))  # exits 2 with a one-line message
     logging.basicConfig(

@@ -21,7 +21,7 @@ from cachetools import TTLCache
 
 from exporter.config import Filters
 from exporter.errors import ExporterError
-from exporter.jobs import Job, JobQuery, JobStore, StoreSnapshot
+from exporter.jobs import Job, JobQuery, JobStore, StoreSnapshot, StoreState
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ TargetKey = tuple[str, str]  # (account, region)
 
 # A filter list longer than this is applied locally instead of on the wire.
 _MAX_WIRE_RESOURCE_IDS = 20
+# Ids per look-up call: the client splits JobIds.N lists into batches of this size.
+JOB_IDS_PER_CALL = 20
+# ALB's CreateTime comes from other hosts than our clock, and a job may be listed a little
+# after its CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
+DEFAULT_OVERLAP = 60.0
+DEFAULT_FULL_RESYNC_INTERVAL = 1800.0
 
 
 class JobSource(Protocol):
@@ -64,6 +70,38 @@ def matches(filters: Filters, job: Job) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """How a target spends API calls (README "How it works").
+
+    After one complete page-through of the window, a refresh lists only jobs since the
+    previous refresh minus `overlap` (clock skew between us and ALB, jobs indexed late) and
+    re-checks the jobs it holds as not terminal by id, each on a cadence that backs off
+    with the job's age: every `recheck_age_fraction` of its age, at most every
+    `recheck_max_interval` (0 fraction: every refresh). Every `full_resync_interval` a
+    complete page-through heals whatever an incremental refresh could miss (jobs indexed
+    later than `overlap`, terminal jobs dropped by the API). `incremental=False` pages the
+    whole window every time.
+    """
+
+    incremental: bool = True
+    overlap: float = DEFAULT_OVERLAP
+    full_resync_interval: float = DEFAULT_FULL_RESYNC_INTERVAL
+    recheck_age_fraction: float = 0.1
+    recheck_max_interval: float = 600.0
+
+    def recheck_interval(self, age: float) -> float:
+        return min(self.recheck_max_interval, max(0.0, age) * self.recheck_age_fraction)
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """A target's refresh position, as persisted by `exporter.state`."""
+
+    position: float | None  # the clock time of the last successful refresh
+    last_full: float | None  # the clock time of the last complete page-through
+
+
 class Target:
     """One account x region. `refresh()` never raises: failures become `status().up == False`."""
 
@@ -76,6 +114,7 @@ class Target:
         *,
         lookback: float,
         filters: Filters | None = None,
+        policy: RefreshPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.account = account
@@ -84,9 +123,16 @@ class Target:
         self.store = store
         self._lookback = lookback
         self._filters = filters or Filters()
+        self._policy = policy or RefreshPolicy()
         self._clock = clock
         self._status = TargetStatus()
         self._last_error_logged: str | None = None
+        # Held while the store and the position change together, so an export for the
+        # state file never pairs a new position with old store content.
+        self._state_lock = threading.Lock()
+        self._position: float | None = None
+        self._last_full: float | None = None
+        self._next_check: dict[str, float] = {}  # job id -> when to look it up again
 
     @property
     def key(self) -> TargetKey:
@@ -97,6 +143,18 @@ class Target:
 
     def snapshot(self) -> StoreSnapshot:
         return self.store.snapshot()
+
+    def export_state(self) -> tuple[TargetState, StoreState]:
+        with self._state_lock:
+            return TargetState(self._position, self._last_full), self.store.export()
+
+    def restore_state(self, target: TargetState, store: StoreState) -> None:
+        """Continue from persisted state (before the first refresh); ValueError if unusable."""
+        now = self._clock()
+        with self._state_lock:
+            self.store.restore(store, now)
+            self._position = target.position
+            self._last_full = target.last_full
 
     def refresh(self) -> None:
         started = time.monotonic()
@@ -110,7 +168,12 @@ class Target:
             log.exception("refresh of account=%s region=%s crashed", self.account, self.region)
             self._failed(f"internal error: {type(exc).__name__}", type(exc).__name__, started)
             return
-        self.store.update(observed.jobs, observed.looked_up, now)
+        with self._state_lock:
+            self.store.update(observed.jobs, observed.looked_up, now, complete=observed.complete)
+            self._position = now
+            if observed.complete:
+                self._last_full = now
+        self._schedule(observed, now)
         if self._last_error_logged is not None:
             log.info("account=%s region=%s recovered", self.account, self.region)
             self._last_error_logged = None
@@ -121,20 +184,68 @@ class Target:
             refresh_duration=time.monotonic() - started,
         )
 
+    def _complete_needed(self, now: float) -> bool:
+        policy = self._policy
+        return (
+            not policy.incremental
+            or self._position is None
+            or self._last_full is None
+            or now - self._last_full >= policy.full_resync_interval
+            # A gap longer than the window: the delta would be the whole window anyway.
+            or self._position - policy.overlap <= now - self._lookback
+            # The clock went backwards: the position says nothing about what is new.
+            or self._position > now
+        )
+
     def _fetch(self, now: float) -> _Observed:
-        begin_ms = int((now - self._lookback) * 1000)
+        complete = self._complete_needed(now)
+        begin = now - self._lookback
+        if not complete:
+            assert self._position is not None
+            begin = self._position - self._policy.overlap
         jobs = [
             job
-            for job in self.source.list_jobs(window_query(self._filters, begin_ms))
+            for job in self.source.list_jobs(window_query(self._filters, int(begin * 1000)))
             if matches(self._filters, job)
         ]
-        # Jobs still Processing that the window no longer returns (older than lookback,
-        # or dropped by the API) are looked up by id so they stay tracked until they end.
+        # Jobs held as not terminal that the listing did not return (older than the
+        # listing, or dropped by the API) are looked up by id: all of them on a complete
+        # refresh, the ones due on an incremental one.
         returned = {job.id for job in jobs}
-        missing = tuple(sorted(self.store.processing_ids() - returned))
-        if missing:
-            jobs.extend(self.source.list_jobs(JobQuery(job_ids=missing)))
-        return _Observed(jobs, missing)
+        open_jobs = self.store.open_jobs()
+        candidates = [job_id for job_id in open_jobs if job_id not in returned]
+        recheck = sorted(candidates) if complete else self._due(candidates, now)
+        if recheck:
+            jobs.extend(self.source.list_jobs(JobQuery(job_ids=tuple(recheck))))
+        return _Observed(jobs, recheck, complete)
+
+    def _due(self, candidates: list[str], now: float) -> list[str]:
+        """The candidates due for a look-up, topped up with the soonest-due others to fill
+        the last batch: a call costs the same for 1 id as for 20. When every open job fits
+        in one call they are all looked up on every refresh, so a small estate sees each
+        status change on the next refresh for one call; only estates with more open jobs
+        than that wait for the age-based cadence."""
+        if len(candidates) <= JOB_IDS_PER_CALL:
+            return sorted(candidates)
+        due_at = {job_id: self._next_check.get(job_id, now) for job_id in candidates}
+        due = [job_id for job_id, when in due_at.items() if when <= now]
+        if not due:
+            return []
+        room = -len(due) % JOB_IDS_PER_CALL
+        later = sorted((when, job_id) for job_id, when in due_at.items() if when > now)
+        return sorted(due + [job_id for _, job_id in later[:room]])
+
+    def _schedule(self, observed: _Observed, now: float) -> None:
+        open_jobs = self.store.open_jobs()
+        seen = {job.id for job in observed.jobs}
+        seen.update(observed.looked_up)
+        schedule = {}
+        for job_id, created in open_jobs.items():
+            when = self._next_check.get(job_id)
+            if when is None or job_id in seen:
+                when = now + self._policy.recheck_interval(now - created)
+            schedule[job_id] = when
+        self._next_check = schedule
 
     def _failed(self, error: str, kind: str, started: float) -> None:
         # The same kind of error (class and API code: messages differ per request) is
@@ -158,6 +269,7 @@ class Target:
 class _Observed:
     jobs: list[Job]
     looked_up: Collection[str]
+    complete: bool
 
 
 class Refresher:
@@ -173,10 +285,17 @@ class Refresher:
         cache_ttl: float,
         max_workers: int = 4,
         timer: Callable[[], float] = time.monotonic,
+        after_refresh: Callable[[Target], None] | None = None,
     ) -> None:
-        self._lock = threading.Lock()
+        self._after_refresh = after_refresh
+        # Re-entrant: `_future` adds `_mark_fresh` as a done-callback under this lock, and a
+        # refresh that already finished (e.g. failed at once) runs it right there.
+        self._lock = threading.RLock()
         self._targets = dict(targets)
-        self._inflight: dict[TargetKey, Future[None]] = {}
+        # Keyed by target identity, not (account, region): after a reload replaces the
+        # target under a key, the old target's refresh must neither be reused nor mark the
+        # new one fresh.
+        self._inflight: dict[int, Future[None]] = {}
         self._timer = timer
         self._cache_ttl = cache_ttl
         self._fresh: TTLCache[TargetKey, bool] = self._new_cache()
@@ -218,17 +337,29 @@ class Refresher:
         return not pending
 
     def _future(self, key: TargetKey) -> Future[None]:
-        current = self._inflight.get(key)
+        target = self._targets[key]
+        current = self._inflight.get(id(target))
         if current is not None and (not current.done() or key in self._fresh):
             return current
-        future = self._pool.submit(self._targets[key].refresh)
-        self._inflight[key] = future
-        future.add_done_callback(functools.partial(self._mark_fresh, key))
+        future = self._pool.submit(self._run, target)
+        self._inflight = {
+            id(t): f for t in self._targets.values() if (f := self._inflight.get(id(t)))
+        }
+        self._inflight[id(target)] = future
+        future.add_done_callback(functools.partial(self._mark_fresh, key, target))
         return future
 
-    def _mark_fresh(self, key: TargetKey, _done: Future[None]) -> None:
+    def _run(self, target: Target) -> None:
+        target.refresh()
+        if self._after_refresh is not None:
+            try:
+                self._after_refresh(target)
+            except Exception:  # e.g. a full disk must not stop the refreshes
+                log.exception("after-refresh hook failed")
+
+    def _mark_fresh(self, key: TargetKey, target: Target, _done: Future[None]) -> None:
         with self._lock:
-            if key in self._targets:
+            if self._targets.get(key) is target:
                 self._fresh[key] = True
 
     def shutdown(self) -> None:

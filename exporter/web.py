@@ -12,11 +12,13 @@ import html
 import ipaddress
 import logging
 import math
+import queue
 import re
 import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,14 @@ CONNECTION_TIMEOUT = 30.0
 #: closing the connection does not reset it before the client has read the answer.
 _MAX_DRAIN = 64 * 1024
 _MAX_ECHO = 200
+#: Threads serving requests. wsgiref answers one request per connection, so this bounds
+#: concurrent requests; more connections wait in a queue instead of each getting a thread.
+MAX_WORKERS = 64
+#: Accepted connections waiting for a worker; beyond this a new connection is closed at
+#: once (the client sees a reset and retries) rather than holding memory and a socket.
+MAX_QUEUED = 512
+#: The kernel's backlog of connections not yet accepted.
+LISTEN_BACKLOG = 128
 
 _GET = ("GET", "HEAD")
 _TEXT = "text/plain; charset=utf-8"
@@ -128,11 +138,14 @@ def make_wsgi_app(
     telemetry_path: str = "/metrics",
     *,
     authenticate: Callable[[WSGIEnvironment], bool] | None = None,
+    headers: Callable[[], Sequence[tuple[str, str]]] | None = None,
 ) -> WSGIApplication:
     """The exporter's routes as a WSGI application.
 
     `authenticate(environ)`, when given, guards every route: False answers 401 with a
-    Basic challenge. It is the seam for `--web.config.file` basic auth.
+    Basic challenge. `headers()`, when given, returns extra response headers for every
+    answer (401s included), replacing defaults of the same name. Both are the seams for
+    `--web.config.file`.
     """
     if (
         not telemetry_path.startswith("/")
@@ -140,6 +153,8 @@ def make_wsgi_app(
         or (telemetry_path.startswith("/-/"))
     ):
         raise ValueError(f"telemetry path {telemetry_path!r} must start with / and not clash")
+
+    renders = _SharedRenders()
 
     def route(environ: WSGIEnvironment) -> _Response:
         method = environ["REQUEST_METHOD"]
@@ -156,7 +171,7 @@ def make_wsgi_app(
             _drain_body(environ)
             return _reload(hooks)
         handler = {
-            telemetry_path: _metrics,
+            telemetry_path: lambda hooks, environ: _metrics(hooks, environ, renders),
             "/probe": _probe,
             "/-/healthy": _healthy,
             "/-/ready": _ready,
@@ -178,13 +193,17 @@ def make_wsgi_app(
                 environ.get("PATH_INFO"),
             )
             response = _Response.text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-        headers = [
+        out = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
             ("X-Content-Type-Options", "nosniff"),
             *response.headers,
         ]
-        start_response(f"{response.status.value} {response.status.phrase}", headers)
+        if headers is not None:
+            extra = list(headers())
+            names = {name.lower() for name, _ in extra}
+            out = [h for h in out if h[0].lower() not in names] + extra
+        start_response(f"{response.status.value} {response.status.phrase}", out)
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else response.body]
 
     return app
@@ -199,19 +218,90 @@ def _drain_body(environ: WSGIEnvironment) -> None:
         environ["wsgi.input"].read(min(length, _MAX_DRAIN))
 
 
-def _exposition(registry: CollectorRegistry, environ: WSGIEnvironment) -> _Response:
+def _exposition(
+    registry: CollectorRegistry,
+    environ: WSGIEnvironment,
+    renders: _SharedRenders | None = None,
+) -> _Response:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    body = encoder(registry)
+    compress = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+
+    def render() -> bytes:
+        body = encoder(registry)
+        return gzip.compress(body) if compress else body
+
+    body = render() if renders is None else renders.get((content_type, compress), render)
     headers: tuple[tuple[str, str], ...] = (("Vary", "Accept, Accept-Encoding"),)
-    if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-        body = gzip.compress(body)
+    if compress:
         headers += (("Content-Encoding", "gzip"),)
     return _Response(HTTPStatus.OK, body, content_type, headers)
 
 
-def _metrics(hooks: WebHooks, environ: WSGIEnvironment) -> _Response:
+def _metrics(hooks: WebHooks, environ: WSGIEnvironment, renders: _SharedRenders) -> _Response:
     hooks.prepare_scrape(scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")))
-    return _exposition(hooks.registry, environ)
+    return _exposition(hooks.registry, environ, renders)
+
+
+class _Coalesced:
+    """Runs one render at a time and shares each result among the callers that were
+    waiting for it ("group commit").
+
+    A caller only takes a result whose render started after the caller arrived, so it
+    never sees data older than its own `prepare_scrape`; concurrent scrapers then cost one
+    render per batch instead of one each (rendering is CPU-bound and holds the GIL).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._started = 0
+        self._done = 0
+        self._running = False
+        self._last: tuple[bytes | None, BaseException | None] = (None, None)
+
+    def get(self, render: Callable[[], bytes]) -> bytes:
+        with self._cond:
+            wanted = self._started + 1  # the first render to start after our arrival
+            while True:
+                if self._done >= wanted:
+                    return self._result()
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    generation = self._started
+                    break
+                self._cond.wait()
+        body: bytes | None = None
+        error: BaseException | None = None
+        try:
+            body = render()
+        except BaseException as exc:
+            error = exc
+        with self._cond:
+            self._running = False
+            self._done = generation
+            self._last = (body, error)
+            self._cond.notify_all()
+            return self._result()
+
+    def _result(self) -> bytes:
+        body, error = self._last
+        if error is not None:
+            raise error
+        assert body is not None
+        return body
+
+
+class _SharedRenders:
+    """One `_Coalesced` per exposition variant (format, compression)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._variants: dict[tuple[str, bool], _Coalesced] = {}
+
+    def get(self, variant: tuple[str, bool], render: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            coalesced = self._variants.setdefault(variant, _Coalesced())
+        return coalesced.get(render)
 
 
 def _probe(hooks: WebHooks, environ: WSGIEnvironment) -> _Response:
@@ -388,10 +478,18 @@ class _LogStream:
         pass
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    # In-flight requests finish before server_close() returns (graceful shutdown).
-    daemon_threads = False
-    block_on_close = True
+SSLContextSource = ssl.SSLContext | Callable[[], ssl.SSLContext]
+
+
+class _PooledServer(WSGIServer):
+    """WSGIServer whose connections are served by a bounded, lazily grown thread pool.
+
+    Threads are started as concurrent connections need them, up to `max_workers`; they
+    then stay for the life of the server. `server_close()` lets queued and in-flight
+    requests finish, then stops the workers (graceful shutdown).
+    """
+
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self,
@@ -400,11 +498,23 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
         family: socket.AddressFamily,
         *,
         dual_stack: bool,
-        ssl_context: ssl.SSLContext | None,
+        ssl_context: SSLContextSource | None,
+        max_workers: int = MAX_WORKERS,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
+        if max_workers < 1 or max_queued < 1:
+            raise ValueError("max_workers and max_queued must be at least 1")
         self.address_family = family
         self.dual_stack = dual_stack
         self.ssl_context = ssl_context
+        self._max_workers = max_workers
+        self._queue: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=max_queued)
+        self._pool_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._pending = 0  # connections queued or being served
+        self._closing = False
+        self._dropped = 0
+        self._drop_logged = -math.inf
         super().__init__((host, port), _QuietHandler, bind_and_activate=False)
         try:
             self.server_bind()
@@ -412,6 +522,69 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
         except BaseException:
             self.server_close()
             raise
+
+    @property
+    def worker_count(self) -> int:
+        with self._pool_lock:
+            return len(self._workers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._pool_lock:
+            if self._closing:
+                self.shutdown_request(request)
+                return
+            self._pending += 1
+            if self._pending > len(self._workers) and len(self._workers) < self._max_workers:
+                worker = threading.Thread(
+                    target=self._work, name=f"http-{len(self._workers)}", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+        try:
+            self._queue.put_nowait((request, client_address))
+        except queue.Full:
+            with self._pool_lock:
+                self._pending -= 1
+            self._drop(request, client_address)
+
+    def _drop(self, request: Any, client_address: Any) -> None:
+        self.shutdown_request(request)
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._drop_logged >= 10:
+            self._drop_logged = now
+            logger.warning(
+                "too many connections: %d waiting for %d workers; dropped %d so far (last from %s)",
+                self._queue.maxsize,
+                self._max_workers,
+                self._dropped,
+                client_address,
+            )
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+                with self._pool_lock:
+                    self._pending -= 1
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._pool_lock:
+            self._closing = True
+            workers = list(self._workers)
+        for _ in workers:
+            self._queue.put(None)  # behind every queued connection: those are served first
+        for worker in workers:
+            worker.join()
 
     def server_bind(self) -> None:
         if self.dual_stack:
@@ -431,10 +604,13 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
             super().finish_request(request, client_address)
             return
         # The handshake runs here, in the request's thread, so a slow or broken client
-        # cannot hold up the accept loop.
+        # cannot hold up the accept loop. A callable source is asked per connection, so
+        # certificates reloaded from disk apply to the next connection.
         request.settimeout(CONNECTION_TIMEOUT)
+        source = self.ssl_context
         try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
+            context = source if isinstance(source, ssl.SSLContext) else source()
+            tls = context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             logger.debug("TLS handshake with %s failed: %s", client_address, exc)
             return
@@ -447,19 +623,19 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
         logger.debug("connection from %s failed", client_address, exc_info=True)
 
 
-def _bind(host: str, port: int, ssl_context: ssl.SSLContext | None) -> _ThreadingServer:
+def _bind(host: str, port: int, ssl_context: SSLContextSource | None, **pool: int) -> _PooledServer:
     if host == "":
         if socket.has_ipv6:
             try:
-                return _ThreadingServer(
-                    "::", port, socket.AF_INET6, dual_stack=True, ssl_context=ssl_context
+                return _PooledServer(
+                    "::", port, socket.AF_INET6, dual_stack=True, ssl_context=ssl_context, **pool
                 )
             except OSError as exc:
                 if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
                     raise
                 logger.debug("IPv6 unavailable (%s); listening on IPv4 only", exc)
-        return _ThreadingServer(
-            "0.0.0.0", port, socket.AF_INET, dual_stack=False, ssl_context=ssl_context
+        return _PooledServer(
+            "0.0.0.0", port, socket.AF_INET, dual_stack=False, ssl_context=ssl_context, **pool
         )
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -468,18 +644,20 @@ def _bind(host: str, port: int, ssl_context: ssl.SSLContext | None) -> _Threadin
     # Like Go's net.Listen, a name that resolves to both families listens on IPv4.
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, sockaddr = infos[0]
-    return _ThreadingServer(
-        str(sockaddr[0]), port, family, dual_stack=False, ssl_context=ssl_context
+    return _PooledServer(
+        str(sockaddr[0]), port, family, dual_stack=False, ssl_context=ssl_context, **pool
     )
 
 
 class Server:
     """A threaded HTTP(S) server for a WSGI app, bound at construction.
 
-    Each request runs in its own thread; `shutdown()` stops accepting and waits for
-    in-flight requests. `ssl_context` (server side, certificates loaded) turns on TLS:
-    the seam for `--web.config.file`. Binding errors raise OSError, a malformed
-    address ValueError.
+    Requests run on a pool of at most `max_workers` threads; up to `max_queued` further
+    connections wait for a free worker, later ones are closed at once. `shutdown()`
+    stops accepting and waits for queued and in-flight requests. `ssl_context` (server
+    side, certificates loaded; or a callable returning the context for each new
+    connection, so it can be swapped at runtime) turns on TLS: the seam for
+    `--web.config.file`. Binding errors raise OSError, a malformed address ValueError.
     """
 
     def __init__(
@@ -487,16 +665,23 @@ class Server:
         app: WSGIApplication,
         listen_address: str,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: SSLContextSource | None = None,
+        max_workers: int = MAX_WORKERS,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         host, port = parse_listen_address(listen_address)
         self._host = host
         self._scheme = "https" if ssl_context is not None else "http"
-        self._httpd = _bind(host, port, ssl_context)
+        self._httpd = _bind(host, port, ssl_context, max_workers=max_workers, max_queued=max_queued)
         self._httpd.set_app(app)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+
+    @property
+    def worker_count(self) -> int:
+        """Worker threads started so far (never more than `max_workers`)."""
+        return self._httpd.worker_count
 
     @property
     def port(self) -> int:

@@ -18,7 +18,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
-_URL = re.compile(r"listening on (http://[^\s\"]+)")
+_URL = re.compile(r"listening on (https?://[^\s\"]+)")
 
 
 @dataclass

@@ -480,6 +480,10 @@ def test_summary_of_the_defaults() -> None:
             "max_pages: 500",
             "recent_failures: 10",
             "state_file: (none)",
+            "overlap: 1m",
+            "full_resync_interval: 30m",
+            "processing_max_age: 7d",
+            "max_concurrent_refreshes: 4",
             "accounts: 1",
             "  - name: prod",
             "    regions: cn-hangzhou",
@@ -487,6 +491,7 @@ def test_summary_of_the_defaults() -> None:
             "    signature: v3",
             "    credentials: default chain",
             "    filters: none (all jobs)",
+            "    max_requests_per_second: 5",
         ]
     )
     assert "accounts: none" in summary(Config())
@@ -678,3 +683,90 @@ def test_pathological_yaml_is_a_config_error() -> None:
         for i in range(20)
     )
     assert_parses_or_config_error(laughs + "accounts: *u\n")
+
+
+# --- typed credentials (issue #5) --------------------------------------------------------
+
+
+def test_typed_credentials_parse(tmp_path: Path) -> None:
+    text = (
+        ACCOUNT
+        + """    credentials:
+      type: ram_role_arn
+      role_arn: acs:ram::123456789012:role/alb-reader
+      role_session_name: exporter
+      external_id: ext-SUPERSECRET
+      policy: '{"Version": "1", "Statement": []}'
+      duration: 2h
+      sts_endpoint: sts-vpc.cn-hangzhou.aliyuncs.com
+      source:
+        type: oidc_role_arn
+        role_arn: acs:ram::111111111111:role/exporter
+        oidc_provider_arn: acs:ram::111111111111:oidc-provider/ack-rrsa
+        oidc_token_file: /var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token
+        sts_endpoint: http://127.0.0.1:8080/sts/
+"""
+    )
+    credentials = parse(text, {}).accounts[0].credentials
+    assert credentials == CredentialsConfig(
+        type="ram_role_arn",
+        role_arn="acs:ram::123456789012:role/alb-reader",
+        role_session_name="exporter",
+        external_id="ext-SUPERSECRET",
+        policy='{"Version": "1", "Statement": []}',
+        duration=7200.0,
+        sts_endpoint="https://sts-vpc.cn-hangzhou.aliyuncs.com",
+        source=CredentialsConfig(
+            type="oidc_role_arn",
+            role_arn="acs:ram::111111111111:role/exporter",
+            oidc_provider_arn="acs:ram::111111111111:oidc-provider/ack-rrsa",
+            oidc_token_file="/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+            sts_endpoint="http://127.0.0.1:8080/sts/",
+        ),
+    )
+    out = summary(parse(text, {}))
+    assert SECRET_MARK not in out
+    assert (
+        "credentials: ram_role_arn (role_arn=acs:ram::123456789012:role/alb-reader, "
+        "role_session_name=exporter, external_id set, policy set, duration=2h, "
+        "sts_endpoint=https://sts-vpc.cn-hangzhou.aliyuncs.com, source: oidc_role_arn ("
+        "role_arn=acs:ram::111111111111:role/exporter" in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "kind"),
+    [
+        ("access_key_id: a\n      access_key_secret: b", "access_key"),
+        ("access_key_id: a\n      access_key_secret: b\n      security_token: c", "sts"),
+        ("type: access_key\n      access_key_id: a\n      access_key_secret: b", "access_key"),
+        ("type: ecs_ram_role", "ecs_ram_role"),
+        ("type: ecs_ram_role\n      role_name: ExporterRole", "ecs_ram_role"),
+        ("type: profile\n      profile: prod", "profile"),
+        ("type: ram_role_arn\n      role_arn: acs:ram::1:role/r", "ram_role_arn"),
+    ],
+)
+def test_credentials_kind(block: str, kind: str) -> None:
+    credentials = parse(ACCOUNT + f"    credentials:\n      {block}\n", {}).accounts[0].credentials
+    assert credentials is not None and credentials.kind == kind
+
+
+def test_typed_credentials_summaries() -> None:
+    text = ACCOUNT.replace("prod", "a") + (
+        "    credentials: {type: ecs_ram_role}\n"
+        "  - name: b\n    regions: [cn-hangzhou]\n"
+        "    credentials: {type: profile, profile: ops}\n"
+        "  - name: c\n    regions: [cn-hangzhou]\n"
+        "    credentials: {type: ram_role_arn, role_arn: 'acs:ram::1:role/r'}\n"
+        "  - name: d\n    regions: [cn-hangzhou]\n"
+        "    credentials: {type: sts, access_key_id: STS.abcdefgh1234, "
+        "access_key_secret: SUPERSECRET, security_token: SUPERSECRET}\n"
+    )
+    lines = [line.strip() for line in summary(parse(text, {})).splitlines()]
+    assert [line for line in lines if line.startswith("credentials:")] == [
+        "credentials: ecs_ram_role (role from instance metadata)",
+        "credentials: profile (profile=ops)",
+        "credentials: ram_role_arn (role_arn=acs:ram::1:role/r, source: default chain)",
+        "credentials: sts (access_key_id=STS.****1234, access_key_secret inline (redacted), "
+        "security_token inline (redacted))",
+    ]

@@ -163,6 +163,9 @@ lookback: 1h
 cache_ttl: 1s
 request_timeout: 5s
 recent_failures: 10
+# Jobs are injected with CreateTimes minutes in the past and the simulator's clock jumps:
+# page the whole window on every refresh (incremental refreshes: test_incremental).
+full_resync_interval: 1s
 accounts:
   - name: {ACCOUNT}
     regions: [{", ".join(REGIONS)}]
