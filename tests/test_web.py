@@ -91,7 +91,8 @@ def serving(
     **kwargs: Any,
 ) -> Iterator[Server]:
     authenticate = kwargs.pop("authenticate", None)
-    app = make_wsgi_app(hooks, telemetry_path, authenticate=authenticate)
+    headers = kwargs.pop("headers", None)
+    app = make_wsgi_app(hooks, telemetry_path, authenticate=authenticate, headers=headers)
     server = Server(app, listen, **kwargs)
     thread = threading.Thread(target=server.serve_forever, args=(POLL,), name="test-server")
     thread.start()
@@ -458,6 +459,23 @@ def test_authenticate_hook_guards_every_route(fake: FakeApp) -> None:
     assert seen[-1] == good
 
 
+def test_configured_headers_go_on_every_answer(fake: FakeApp) -> None:
+    configured = [("X-Frame-Options", "deny"), ("x-content-type-options", "nosniff")]
+    with (
+        serving(
+            fake.hooks(),
+            authenticate=lambda env: "HTTP_AUTHORIZATION" in env,
+            headers=lambda: configured,
+        ) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        for r in (c.get("/metrics"), c.get("/nope", headers={"Authorization": "x"})):
+            assert r.status_code in (401, 404)
+            assert r.headers["X-Frame-Options"] == "deny"
+            # A configured header replaces the default of the same name, not doubles it.
+            assert r.headers.get_list("X-Content-Type-Options") == ["nosniff"]
+
+
 # --- server -----------------------------------------------------------------------------
 
 
@@ -524,6 +542,153 @@ def test_shutdown_waits_for_in_flight_request(fake: FakeApp) -> None:
     assert 'main_gauge{account="prod"}' in results[0].text
     with pytest.raises(httpx.ConnectError), httpx.Client(base_url=server.url) as c:
         c.get("/-/healthy")
+
+
+class _SlowCollector:
+    """Each collect() takes a while and exposes how many renders came before it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.renders = 0
+        self.started = threading.Event()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        self.renders += 1
+        generation = self.renders
+        self.started.set()
+        time.sleep(self.delay)
+        yield GaugeMetricFamily("render_generation", "which render this is", value=generation)
+
+
+def test_concurrent_scrapes_share_renders_started_after_they_arrived(fake: FakeApp) -> None:
+    collector = _SlowCollector(0.8)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    hooks = replace(fake.hooks(), registry=registry)
+    bodies: list[str] = []
+    lock = threading.Lock()
+    with serving(hooks) as server:
+
+        def scrape() -> None:
+            with httpx.Client(base_url=server.url, timeout=20) as c:
+                r = c.get("/metrics")
+            assert r.status_code == 200
+            with lock:
+                bodies.append(r.text)
+
+        first = threading.Thread(target=scrape)
+        first.start()
+        assert collector.started.wait(5)
+        # These arrive while render 1 runs: they must not get its (older) result, and
+        # they share one render between them instead of rendering five times.
+        later = [threading.Thread(target=scrape) for _ in range(5)]
+        for t in later:
+            t.start()
+        for t in [first, *later]:
+            t.join(timeout=20)
+    generations = sorted(
+        float(line.split()[-1])
+        for b in bodies
+        for line in b.splitlines()
+        if line.startswith("render_generation ")
+    )
+    assert generations == [1.0] + [2.0] * 5
+    assert collector.renders == 2
+
+
+def _gated(fake: FakeApp) -> tuple[WebHooks, threading.Event, list[int]]:
+    """Hooks whose scrapes block until the returned event is set; counts them entering."""
+    gate = threading.Event()
+    entered: list[int] = []
+
+    def wait_for_gate(budget: float | None) -> None:
+        entered.append(1)
+        assert gate.wait(10)
+
+    return replace(fake.hooks(), prepare_scrape=wait_for_gate), gate, entered
+
+
+def test_worker_pool_bounds_threads_and_queues_the_rest(fake: FakeApp) -> None:
+    hooks, gate, entered = _gated(fake)
+    results: list[int] = []
+    lock = threading.Lock()
+    with serving(hooks, max_workers=3, max_queued=50) as server:
+
+        def scrape() -> None:
+            with httpx.Client(base_url=server.url, timeout=20) as c:
+                code = c.get("/metrics").status_code
+            with lock:
+                results.append(code)
+
+        clients = [threading.Thread(target=scrape) for _ in range(12)]
+        for t in clients:
+            t.start()
+        deadline = time.monotonic() + 5
+        while len(entered) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the other nine would have entered by now if they had threads
+        assert len(entered) == 3
+        assert server.worker_count == 3
+        gate.set()
+        for t in clients:
+            t.join(timeout=20)
+        assert server.worker_count == 3
+    assert results == [200] * 12
+
+
+def test_connections_beyond_the_queue_are_closed(fake: FakeApp) -> None:
+    hooks, gate, entered = _gated(fake)
+    with serving(hooks, max_workers=1, max_queued=1) as server:
+        done: list[int] = []
+
+        def scrape() -> None:
+            with httpx.Client(base_url=server.url, timeout=20) as c:
+                done.append(c.get("/metrics").status_code)
+
+        first = threading.Thread(target=scrape)
+        first.start()
+        deadline = time.monotonic() + 5
+        while not entered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = socket.create_connection(("127.0.0.1", server.port))  # waits in the queue
+        time.sleep(0.2)
+        with (
+            httpx.Client(base_url=server.url, timeout=5) as c,
+            pytest.raises(httpx.TransportError),
+        ):
+            c.get("/-/healthy")  # no room: closed at once rather than kept waiting
+        gate.set()
+        first.join(timeout=20)
+        queued.close()
+        with httpx.Client(base_url=server.url, timeout=5) as c:
+            assert c.get("/-/healthy").status_code == 200
+    assert done == [200]
+
+
+def test_pool_size_must_be_positive(fake: FakeApp) -> None:
+    with pytest.raises(ValueError, match="max_workers"):
+        Server(make_wsgi_app(fake.hooks()), "127.0.0.1:0", max_workers=0)
+
+
+def test_ssl_context_may_be_a_callable_asked_per_connection(fake: FakeApp, tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    asked: list[int] = []
+
+    def current() -> ssl.SSLContext:
+        asked.append(1)
+        return server_ctx
+
+    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    with serving(fake.hooks(), "localhost:0", ssl_context=current) as server:
+        assert server.url.startswith("https://")
+        for _ in range(2):
+            with httpx.Client(base_url=server.url, verify=client_ctx) as c:
+                assert c.get("/-/healthy").status_code == 200
+    assert len(asked) == 2
 
 
 def test_shutdown_without_serve_forever(fake: FakeApp) -> None:
