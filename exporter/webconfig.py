@@ -1,16 +1,16 @@
 """`--web.config.file`: TLS and basic auth in the Prometheus exporter-toolkit format.
 
-`load(path)` parses the file as strictly as the main config (unknown keys are errors,
-each problem one line with its key path) and builds what the server needs: an
-`ssl.SSLContext`, a basic-auth check and extra response headers. `LiveWebConfig` serves
-them and re-reads the file, and the certificate files it names, when they change.
+`load(path)` parses the file with the main config's strict YAML layer (`yamlstrict`:
+unknown keys are errors, each problem one line with its key path or position) and builds
+what the server needs: an `ssl.SSLContext`, a basic-auth check and extra response
+headers. `LiveWebConfig` serves them and re-reads the file, and the certificate files it
+names, when they change.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import hashlib
 import hmac
 import logging
@@ -20,14 +20,14 @@ import secrets
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import bcrypt
-import yaml
 
+from exporter import yamlstrict
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -128,16 +128,7 @@ def parse(text: str, source: str = "<web config>", base_dir: str = ".") -> WebCo
     Raises ConfigError carrying every problem found. Certificate files are not read here
     (see `build_ssl_context`).
     """
-    loader = _StrictLoader(text)
-    try:
-        raw = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: {_yaml_problem(exc)}") from None
-    finally:
-        loader.dispose()
-    problems = [
-        f"{source}: duplicate key {key!r} at line {line}" for key, line in loader.duplicate_keys
-    ]
+    raw, problems = yamlstrict.load(text, source)
     if raw is None:
         raw = {}  # an empty file is valid: plain HTTP, no auth (as in the toolkit)
     if not isinstance(raw, dict):
@@ -159,30 +150,6 @@ def load(path: str) -> WebConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f'cannot read "{path}": not UTF-8 text (byte {exc.start})') from None
     return parse(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
-
-
-class _StrictLoader(yaml.SafeLoader):
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicate_keys: list[tuple[str, int]] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    self.duplicate_keys.append((key_node.value, key_node.start_mark.line + 1))
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    # str(exc) quotes the offending line, which may be a password hash: position only.
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        what = exc.problem or "invalid YAML"
-        return f"YAML syntax error at line {mark.line + 1} column {mark.column + 1}: {what}"
-    return "YAML syntax error"
 
 
 @dataclass
@@ -267,7 +234,11 @@ def _path(ctx: _Context, raw: object, path: str) -> str | None:
     if raw is None or raw == "":
         return ""
     if not isinstance(raw, str):
-        ctx.problem(path, f"must be a file path, got {_kind(raw)}")
+        ctx.problem(path, f"must be a file path, got {yamlstrict.kind(raw)}")
+        return None
+    if "\0" in raw:
+        # os.stat and open() raise ValueError, not OSError, on these: refuse them here.
+        ctx.problem(path, "must not contain a NUL character")
         return None
     return os.path.join(ctx.base_dir, raw)
 
@@ -285,16 +256,19 @@ def _choice(
     if isinstance(raw, str) and raw in refused:
         ctx.problem(path, f"{raw} is not supported: {why}")
         return None
-    shown = repr(raw) if isinstance(raw, str) and len(raw) <= 64 else _kind(raw)
-    ctx.problem(path, f"must be one of {', '.join(choices)}, got {shown}")
+    ctx.problem(path, f"must be one of {', '.join(choices)}, got {_shown(raw)}")
     return None
+
+
+def _shown(raw: object) -> str:
+    return repr(raw) if isinstance(raw, str) and len(raw) <= 64 else yamlstrict.kind(raw)
 
 
 def _ciphers(ctx: _Context, raw: object, path: str) -> tuple[str, ...] | None:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        ctx.problem(path, f"must be a list of cipher suite names, got {_kind(raw)}")
+        ctx.problem(path, f"must be a list of cipher suite names, got {yamlstrict.kind(raw)}")
         return None
     out: list[str] = []
     ok = True
@@ -302,10 +276,9 @@ def _ciphers(ctx: _Context, raw: object, path: str) -> tuple[str, ...] | None:
         if isinstance(name, str) and name in TLS13_CIPHER_SUITES:
             continue
         if not isinstance(name, str) or name not in CIPHER_SUITES:
-            shown = repr(name) if isinstance(name, str) and len(name) <= 64 else _kind(name)
             ctx.problem(
                 f"{path}[{i}]",
-                f"unsupported cipher suite {shown}; supported: {', '.join(CIPHER_SUITES)}",
+                f"unsupported cipher suite {_shown(name)}; supported: {', '.join(CIPHER_SUITES)}",
             )
             ok = False
             continue
@@ -327,13 +300,13 @@ def _http(ctx: _Context, raw: object) -> tuple[tuple[str, str], ...]:
     if headers is None:
         return ()
     if not isinstance(headers, dict):
-        ctx.problem(f"{path}.headers", f"must be a mapping, got {_kind(headers)}")
+        ctx.problem(f"{path}.headers", f"must be a mapping, got {yamlstrict.kind(headers)}")
         return ()
     out: list[tuple[str, str]] = []
     for name, value in headers.items():
         item = f"{path}.headers[{name!r}]" if isinstance(name, str) else f"{path}.headers"
         if not isinstance(name, str) or name not in ALLOWED_HEADERS:
-            hint = _hint(name, tuple(ALLOWED_HEADERS)) if isinstance(name, str) else ""
+            hint = yamlstrict.hint(name, tuple(ALLOWED_HEADERS)) if isinstance(name, str) else ""
             ctx.problem(item, f"this header cannot be configured{hint}")
             continue
         if not isinstance(value, str) or "\r" in value or "\n" in value:
@@ -352,7 +325,9 @@ def _users(ctx: _Context, raw: object) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        ctx.problem(path, f"must be a mapping of user name to bcrypt hash, got {_kind(raw)}")
+        ctx.problem(
+            path, f"must be a mapping of user name to bcrypt hash, got {yamlstrict.kind(raw)}"
+        )
         return {}
     users: dict[str, str] = {}
     for user, hashed in raw.items():
@@ -374,33 +349,7 @@ def _users(ctx: _Context, raw: object) -> dict[str, str]:
 def _mapping(
     ctx: _Context, raw: object, path: str, known: tuple[str, ...]
 ) -> dict[str, Any] | None:
-    if not isinstance(raw, dict):
-        ctx.problem(path or "<top level>", f"must be a mapping, got {_kind(raw)}")
-        return None
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and key in known:
-            out[key] = value
-        elif key_path in _UNSUPPORTED:
-            ctx.problem(key_path, f"{_UNSUPPORTED[key_path]} is not supported by this exporter")
-        else:
-            hint = _hint(key, known) if isinstance(key, str) else ""
-            ctx.problem(key_path, f"unknown key{hint}")
-    return out
-
-
-def _hint(word: str, choices: tuple[str, ...]) -> str:
-    lowered = {choice.lower(): choice for choice in choices}
-    if word.lower() in lowered:
-        return f" (did you mean {lowered[word.lower()]}?)"
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _kind(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
-    return names.get(type(value), "mapping" if isinstance(value, dict) else type(value).__name__)
+    return yamlstrict.mapping(raw, path, known, ctx.problem, _UNSUPPORTED)
 
 
 # --- TLS -----------------------------------------------------------------------------------

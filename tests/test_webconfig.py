@@ -1,4 +1,8 @@
-"""The web config file: strict parsing, TLS contexts, basic auth and reload on change."""
+"""The web config file: strict parsing, TLS contexts, basic auth and reload on change.
+
+Each tests/fixtures/webconfig/invalid/NAME.yaml has a sibling NAME.expected holding the
+exact problem lines, with `web.yml` as the source name.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,23 @@ import base64
 import logging
 import os
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter import webconfig
 from exporter.errors import ConfigError
-from tests import tlsutil
+from tests import procs, tlsutil
 
 PASSWORD = "s3cret-Scrape-Pw"
+INVALID = Path(__file__).resolve().parent / "fixtures" / "webconfig" / "invalid"
 
 
 def _hash(password: str) -> str:
@@ -187,13 +197,42 @@ def test_empty_sections_mean_plain_http_without_auth(text: str) -> None:
             "a: [\n",
             [
                 "web.yml: YAML syntax error at line 2 column 1: "
-                "expected the node content, but found '<stream end>'"
+                "while parsing a flow node; expected the node content, but found '<stream end>'"
             ],
         ),
     ],
 )
 def test_invalid_config_names_the_key(text: str, expected: list[str]) -> None:
     assert _problems(text) == expected
+
+
+def invalid_cases() -> list[str]:
+    return sorted(path.stem for path in INVALID.glob("*.yaml"))
+
+
+def _expected(name: str, source: str = "web.yml") -> list[str]:
+    lines = (INVALID / f"{name}.expected").read_text().splitlines()
+    return [
+        f"{source}: {line.removeprefix('web.yml: ')}" if line.startswith("web.yml: ") else line
+        for line in lines
+    ]
+
+
+def test_every_invalid_fixture_has_its_expected_file() -> None:
+    assert len(invalid_cases()) >= 6
+    assert {path.stem for path in INVALID.glob("*.expected")} == set(invalid_cases())
+
+
+@pytest.mark.parametrize("name", invalid_cases())
+def test_invalid_fixture_reports_exact_problems(name: str) -> None:
+    text = (INVALID / f"{name}.yaml").read_text(encoding="utf-8")
+    assert _problems(text) == _expected(name)
+
+
+def test_merge_keys_are_not_duplicate_keys() -> None:
+    hashed = _hash(PASSWORD)
+    cfg = webconfig.parse(f"basic_auth_users:\n  <<: {{alice: &h '{hashed}'}}\n  <<: {{bob: *h}}\n")
+    assert dict(cfg.users) == {"alice": hashed, "bob": hashed}
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -214,6 +253,99 @@ def test_a_bad_hash_or_password_like_value_is_never_echoed() -> None:
     assert "hunter2" not in "\n".join(_problems(text))
     text = "basic_auth_users:\n  alice: ok\n  alice: hunter2-plaintext\n"
     assert "hunter2" not in "\n".join(_problems(text))
+
+
+# --- property: parse() never fails with anything but ConfigError --------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["TLS12", "NoClientCert", "deny", "2024-13-45", "a\0b", "$2b$04$x"]),
+)
+_keys = st.one_of(
+    st.sampled_from(
+        [
+            *webconfig.TOP_LEVEL_KEYS,
+            *webconfig.TLS_KEYS,
+            *webconfig.HTTP_KEYS,
+            *webconfig.ALLOWED_HEADERS,
+            "<<",
+        ]
+    ),
+    st.text(max_size=10),
+    st.integers(),
+)
+_documents = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_keys, children, max_size=6)
+    ),
+    max_leaves=25,
+)
+
+
+def _parses_or_config_error(text: str) -> None:
+    try:
+        result = webconfig.parse(text, source="web.yml")
+    except ConfigError as exc:
+        assert exc.problems
+        assert all("\n" not in problem for problem in exc.problems)
+    else:
+        assert isinstance(result, webconfig.WebConfig)
+
+
+@settings(max_examples=300)
+@given(_documents)
+def test_any_yaml_document_parses_or_raises_config_error(document: object) -> None:
+    _parses_or_config_error(yaml.safe_dump(document))
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_any_text_parses_or_raises_config_error(text: str) -> None:
+    _parses_or_config_error(text)
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet=":-[]{}&*!|>'\"%@`#,?\n\t ab1$<\x07", max_size=60))
+def test_yaml_punctuation_parses_or_raises_config_error(text: str) -> None:
+    _parses_or_config_error(text)
+
+
+# --- startup: a bad file is one line per problem and exit 2 --------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", invalid_cases())
+def test_bad_web_config_at_startup_exits_2_without_a_traceback(tmp_path: Path, name: str) -> None:
+    web_file = tmp_path / "web.yml"
+    web_file.write_bytes((INVALID / f"{name}.yaml").read_bytes())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.config.file",
+            str(web_file),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=procs.REPO,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [
+        f"alb-jobs-exporter: error: --web.config.file: {problem}"
+        for problem in _expected(name, str(web_file))
+    ]
 
 
 # --- TLS context ---------------------------------------------------------------------------
@@ -347,6 +479,30 @@ def test_live_config_picks_up_new_users_and_keeps_the_old_on_error(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, "a broken file is reported once, not on every request"
     assert "keeping the running one" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("name", invalid_cases())
+def test_live_config_keeps_serving_the_old_config_when_the_file_goes_bad(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        f"basic_auth_users:\n  bob: '{_hash('bob-pw')}'\n"
+    )
+    live = webconfig.LiveWebConfig(str(path))
+    assert live.authenticate(_environ("bob", "bob-pw"))
+
+    with caplog.at_level(logging.ERROR, logger="exporter.webconfig"):
+        path.write_bytes((INVALID / f"{name}.yaml").read_bytes())
+        _touch_later(path)
+        for _ in range(3):
+            assert live.authenticate(_environ("bob", "bob-pw"))
+            assert not live.authenticate(_environ("alice", PASSWORD))
+            assert live.headers() == (("X-Frame-Options", "deny"),)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    problems = "; ".join(_expected(name, str(path)))
+    assert errors == [f"web config {path} not reloaded, keeping the running one: {problems}"]
 
 
 def test_live_config_refuses_to_switch_tls_on(
