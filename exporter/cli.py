@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NoReturn
+from typing import Generic, NoReturn, ParamSpec
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
@@ -28,7 +28,14 @@ from exporter.ratelimit import TokenBucket
 from exporter.signing import make_signer
 from exporter.state import StateFile
 from exporter.targets import Refresher, RefreshPolicy, Target, TargetKey
-from exporter.web import LandingInfo, LandingTarget, Server, WebHooks, make_wsgi_app
+from exporter.web import (
+    LandingInfo,
+    LandingTarget,
+    Server,
+    WebHooks,
+    check_telemetry_path,
+    make_wsgi_app,
+)
 
 log = logging.getLogger("exporter")
 
@@ -37,6 +44,10 @@ DEFAULT_LISTEN = ":9868"
 # Without a scrape-timeout header (curl, a browser) a scrape still must not hang forever.
 DEFAULT_SCRAPE_BUDGET = 60.0
 DEMO_REGIONS = ("cn-hangzhou", "cn-shanghai")
+# `--demo --check-config` starts no simulator; its real port is only chosen when it starts.
+DEMO_CHECK_URL = "http://127.0.0.1:0"
+
+_P = ParamSpec("_P")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -133,39 +144,59 @@ class _Unavailable:
         raise self._error
 
 
-class _Gate:
-    """Passes a target's request observations on until the target is removed by a reload,
-    so a refresh still in flight then cannot bring its forgotten series back."""
+class _Gate(Generic[_P]):
+    """Passes observations on until closed: by a reload that removes their target (request
+    observations) or replaces their account's credential provider (credential fetches),
+    so a request or fetch still in flight then cannot bring its forgotten series back."""
 
-    def __init__(self, observe: Callable[[str, float], None]) -> None:
+    def __init__(self, observe: Callable[_P, None]) -> None:
         self._observe = observe
         self._lock = threading.Lock()
         self._open = True
 
-    def __call__(self, code: str, seconds: float) -> None:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> None:
         with self._lock:
             if self._open:
-                self._observe(code, seconds)
+                self._observe(*args, **kwargs)
 
     def close(self) -> None:
         with self._lock:
             self._open = False
 
 
-@dataclass
+@dataclass(eq=False)
+class _Credentials:
+    """An account's credential provider (or why it has none) and what it was built from;
+    kept across reloads while that is unchanged, so a reload does not fetch anew."""
+
+    provider: CredentialProvider | CredentialsError
+    built_from: tuple[config.CredentialsConfig | None, float]
+    gate: _Gate[[str, str, float | None]]
+
+
+@dataclass(eq=False)
 class _Wired:
     target: Target
     account: config.AccountConfig
+    credentials: _Credentials
     client: ListAsynJobsClient | None
-    gate: _Gate | None = None
+    gate: _Gate[[str, float]] | None = None
 
 
 class App:
     """Holds the live config and targets; reload swaps them without dropping counters."""
 
-    def __init__(self, cfg: config.Config, env: Mapping[str, str], config_path: str | None) -> None:
+    def __init__(
+        self,
+        cfg: config.Config,
+        env: Mapping[str, str],
+        config_path: str | None,
+        *,
+        telemetry_path: str = "/metrics",
+    ) -> None:
         self.env = env
         self.config_path = config_path
+        self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
         self.metrics = SelfMetrics(self.registry)
         self._lock = threading.Lock()
@@ -173,9 +204,11 @@ class App:
         # One request budget per account, shared by its regions (ALB counts the quota per
         # main account); kept across reloads while the account's rate is unchanged.
         self._buckets: dict[str, TokenBucket] = {}
-        self._wired = self._wire(cfg, {})
+        self._credentials = self._providers(cfg, {})
+        self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = StateFile(cfg.state_file) if cfg.state_file else None
+        self._state_error: str | None = None
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())
         self.refresher = Refresher(
@@ -187,42 +220,78 @@ class App:
         self.registry.register(JobsCollector(self.refresher.targets))
         self.metrics.set_reload_ok(True)
 
-    def _wire(self, cfg: config.Config, old: Mapping[TargetKey, _Wired]) -> dict[TargetKey, _Wired]:
-        wired: dict[TargetKey, _Wired] = {}
+    def _providers(
+        self, cfg: config.Config, old: Mapping[str, _Credentials]
+    ) -> dict[str, _Credentials]:
+        providers: dict[str, _Credentials] = {}
         for account in cfg.accounts:
+            built_from = (account.credentials, cfg.request_timeout)
+            previous = old.get(account.name)
+            if (
+                previous is not None
+                and previous.built_from == built_from
+                # A source that was missing may be there now (a file written, a profile).
+                and not isinstance(previous.provider, CredentialsError)
+            ):
+                providers[account.name] = previous
+                continue
+            gate = _Gate(self._credential_observer(account.name))
             provider: CredentialProvider | CredentialsError
             try:
                 provider = provider_for(
-                    account,
-                    self.env,
-                    observer=self._credential_observer(account.name),
-                    timeout=cfg.request_timeout,
+                    account, self.env, observer=gate, timeout=cfg.request_timeout
                 )
             except CredentialsError as exc:
                 log.error("%s", exc)
                 provider = exc
+            providers[account.name] = _Credentials(provider, built_from, gate)
+        return providers
+
+    def _wire(
+        self,
+        cfg: config.Config,
+        old: Mapping[TargetKey, _Wired],
+        providers: Mapping[str, _Credentials],
+    ) -> dict[TargetKey, _Wired]:
+        wired: dict[TargetKey, _Wired] = {}
+        for account in cfg.accounts:
+            credentials = providers[account.name]
             for region in account.regions:
                 key = (account.name, region)
                 previous = old.get(key)
                 if (
                     previous is not None
                     and previous.account == account
+                    and previous.credentials is credentials
                     and _same_globals(self.cfg, cfg)
                 ):
                     wired[key] = previous  # unchanged: keep its store, so counters continue
                     continue
-                store = None
+                carried = None
                 if previous is not None and _same_data(self.cfg, previous.account, cfg, account):
                     # Only how the API is reached changed (timeouts, page size, keys): the
                     # jobs are the same, so counters continue instead of resetting and
                     # missing the jobs that finish before the new store's first refresh.
-                    store = previous.target.store
-                wired[key] = self._new_target(cfg, account, region, provider, store)
+                    carried = previous.target
+                wired[key] = self._new_target(cfg, account, region, credentials, carried)
         return wired
 
     def _after_refresh(self, target: Target) -> None:
-        if self.state is not None and target.status().up:
+        if self.state is None or not target.status().up:
+            return
+        try:
             self.state.maybe_save(self.refresher.targets())
+        except OSError as exc:
+            # A full disk or a read-only volume is an operator problem, not a bug: one
+            # error line (no traceback) per distinct cause, then quiet until it changes.
+            kind = f"{type(exc).__name__}:{exc.errno}"
+            if kind != self._state_error:
+                log.error("cannot write state file %s: %s", self.state.path, exc)
+            self._state_error = kind
+        else:
+            if self._state_error is not None:
+                log.info("state file %s written again", self.state.path)
+            self._state_error = None
 
     def _bucket(self, account: config.AccountConfig) -> TokenBucket:
         bucket = self._buckets.get(account.name)
@@ -246,14 +315,17 @@ class App:
         cfg: config.Config,
         account: config.AccountConfig,
         region: str,
-        provider: CredentialProvider | CredentialsError,
-        store: JobStore | None = None,
+        credentials: _Credentials,
+        carried: Target | None = None,
     ) -> _Wired:
         client = None
         gate = None
+        provider = credentials.provider
         source: ListAsynJobsClient | _Unavailable
         if isinstance(provider, CredentialsError):
             source = _Unavailable(provider)
+            # No client, so no request observer creates the target's series (below it does).
+            self.metrics.register_target(account.name, region)
         else:
             signer = make_signer(
                 account.signature, provider.get, action=ACTION, version=API_VERSION
@@ -269,13 +341,15 @@ class App:
                 on_auth_expired=provider.invalidate,
                 pacer=self._bucket(account),
             )
-        self.metrics.register_target(account.name, region)
-        if store is None:
+        if carried is None:
             store = JobStore(
                 lookback=cfg.lookback,
                 recent_failures=cfg.recent_failures,
                 processing_max_age=cfg.processing_max_age,
             )
+        else:
+            store = carried.store
+            store.set_processing_max_age(cfg.processing_max_age)
         target = Target(
             account.name,
             region,
@@ -286,8 +360,10 @@ class App:
             policy=RefreshPolicy(
                 overlap=cfg.overlap, full_resync_interval=cfg.full_resync_interval
             ),
+            # Same store, same data: readiness and `up` hold until the new target refreshes.
+            status=carried.status() if carried is not None else None,
         )
-        return _Wired(target, account, client, gate)
+        return _Wired(target, account, credentials, client, gate)
 
     # --- hooks for web ---
 
@@ -321,8 +397,6 @@ class App:
             )
         return LandingInfo(version=__version__, targets=rows, telemetry_path=self.telemetry_path)
 
-    telemetry_path = "/metrics"
-
     def reload(self) -> str | None:
         """Re-read the config file; on error keep the running config and report why."""
         if self.config_path is None:
@@ -339,24 +413,29 @@ class App:
                 error = "accounts: at least one account is required"
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
-            old = self._wired
-            removed_accounts = {a.name for a in self.cfg.accounts} - {
-                a.name for a in new_cfg.accounts
-            }
-            self._wired = self._wire(new_cfg, old)
+            old, old_credentials = self._wired, self._credentials
+            self._credentials = self._providers(new_cfg, old_credentials)
+            self._wired = self._wire(new_cfg, old, self._credentials)
             self.cfg = new_cfg
+            replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
             self.refresher.set_targets(
-                {k: w.target for k, w in self._wired.items()}, cache_ttl=new_cfg.cache_ttl
+                {k: w.target for k, w in self._wired.items()},
+                cache_ttl=new_cfg.cache_ttl,
+                max_workers=new_cfg.max_concurrent_refreshes,
+                # A client still paging for a refresh in flight is closed when that ends.
+                retired=lambda target: self._close(replaced[id(target)]),
             )
             for key, w in old.items():
-                if self._wired.get(key) is not w:
-                    self._close(w)
-                    if key not in self._wired:
-                        if w.gate is not None:
-                            w.gate.close()
-                        self.metrics.forget_target(*key)
-            for name in removed_accounts:
-                self.metrics.forget_account(name)
+                if key not in self._wired:
+                    if w.gate is not None:
+                        w.gate.close()
+                    self.metrics.forget_target(*key)
+            for name, credentials in old_credentials.items():
+                if self._credentials.get(name) is not credentials:
+                    # Removed account or new credentials: the old source's series (an
+                    # expiry alerting forever, say) go; the new provider's fetches add theirs.
+                    credentials.gate.close()
+                    self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
             log.info("config reloaded: %d targets", len(self._wired))
             fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
@@ -456,7 +535,6 @@ def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
 
 
 def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | None = None) -> int:
-    app.telemetry_path = args.telemetry_path
     hooks = WebHooks(
         prepare_scrape=app.prepare_scrape,
         registry=app.registry,
@@ -465,14 +543,14 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
         reload=app.reload,
         landing=app.landing,
     )
+    wsgi = make_wsgi_app(
+        hooks,
+        telemetry_path=app.telemetry_path,
+        authenticate=web.authenticate if web is not None else None,
+        headers=web.headers if web is not None else None,
+    )
+    tls = web.ssl_context if web is not None and web.tls_enabled else None
     try:
-        wsgi = make_wsgi_app(
-            hooks,
-            telemetry_path=args.telemetry_path,
-            authenticate=web.authenticate if web is not None else None,
-            headers=web.headers if web is not None else None,
-        )
-        tls = web.ssl_context if web is not None and web.tls_enabled else None
         server = Server(wsgi, args.listen, ssl_context=tls)
     except (OSError, ValueError) as exc:
         print(f"{PROG}: error: --web.listen-address {args.listen}: {exc}", file=sys.stderr)
@@ -511,9 +589,12 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ) if env is None else env
     args = build_parser(env).parse_args(argv)
+    try:
+        check_telemetry_path(args.telemetry_path)
+    except ValueError as exc:
+        print(f"{PROG}: error: --web.telemetry-path: {exc}", file=sys.stderr)
+        return 2
     logfmt.setup(args.log_level, args.log_format)
-    # `_created` series double the counters' cardinality and most dashboards ignore them.
-    disable_created_metrics()  # type: ignore[no-untyped-call]
     web = None
     if args.web_config_file:
         try:
@@ -528,6 +609,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.demo:
         from exporter import simulator  # only the demo needs the stand-in in-process
 
+        if args.check_config:
+            print("demo mode: the built-in simulator's port (0 below) is chosen when it starts")
+            demo = _demo_config(
+                DEMO_CHECK_URL, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET
+            )
+            return _check_config(demo, env)
         sim = simulator.SimulatorServer(
             simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
         )
@@ -548,7 +635,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
             return 2
 
-    app = App(cfg, env, config_path)
+    app = App(cfg, env, config_path, telemetry_path=args.telemetry_path)
     try:
         if args.once:
             app.refresher.ensure_fresh(None, timeout=None)
@@ -563,4 +650,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def run() -> None:
+    # `_created` series double the counters' cardinality and most dashboards ignore them.
+    # prometheus_client only has a process-wide switch for them, so the process entry
+    # point flips it and `main()` leaves global state alone for in-process callers.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     sys.exit(main())

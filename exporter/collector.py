@@ -461,6 +461,8 @@ class SelfMetrics:
         build_info.labels(version, python_version).set(1)
         # prometheus_client offers no portable way to list a metric's label sets, so the
         # ones to forget on reload are remembered here (written from refresh threads).
+        # Series are created and removed under the same lock as this record, so the two
+        # never disagree.
         self._lock = threading.Lock()
         self._codes: dict[tuple[str, str], set[str]] = {}
         self._credential_codes: dict[str, set[tuple[str, str]]] = {}
@@ -468,22 +470,22 @@ class SelfMetrics:
 
     def register_target(self, account: str, region: str) -> None:
         """Create the target's request series at 0."""
-        self._api_requests.labels(account, region, "OK")
-        self._api_duration.labels(account, region)
         with self._lock:
+            self._api_requests.labels(account, region, "OK")
+            self._api_duration.labels(account, region)
             self._codes.setdefault((account, region), set()).add("OK")
 
     def request_observer(self, account: str, region: str) -> Callable[[str, float], None]:
-        """The client's per-attempt callback: `observe(code, seconds)`."""
+        """The client's per-attempt callback: `observe(code, seconds)`. Registers the
+        target (see `register_target`)."""
         self.register_target(account, region)
-        duration = self._api_duration.labels(account, region)
 
         def observe(code: str, seconds: float) -> None:
             code = cap_label(code)
             with self._lock:
                 self._codes.setdefault((account, region), set()).add(code)
-            self._api_requests.labels(account, region, code).inc()
-            duration.observe(seconds)
+                self._api_requests.labels(account, region, code).inc()
+                self._api_duration.labels(account, region).observe(seconds)
 
         return observe
 
@@ -491,7 +493,7 @@ class SelfMetrics:
         code = cap_label(code)
         with self._lock:
             self._credential_codes.setdefault(account, set()).add((source, code))
-        self._credential_refreshes.labels(account, source, code).inc()
+            self._credential_refreshes.labels(account, source, code).inc()
 
     def set_credentials_expiry(self, account: str, source: str, ts: float | None) -> None:
         """`None` (long-lived keys) removes the series rather than exposing a fake expiry."""
@@ -503,7 +505,7 @@ class SelfMetrics:
                     self._credentials_expiry.remove(account, source)
                 return
             sources.add(source)
-        self._credentials_expiry.labels(account, source).set(ts)
+            self._credentials_expiry.labels(account, source).set(ts)
 
     def set_reload_ok(self, ok: bool) -> None:
         self._reload_ok.set(1 if ok else 0)
@@ -512,20 +514,21 @@ class SelfMetrics:
         """Drop the series of a target removed by a config reload."""
         with self._lock:
             codes = self._codes.pop((account, region), set())
-        for code in codes:
-            self._api_requests.remove(account, region, code)
-        if codes:
-            self._api_duration.remove(account, region)
+            for code in codes:
+                self._api_requests.remove(account, region, code)
+            if codes:
+                self._api_duration.remove(account, region)
 
     def forget_account(self, account: str) -> None:
-        """Drop the credential series of an account removed by a config reload."""
+        """Drop the credential series of an account removed by a config reload or whose
+        credentials changed (a series of the old source would otherwise stay forever)."""
         with self._lock:
             codes = self._credential_codes.pop(account, set())
             sources = self._expiry_sources.pop(account, set())
-        for source, code in codes:
-            self._credential_refreshes.remove(account, source, code)
-        for source in sources:
-            self._credentials_expiry.remove(account, source)
+            for source, code in codes:
+                self._credential_refreshes.remove(account, source, code)
+            for source in sources:
+                self._credentials_expiry.remove(account, source)
 
 
 def _counter(name: str, registry: CollectorRegistry) -> Counter:

@@ -265,6 +265,13 @@ class JobStore:
     def lookback(self) -> float:
         return self._lookback
 
+    def set_processing_max_age(self, seconds: float) -> None:
+        """Apply a reloaded `processing_max_age` to a store kept across the reload; the
+        next update prunes by it."""
+        if seconds <= 0:
+            raise ValueError("processing_max_age must be positive")
+        self._max_age = max(float(seconds), self._lookback)
+
     def snapshot(self) -> StoreSnapshot:
         return self._snapshot
 

@@ -17,8 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from cachetools import TTLCache
-
 from exporter.config import Filters
 from exporter.errors import ExporterError
 from exporter.jobs import Job, JobQuery, JobStore, StoreSnapshot, StoreState
@@ -116,7 +114,10 @@ class Target:
         filters: Filters | None = None,
         policy: RefreshPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        status: TargetStatus | None = None,
     ) -> None:
+        """`status` carries over the status of the target this one replaces on a reload
+        that keeps its store: readiness and `up` do not drop while the data is the same."""
         self.account = account
         self.region = region
         self.source = source
@@ -125,7 +126,7 @@ class Target:
         self._filters = filters or Filters()
         self._policy = policy or RefreshPolicy()
         self._clock = clock
-        self._status = TargetStatus()
+        self._status = status or TargetStatus()
         self._last_error_logged: str | None = None
         # Held while the store and the position change together, so an export for the
         # state file never pairs a new position with old store content.
@@ -275,7 +276,9 @@ class _Observed:
 class Refresher:
     """Single-flight, TTL-cached refreshes of many targets on a bounded thread pool.
 
-    cachetools caches are not thread-safe: every access is under `_lock`.
+    Freshness is the monotonic time each target's last refresh finished, kept per key
+    (not a TTL cache) so a reload can keep it for unchanged targets and apply a new
+    `cache_ttl` to it. All state is under `_lock`.
     """
 
     def __init__(
@@ -298,12 +301,15 @@ class Refresher:
         self._inflight: dict[int, Future[None]] = {}
         self._timer = timer
         self._cache_ttl = cache_ttl
-        self._fresh: TTLCache[TargetKey, bool] = self._new_cache()
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="refresh")
+        self._refreshed_at: dict[TargetKey, float] = {}
+        self._max_workers = max_workers
+        self._pool = self._new_pool(max_workers)
+        # Pools replaced by a reload that changed max_workers: their refreshes finish there.
+        self._retired_pools: list[ThreadPoolExecutor] = []
 
-    def _new_cache(self) -> TTLCache[TargetKey, bool]:
-        size = max(1, len(self._targets))
-        return TTLCache(maxsize=size, ttl=max(self._cache_ttl, 1e-9), timer=self._timer)
+    @staticmethod
+    def _new_pool(max_workers: int) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="refresh")
 
     def targets(self) -> list[Target]:
         with self._lock:
@@ -313,12 +319,48 @@ class Refresher:
         with self._lock:
             return self._targets.get(key)
 
-    def set_targets(self, targets: Mapping[TargetKey, Target], cache_ttl: float) -> None:
-        """Swap the target set (config reload); in-flight refreshes of removed targets finish."""
+    def set_targets(
+        self,
+        targets: Mapping[TargetKey, Target],
+        cache_ttl: float,
+        *,
+        max_workers: int | None = None,
+        retired: Callable[[Target], None] | None = None,
+    ) -> None:
+        """Swap the target set (config reload).
+
+        Targets kept as the same object stay fresh. A target no longer in the set finishes
+        its in-flight refresh; `retired(target)` runs once that is done (at once when none
+        is running), e.g. to close its client. A new `max_workers` starts a new pool; the
+        old one finishes what it runs.
+        """
+        now_retired: list[Target] = []
         with self._lock:
+            kept = {id(t) for t in targets.values()}
+            for target in self._targets.values():
+                if id(target) in kept or retired is None:
+                    continue
+                future = self._inflight.get(id(target))
+                if future is None or future.done():
+                    now_retired.append(target)
+                else:
+                    future.add_done_callback(functools.partial(_retire, retired, target))
+            self._refreshed_at = {
+                key: at
+                for key, at in self._refreshed_at.items()
+                if key in targets and self._targets.get(key) is targets[key]
+            }
+            self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
             self._targets = dict(targets)
             self._cache_ttl = cache_ttl
-            self._fresh = self._new_cache()
+            if max_workers is not None and max_workers != self._max_workers:
+                self._pool.shutdown(wait=False)
+                self._retired_pools.append(self._pool)
+                self._pool = self._new_pool(max_workers)
+                self._max_workers = max_workers
+        if retired is not None:
+            for target in now_retired:
+                _retire(retired, target)
 
     def ensure_fresh(
         self, keys: Iterable[TargetKey] | None = None, timeout: float | None = None
@@ -336,15 +378,16 @@ class Refresher:
         _, pending = wait(futures, timeout=timeout)
         return not pending
 
+    def _is_fresh(self, key: TargetKey) -> bool:
+        at = self._refreshed_at.get(key)
+        return at is not None and self._timer() - at < self._cache_ttl
+
     def _future(self, key: TargetKey) -> Future[None]:
         target = self._targets[key]
         current = self._inflight.get(id(target))
-        if current is not None and (not current.done() or key in self._fresh):
+        if current is not None and (not current.done() or self._is_fresh(key)):
             return current
         future = self._pool.submit(self._run, target)
-        self._inflight = {
-            id(t): f for t in self._targets.values() if (f := self._inflight.get(id(t)))
-        }
         self._inflight[id(target)] = future
         future.add_done_callback(functools.partial(self._mark_fresh, key, target))
         return future
@@ -360,8 +403,18 @@ class Refresher:
     def _mark_fresh(self, key: TargetKey, target: Target, _done: Future[None]) -> None:
         with self._lock:
             if self._targets.get(key) is target:
-                self._fresh[key] = True
+                self._refreshed_at[key] = self._timer()
 
     def shutdown(self) -> None:
         """Let in-flight refreshes finish; start no new ones."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            pools = [*self._retired_pools, self._pool]
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _retire(retired: Callable[[Target], None], target: Target, *_done: object) -> None:
+    try:
+        retired(target)
+    except Exception:  # a failing clean-up must not break the reload or a refresh thread
+        log.exception("clean-up of replaced target account=%s region=%s failed", *target.key)

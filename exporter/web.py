@@ -133,6 +133,14 @@ def _method_not_allowed(allowed: Sequence[str]) -> _Response:
     )
 
 
+def check_telemetry_path(path: str) -> None:
+    """ValueError unless `path` can serve the metrics without shadowing another route."""
+    if not path.startswith("/") or path in {"/", "/probe"} or path.startswith("/-/"):
+        raise ValueError(
+            f"telemetry path {path!r} must start with / and not be /, /probe or under /-/"
+        )
+
+
 def make_wsgi_app(
     hooks: WebHooks,
     telemetry_path: str = "/metrics",
@@ -147,13 +155,7 @@ def make_wsgi_app(
     answer (401s included), replacing defaults of the same name. Both are the seams for
     `--web.config.file`.
     """
-    if (
-        not telemetry_path.startswith("/")
-        or telemetry_path in {"/", "/probe"}
-        or (telemetry_path.startswith("/-/"))
-    ):
-        raise ValueError(f"telemetry path {telemetry_path!r} must start with / and not clash")
-
+    check_telemetry_path(telemetry_path)
     renders = _SharedRenders()
 
     def route(environ: WSGIEnvironment) -> _Response:

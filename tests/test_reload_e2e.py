@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import procs
 
@@ -25,6 +26,8 @@ KEY_ID = "LTAI5tReloadKeyId0000003"
 SECRET = "reload-Secret-Value-4e5f6a7b"
 REGIONS = ("cn-hangzhou", "cn-shanghai", "eu-central-1")
 RELOAD_METRIC = "alb_exporter_config_last_reload_successful"
+EXPIRY = "alb_exporter_credentials_expiry_timestamp_seconds"
+CRED_REFRESHES = "alb_exporter_credential_refreshes_total"
 JOB_LABELS = ("status", "resource_type", "api_name", "operate_type")
 
 
@@ -62,6 +65,7 @@ def config_text(
     *,
     page_size: int = 100,
     request_timeout: str = "5s",
+    credentials: str = "",
 ) -> str:
     out = [
         "lookback: 1h",
@@ -76,8 +80,8 @@ def config_text(
             f"    regions: [{', '.join(regions)}]",
             f'    endpoint: "{sim.url}/{{region}}/"',
             "    credentials:",
-            f"      access_key_id: {KEY_ID}",
-            "      access_key_secret: ${RELOAD_SECRET}",
+            credentials
+            or f"      access_key_id: {KEY_ID}\n      access_key_secret: ${{RELOAD_SECRET}}",
             # Small pages over hundreds of jobs: above the default 5 calls/s per account.
             "    max_requests_per_second: 200",
         ]
@@ -274,3 +278,62 @@ def test_counters_of_unchanged_targets_continue_and_global_changes_apply(
         return sum(now.values()) > sum(again.values())
 
     procs.wait_until(grew, timeout=30, interval=0)
+
+
+def test_readiness_and_up_hold_across_a_reload_that_rebuilds_the_clients(
+    sim: procs.Proc, exporter: procs.Proc, cfg_file: Path
+) -> None:
+    before = scrape_after_ttl(exporter)
+    assert set(procs.select(before, "alb_exporter_up").values()) == {1.0}
+    # The refreshes after the reload take a while: what is served meanwhile must not drop.
+    control(sim, "POST", "/_sim/faults", {"latency": 3.0})
+    try:
+        cfg_file.write_text(
+            config_text(sim, {"prod": ("cn-hangzhou", "cn-shanghai")}, request_timeout="9s")
+        )
+        assert reload_post(exporter).status_code == 200
+        assert httpx.get(exporter.url + "/-/ready").status_code == 200
+        # A short scrape deadline: served from what the targets hold, not waiting for them.
+        r = httpx.get(
+            exporter.url + "/metrics",
+            headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.6"},
+            timeout=10,
+        )
+        assert r.status_code == 200
+        up = {
+            (s.labels["account"], s.labels["region"]): s.value
+            for family in text_string_to_metric_families(r.text)
+            for s in family.samples
+            if s.name == "alb_exporter_up"
+        }
+        assert up == {("prod", "cn-hangzhou"): 1.0, ("prod", "cn-shanghai"): 1.0}
+    finally:
+        control(sim, "DELETE", "/_sim/faults")
+
+
+def test_credential_series_of_replaced_credentials_are_dropped(
+    sim: procs.Proc, exporter: procs.Proc, cfg_file: Path
+) -> None:
+    assumed = (
+        "      type: ram_role_arn\n"
+        "      role_arn: acs:ram::2222222222222222:role/reload-e2e\n"
+        f'      sts_endpoint: "{sim.url}/sts/"\n'
+        "      source:\n        type: access_key\n"
+        f"        access_key_id: {KEY_ID}\n"
+        "        access_key_secret: ${RELOAD_SECRET}"
+    )
+    regions = {"prod": ("cn-hangzhou", "cn-shanghai")}
+    cfg_file.write_text(config_text(sim, regions, credentials=assumed))
+    assert reload_post(exporter).status_code == 200
+    samples = scrape_after_ttl(exporter)
+    assert set(procs.select(samples, "alb_exporter_up").values()) == {1.0}
+    assert procs.select(samples, EXPIRY, account="prod", source="ram_role_arn")
+    assert procs.select(samples, CRED_REFRESHES, account="prod", source="ram_role_arn")
+
+    cfg_file.write_text(config_text(sim, regions))  # back to long-lived keys
+    assert reload_post(exporter).status_code == 200
+    for _ in range(2):  # also after the first refreshes with the new keys
+        samples = scrape_after_ttl(exporter)
+        assert set(procs.select(samples, "alb_exporter_up").values()) == {1.0}
+        assert procs.select(samples, EXPIRY) == {}
+        assert procs.select(samples, CRED_REFRESHES) == {}

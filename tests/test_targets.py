@@ -265,3 +265,83 @@ def test_a_target_replaced_by_reload_is_refreshed_itself_not_through_the_old_one
     assert new_gate.started == 1
     assert new.status().tried
     refresher.shutdown()
+
+
+class Ticker:
+    """A monotonic timer the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counted_target(region: str) -> tuple[Target, FakeAlb]:
+    alb = FakeAlb()
+    return Target("a", region, alb, JobStore(LOOKBACK, 5), lookback=LOOKBACK), alb
+
+
+def test_a_reload_keeps_unchanged_targets_fresh_and_applies_a_new_ttl() -> None:
+    (kept, kept_alb), (old, _) = counted_target("r1"), counted_target("r2")
+    new, new_alb = counted_target("r2")
+    ticker = Ticker()
+    refresher = Refresher({kept.key: kept, old.key: old}, cache_ttl=60, max_workers=2, timer=ticker)
+    assert refresher.ensure_fresh(None, timeout=10)
+    refresher.set_targets({kept.key: kept, new.key: new}, cache_ttl=60)
+    ticker.now = 10
+    assert refresher.ensure_fresh(None, timeout=10)
+    assert (kept_alb.calls, new_alb.calls) == (1, 1)  # only the replaced target is refreshed
+    # A shorter TTL applies to what was refreshed before the reload, too: at 12 s, the
+    # refresh at 0 is stale under 5 s, the one at 10 s is not.
+    refresher.set_targets({kept.key: kept, new.key: new}, cache_ttl=5)
+    ticker.now = 12
+    assert refresher.ensure_fresh(None, timeout=10)
+    assert (kept_alb.calls, new_alb.calls) == (2, 1)
+    refresher.shutdown()
+
+
+def test_a_replaced_target_is_retired_only_after_its_refresh_in_flight() -> None:
+    busy_gate, idle_gate = Gate(), Gate()
+    busy = Target("a", "r1", busy_gate, JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+    idle = Target("a", "r2", idle_gate, JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+    idle_gate.release.set()
+    refresher = Refresher({idle.key: idle}, cache_ttl=60, max_workers=2)
+    assert refresher.ensure_fresh(None, timeout=10)
+    refresher.set_targets({busy.key: busy, idle.key: idle}, cache_ttl=60)
+    assert not refresher.ensure_fresh([busy.key], timeout=0.05)  # busy's refresh in flight
+    retired: list[tuple[str, bool]] = []
+    all_retired = threading.Event()
+
+    def retire(t: Target) -> None:
+        retired.append((t.region, t.status().tried))
+        if len(retired) == 2:
+            all_retired.set()
+
+    replacement = Target("a", "r1", Gate(), JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+    refresher.set_targets({busy.key: replacement}, cache_ttl=60, retired=retire)
+    assert retired == [("r2", True)]  # nothing in flight: at once
+    busy_gate.release.set()
+    assert all_retired.wait(10)
+    # Retired once its refresh had finished (and so was done with its client).
+    assert retired == [("r2", True), ("r1", True)]
+    refresher.shutdown()
+
+
+def test_a_reload_can_resize_the_pool_and_the_old_one_finishes_its_work() -> None:
+    gates = {("a", r): Gate() for r in ("r1", "r2", "r3")}
+    targets = {
+        key: Target(key[0], key[1], gate, JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+        for key, gate in gates.items()
+    }
+    refresher = Refresher(targets, cache_ttl=0, max_workers=1)
+    assert not refresher.ensure_fresh([("a", "r1")], timeout=0.05)  # on the old pool
+    refresher.set_targets(targets, cache_ttl=0, max_workers=3)
+    assert not refresher.ensure_fresh(None, timeout=0.2)
+    # r1 is still in flight on the old pool; r2 and r3 run side by side on the new one.
+    assert [g.started for g in gates.values()] == [1, 1, 1]
+    for g in gates.values():
+        g.release.set()
+    assert refresher.ensure_fresh(None, timeout=10)
+    assert all(t.status().tried for t in targets.values())
+    refresher.shutdown()
