@@ -32,7 +32,7 @@ from exporter.errors import (
     TransportError,
 )
 from exporter.jobs import Job, JobQuery
-from exporter.signing import canonical_query
+from exporter.signing import Signer, canonical_query
 
 ACTION = "ListAsynJobs"
 API_VERSION = "2020-06-16"
@@ -42,7 +42,8 @@ EXPIRED_TOKEN_CODE = "InvalidSecurityToken.Expired"
 MESSAGE_LIMIT = 300  # API messages can embed a whole string-to-sign; keep errors one-liners
 
 # Called once per HTTP attempt with (code, seconds): code is "OK", the API error Code,
-# "Timeout" or "TransportError". The composition root turns it into metrics.
+# "Timeout" or "TransportError"; seconds cover the request and its answer, not the pacing
+# wait or a credential fetch. The composition root turns it into metrics.
 RequestObserver = Callable[[str, float], None]
 
 
@@ -286,6 +287,10 @@ class ListAsynJobsClient:
         # headers (V3) by the auth flow, which httpx runs afresh on every send: each attempt
         # gets a new nonce and date.
         url = f"{self._endpoint}?{canonical_query(params)}"
+        if isinstance(self._auth, Signer):
+            # A credential fetch (STS, instance metadata) can take seconds; it happens here,
+            # untimed, so the observed duration is the API's latency alone.
+            self._auth.prepare()
         if self._pacer is not None:
             self._pacer.acquire()
         started = time.perf_counter()

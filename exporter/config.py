@@ -7,7 +7,6 @@ and neither is any value that came from an environment variable.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import ipaddress
 import json
@@ -15,14 +14,16 @@ import math
 import os
 import re
 import stat
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from exporter import yamlstrict
 from exporter.errors import ConfigError
+from exporter.yamlstrict import hint as _hint
+from exporter.yamlstrict import kind as _kind
+from exporter.yamlstrict import quote as _quote
 
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
 RESOURCE_TYPES = ("loadbalancer", "listener", "rule", "acl", "securitypolicy", "servergroup")
@@ -60,7 +61,7 @@ _ROLE_KEYS = ("role_arn", "role_session_name", "policy", "duration", "sts_endpoi
 CREDENTIALS_TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "access_key": CREDENTIALS_KEYS[:4],
     "sts": CREDENTIALS_KEYS,
-    "ram_role_arn": (*_ROLE_KEYS, "external_id", "source"),
+    "ram_role_arn": (*_ROLE_KEYS, "external_id", "external_id_file", "source"),
     "oidc_role_arn": (*_ROLE_KEYS, "oidc_provider_arn", "oidc_token_file"),
     "ecs_ram_role": ("role_name",),
     "profile": ("profile",),
@@ -102,6 +103,7 @@ class CredentialsConfig:
     role_arn: str | None = None  # ram_role_arn, oidc_role_arn
     role_session_name: str | None = None
     external_id: str | None = field(default=None, repr=False)  # ram_role_arn
+    external_id_file: str | None = None  # ram_role_arn: re-read when the file changes
     policy: str | None = None  # an inline RAM policy (JSON) narrowing the role's permissions
     duration: float | None = None  # STS DurationSeconds; None: 1h
     sts_endpoint: str | None = None  # URL; None: env / sts.aliyuncs.com
@@ -166,22 +168,9 @@ def parse(text: str, env: Mapping[str, str], source: str = "<config>") -> Config
     `env` supplies `${VAR}` expansions (injected so tests never touch os.environ).
     Raises ConfigError carrying every problem found.
     """
-    try:
-        # The reader rejects control characters already in the constructor.
-        loader = _StrictLoader(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(_yaml_problem(source, text, exc)) from None
-    try:
-        raw = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise ConfigError(_yaml_problem(source, text, exc)) from None
-    except RecursionError:
-        raise ConfigError(f"{source}: YAML document is nested too deeply") from None
-    finally:
-        loader.dispose()
+    raw, duplicates = yamlstrict.load(text, source)
     ctx = _Context(env)
-    for key, line, column in loader.duplicate_keys:
-        ctx.problem(source, f"duplicate key {_quote(key)} at line {line} column {column}")
+    ctx.problems.extend(duplicates)
     if raw is None:
         ctx.problem(source, "the document is empty; expected a mapping with 'accounts'")
     elif not isinstance(raw, dict):
@@ -261,65 +250,6 @@ def mask_access_key_id(access_key_id: str) -> str:
     return f"{access_key_id[:4]}****{access_key_id[-4:]}"
 
 
-# --- YAML ------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records duplicate mapping keys, which plain YAML silently overwrites."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicate_keys: list[tuple[str, int, int]] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            # `<<` merges may legitimately repeat keys; only literal repeats are typos.
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                ident = (key_node.tag, key_node.value)
-                if ident in seen:
-                    mark = key_node.start_mark
-                    self.duplicate_keys.append((key_node.value, mark.line + 1, mark.column + 1))
-                seen.add(ident)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # Scalars that match a YAML type but cannot be built (an int beyond Python's digit
-        # limit, 2024-13-45) raise plain ValueError; give them a position like other errors.
-        try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError):
-            raise yaml.constructor.ConstructorError(
-                None, None, f"cannot convert this {_tag_name(node.tag)} value", node.start_mark
-            ) from None
-
-
-def _tag_name(tag: str) -> str:
-    return tag.rsplit(":", 1)[-1]
-
-
-def _yaml_problem(source: str, text: str, exc: yaml.YAMLError) -> str:
-    # str(exc) quotes the offending source line, which may hold a secret: build our own text.
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        what = "; ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        return _one_line(f"{source}: YAML syntax error{where}: {what}")
-    if isinstance(exc, yaml.reader.ReaderError):
-        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - text.rfind("\n", 0, exc.position)
-        return _one_line(
-            f"{source}: YAML syntax error at line {line} column {column}: "
-            f"{exc.reason} (#x{char:04x})"
-        )
-    return f"{source}: YAML syntax error"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 # --- validation ------------------------------------------------------------------------
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -330,9 +260,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _INTEGER = re.compile(r"\d+")
 _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _DURATION_HINT = "(use 30s, 15m, 1h, 1d or seconds)"
-_SHOWN_MAX = 64
 
 
 class _Invalid(enum.Enum):
@@ -578,7 +506,7 @@ def _endpoint_problem(template: str) -> str | None:
         return "has an invalid port"
     if not _valid_host(host, parts.netloc):
         return "has an invalid host"
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         return (
             "http:// is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost); use https://"
         )
@@ -595,7 +523,12 @@ def _valid_host(host: str, netloc: str) -> bool:
     return _HOSTNAME.fullmatch(host) is not None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether plain http:// to `host` stays on this machine: 127.0.0.0/8, ::1, localhost.
+
+    The one rule for every URL the exporter is given (endpoints, STS, metadata, URI). `host`
+    is a URL's hostname as urlsplit gives it: lower-case, IPv6 without brackets.
+    """
     if host in ("localhost", "localhost."):
         return True
     try:
@@ -751,8 +684,17 @@ def _role_fields(
     out["duration"] = duration
     out["sts_endpoint"] = _sts_endpoint(ctx, data.get("sts_endpoint"), f"{path}.sts_endpoint")
     if kind == "ram_role_arn":
-        external_id = _secret(ctx, data.get("external_id"), f"{path}.external_id")
-        out["external_id"] = external_id
+        if data.get("external_id") is not None and data.get("external_id_file") is not None:
+            ctx.problem(
+                f"{path}.external_id",
+                "cannot be combined with external_id_file (use one of them)",
+            )
+            out["external_id"] = _INVALID
+        else:
+            out["external_id"] = _secret(ctx, data.get("external_id"), f"{path}.external_id")
+            out["external_id_file"] = _secret_file(
+                ctx, data.get("external_id_file"), f"{path}.external_id_file"
+            )
         source = _credentials(ctx, data.get("source"), f"{path}.source", depth + 1)
         out["source"] = source
     else:
@@ -911,17 +853,7 @@ def _mapping(
     ctx: _Context, raw: object, path: str, known: tuple[str, ...]
 ) -> dict[str, Any] | None:
     """The known keys of a mapping; unknown ones are reported with a spelling hint."""
-    if not isinstance(raw, dict):
-        ctx.problem(path or "<top level>", f"must be a mapping, got {_kind(raw)}")
-        return None
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(key, str) and key in known:
-            out[key] = value
-            continue
-        hint = _hint(key, known) if isinstance(key, str) else ""
-        ctx.problem(_join(path, key), f"unknown key{hint}")
-    return out
+    return yamlstrict.mapping(raw, path, known, ctx.problem)
 
 
 def _string(ctx: _Context, raw: object, path: str, expected: str) -> _Text | None:
@@ -1147,44 +1079,10 @@ def _encodable(text: str) -> bool:
 # --- message helpers -------------------------------------------------------------------
 
 
-def _kind(value: object) -> str:
-    names = {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "list",
-        dict: "mapping",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _quote(value: str) -> str:
-    if len(value) > _SHOWN_MAX:
-        return f"(a {len(value)}-character value, not shown)"
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _show(text: _Text) -> str:
     if text.from_env:
         return "(value from the environment, not shown)"
     return _quote(text.value)
-
-
-def _hint(word: str, choices: tuple[str, ...]) -> str:
-    lowered = {choice.lower(): choice for choice in choices}
-    if word.lower() in lowered:
-        return f" (did you mean {lowered[word.lower()]}?)"
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _join(path: str, key: object) -> str:
-    text = str(key)
-    if _PLAIN_KEY.fullmatch(text):
-        return f"{path}.{text}" if path else text
-    return f"{path}[{_quote(text)}]"
 
 
 def _credentials_summary(credentials: CredentialsConfig | None) -> str:
@@ -1207,6 +1105,8 @@ def _typed_credentials_summary(c: CredentialsConfig) -> str:
             parts.append(f"oidc_token_file={c.oidc_token_file}")
         if c.role_session_name:
             parts.append(f"role_session_name={c.role_session_name}")
+        if c.external_id_file:
+            parts.append(f"external_id from file {c.external_id_file}")
         parts += [f"{key} set" for key in ("external_id", "policy") if getattr(c, key)]
         if c.duration is not None:
             parts.append(f"duration={format_duration(c.duration)}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import calendar
 import configparser
-import ipaddress
 import json
 import logging
 import os
@@ -25,12 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from exporter.config import AccountConfig, CredentialsConfig
+from exporter.config import AccountConfig, CredentialsConfig, is_loopback_host
 from exporter.errors import CredentialsError
 from exporter.signing import Credential, canonical_query, format_timestamp, new_nonce, v1_signature
 
@@ -269,7 +268,9 @@ class RefreshingProvider:
         self.source = source
         self._fetch = fetch
         self._options = options
-        self._quiet = quiet  # lazily tried chain links: failing is expected, log at debug
+        # A chain link being probed (ECS, URI): failing is expected, logged at debug. The
+        # chain clears it once the link is chosen: from then on a failure is a fault.
+        self.quiet = quiet
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._lock = threading.Lock()
@@ -279,6 +280,9 @@ class RefreshingProvider:
         self._retry_at = 0.0
         self._failures = 0
         self._error: CredentialsError | None = None
+        # The kind of the last failure logged at warning (its code, and whether a valid
+        # credential was still at hand), so a repeat is logged at debug only.
+        self._logged_kind: str | None = None
 
     def expiration(self) -> float | None:
         with self._lock:
@@ -311,15 +315,27 @@ class RefreshingProvider:
                 raise FetchError("the credentials received have already expired", "Expired")
         except FetchError as exc:
             self._report(exc.code, None)
-            return self._failed(CredentialsError(f"{context}: {exc}"), now, current)
+            return self._failed(CredentialsError(f"{context}: {exc}"), exc.code, now, current)
         except CredentialsError as exc:  # from a source provider: already reported there
-            return self._failed(exc, now, current)
+            return self._failed(exc, "source", now, current)
         self._report("OK", expiration)
         lifetime = expiration - now
         self._credential = fresh
         self._fetched_at = now
         self._refresh_at = expiration - min(REFRESH_MARGIN, lifetime / 3)
+        failures = self._failures
         self._failures, self._retry_at, self._error = 0, 0.0, None
+        if self._logged_kind is not None:
+            self._logged_kind = None
+            log.info(
+                "%s: temporary credentials %s after %d failed attempt%s, valid until %s",
+                context,
+                "refreshed" if current is not None else "obtained",
+                failures,
+                "" if failures == 1 else "s",
+                format_timestamp(expiration),
+            )
+            return fresh
         log.log(
             logging.DEBUG if current is not None else logging.INFO,
             "%s: temporary credentials %s, valid until %s",
@@ -330,22 +346,32 @@ class RefreshingProvider:
         return fresh
 
     def _failed(
-        self, error: CredentialsError, now: float, current: Credential | None
+        self, error: CredentialsError, code: str, now: float, current: Credential | None
     ) -> Credential:
+        # Logged once per kind of failure at warning, then at debug while it repeats (every
+        # backoff step, up to once a minute while STS is down), like a target's refresh
+        # errors; the recovery is logged at info. Never at error: that level is for bugs.
         self._failures += 1
         delay = min(self._backoff_cap, self._backoff_base * 2.0 ** (self._failures - 1))
         self._retry_at = now + delay
         self._error = error
-        if _still_valid(current, now):
+        still_valid = _still_valid(current, now)
+        kind = f"{code}:{'kept' if still_valid else 'none'}"
+        if self.quiet or kind == self._logged_kind:
+            level = logging.DEBUG
+        else:
+            level, self._logged_kind = logging.WARNING, kind
+        if still_valid:
             assert current is not None and current.expiration is not None
-            log.warning(
+            log.log(
+                level,
                 "%s; still using the current credentials (valid until %s), next try in %gs",
                 error,
                 format_timestamp(current.expiration),
                 delay,
             )
             return current
-        log.log(logging.DEBUG if self._quiet else logging.ERROR, "%s", error)
+        log.log(level, "%s; next try in %gs", error, delay)
         raise error
 
     def _report(self, code: str, expiration: float | None) -> None:
@@ -474,18 +500,9 @@ def _url_problem(url: str, extra_http_host: str = "") -> str | None:
         return "must be an https:// URL or a host name"
     if "@" in parts.netloc or parts.query or parts.fragment:
         return "must not contain credentials, a query or a fragment"
-    if parts.scheme == "http" and not (_is_loopback(host) or host == extra_http_host):
+    if parts.scheme == "http" and not (is_loopback_host(host) or host == extra_http_host):
         return "http:// is only allowed for loopback hosts; use https://"
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- STS ---------------------------------------------------------------------------------
@@ -562,8 +579,63 @@ def _duration(config: CredentialsConfig | None) -> str:
     return str(int(seconds))
 
 
-class _AssumeRole:
-    """STS AssumeRole, signed with the credentials of `source` (any other provider)."""
+class _StsRole:
+    """What AssumeRole and AssumeRoleWithOIDC share: the role's parameters, the endpoint,
+    and errors that name the role."""
+
+    action: ClassVar[str]  # the STS Action
+
+    def __init__(
+        self,
+        options: _Options,
+        role_arn: str,
+        *,
+        session_name: str | None,
+        policy: str | None,
+        duration: str,
+        endpoint: str | None,
+        extra: Mapping[str, str],
+    ) -> None:
+        self._options = options
+        self.role_arn = role_arn
+        self._params = {
+            "RoleArn": role_arn,
+            **extra,
+            "RoleSessionName": session_name or DEFAULT_SESSION_NAME,
+            "DurationSeconds": duration,
+        }
+        if policy:
+            self._params["Policy"] = policy
+        self._endpoint = sts_endpoint(endpoint, options.env)
+
+    def _assume(
+        self,
+        params: Mapping[str, str],
+        signer: Credential | None,
+        secrets: tuple[str | None, ...],
+    ) -> Credential:
+        """One STS call with the role's parameters plus `params`; FetchError names the role."""
+        try:
+            return _sts_call(
+                self._options,
+                self._endpoint,
+                self.action,
+                {**self._params, **params},
+                signer,
+                secrets=secrets,
+            )
+        except FetchError as exc:
+            raise FetchError(f"role {self.role_arn}: {exc}", exc.code) from None
+
+
+class _AssumeRole(_StsRole):
+    """STS AssumeRole, signed with the credentials of `source` (any other provider).
+
+    The external id is a value, or a `_SecretFile` read on every fetch (re-read when the
+    file changes, like the access key files).
+    """
+
+    action = "AssumeRole"
 
     def __init__(
         self,
@@ -572,45 +644,45 @@ class _AssumeRole:
         role_arn: str,
         *,
         session_name: str | None = None,
-        external_id: str | None = None,
+        external_id: str | _SecretFile | None = None,
         policy: str | None = None,
         duration: str = str(int(DEFAULT_DURATION)),
         endpoint: str | None = None,
     ) -> None:
-        self._options = options
+        super().__init__(
+            options,
+            role_arn,
+            session_name=session_name,
+            policy=policy,
+            duration=duration,
+            endpoint=endpoint,
+            extra={},
+        )
         self._source = source
-        self.role_arn = role_arn
-        self._params = {
-            "RoleArn": role_arn,
-            "RoleSessionName": session_name or DEFAULT_SESSION_NAME,
-            "DurationSeconds": duration,
-        }
-        if external_id:
-            self._params["ExternalId"] = external_id
-        if policy:
-            self._params["Policy"] = policy
-        self._external_id = external_id
-        self._endpoint = sts_endpoint(endpoint, options.env)
+        self._external_id = external_id or None
 
     def __call__(self) -> Credential:
+        try:
+            external_id = _resolve(self._external_id)
+        except CredentialsError as exc:
+            raise FetchError(str(exc), "SecretFileError") from None
         signer = self._source.get()
         try:
-            return _sts_call(
-                self._options,
-                self._endpoint,
-                "AssumeRole",
-                self._params,
+            return self._assume(
+                {"ExternalId": external_id} if external_id else {},
                 signer,
-                secrets=(self._external_id,),
+                secrets=(external_id,),
             )
         except FetchError as exc:
             if exc.code == "InvalidSecurityToken.Expired":
                 self._source.invalidate()  # the next attempt signs with fresh credentials
-            raise FetchError(f"role {self.role_arn}: {exc}", exc.code) from None
+            raise
 
 
-class _AssumeRoleWithOidc:
+class _AssumeRoleWithOidc(_StsRole):
     """STS AssumeRoleWithOIDC (RRSA); the token file is read anew on every fetch (it rotates)."""
+
+    action = "AssumeRoleWithOIDC"
 
     def __init__(
         self,
@@ -624,32 +696,20 @@ class _AssumeRoleWithOidc:
         duration: str = str(int(DEFAULT_DURATION)),
         endpoint: str | None = None,
     ) -> None:
-        self._options = options
-        self.role_arn = role_arn
+        super().__init__(
+            options,
+            role_arn,
+            session_name=session_name,
+            policy=policy,
+            duration=duration,
+            endpoint=endpoint,
+            extra={"OIDCProviderArn": provider_arn},
+        )
         self._token_file = token_file
-        self._params = {
-            "RoleArn": role_arn,
-            "OIDCProviderArn": provider_arn,
-            "RoleSessionName": session_name or DEFAULT_SESSION_NAME,
-            "DurationSeconds": duration,
-        }
-        if policy:
-            self._params["Policy"] = policy
-        self._endpoint = sts_endpoint(endpoint, options.env)
 
     def __call__(self) -> Credential:
         token = self._read_token()
-        try:
-            return _sts_call(
-                self._options,
-                self._endpoint,
-                "AssumeRoleWithOIDC",
-                {**self._params, "OIDCToken": token},
-                None,
-                secrets=(token,),
-            )
-        except FetchError as exc:
-            raise FetchError(f"role {self.role_arn}: {exc}", exc.code) from None
+        return self._assume({"OIDCToken": token}, None, secrets=(token,))
 
     def _read_token(self) -> str:
         try:
@@ -1041,6 +1101,7 @@ class _LazyChain:
                     reasons.append(f"{label} ({_without_context(str(exc), self._context)})")
                     continue
                 self._chosen = link
+                link.quiet = False
                 log.info("%s: using credentials from %s", self._context, label)
                 return credential
         raise CredentialsError(
@@ -1073,7 +1134,11 @@ def _explicit(config: CredentialsConfig, options: _Options, key_path: str) -> Cr
                 source,
                 config.role_arn or "",
                 session_name=config.role_session_name,
-                external_id=config.external_id,
+                external_id=(
+                    _SecretFile(config.external_id_file, f"{key_path}.external_id_file")
+                    if config.external_id_file
+                    else config.external_id
+                ),
                 policy=config.policy,
                 duration=_duration(config),
                 endpoint=config.sts_endpoint,

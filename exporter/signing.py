@@ -128,7 +128,9 @@ def v3_authorization(
 # --- httpx.Auth signers ------------------------------------------------------------------
 
 
-class _Signer(httpx.Auth):
+class Signer(httpx.Auth):
+    """What both schemes share: the credential source, the action, the clock and the nonce."""
+
     def __init__(
         self,
         credentials: Callable[[], Credential],
@@ -144,8 +146,14 @@ class _Signer(httpx.Auth):
         self._clock = clock
         self._nonce = nonce
 
+    def prepare(self) -> None:
+        """Obtain the credential now, so that a slow fetch (STS, instance metadata) happens
+        before the caller starts timing the request rather than inside it. The signing
+        itself asks again, which is cheap while the provider holds a valid credential."""
+        self._credentials()
 
-class V3Signer(_Signer):
+
+class V3Signer(Signer):
     """Signs with ACS3-HMAC-SHA256: x-acs-* headers plus an Authorization header.
 
     A fresh date and nonce are generated on every call of `auth_flow`, so every retry
@@ -183,7 +191,7 @@ class V3Signer(_Signer):
         yield request
 
 
-class V1Signer(_Signer):
+class V1Signer(Signer):
     """Signs with the RPC HMAC-SHA1 scheme: common parameters and `Signature` in the query."""
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -216,7 +224,11 @@ def make_signer(
     version: str,
     clock: Callable[[], float] = time.time,
     nonce: Callable[[], str] = new_nonce,
-) -> httpx.Auth:
-    """`scheme` is the config's `signature` value: "v3" (default) or "v1"."""
-    cls = V1Signer if scheme == "v1" else V3Signer
+) -> Signer:
+    """`scheme` is the config's `signature` value: "v3" or "v1"; anything else is a ValueError
+    (a typo must not silently sign with the other scheme)."""
+    signers: dict[str, type[Signer]] = {"v3": V3Signer, "v1": V1Signer}
+    cls = signers.get(scheme)
+    if cls is None:
+        raise ValueError(f'unknown signature scheme {scheme!r}: expected "v3" or "v1"')
     return cls(credentials, action=action, version=version, clock=clock, nonce=nonce)

@@ -901,7 +901,10 @@ class Simulator:
                         400, "UnsupportedHTTPMethod", "This http method is not supported."
                     )
                 if action == "AssumeRole":
-                    record["caller"] = self._verify_sts_signature(request, params)
+                    # The default region's clock_skew knob applies to STS as well.
+                    record["caller"] = self._verify_v1(
+                        request, params, self.default_region, check_action=False
+                    )
                 elif action == "AssumeRoleWithOIDC":
                     record["token_sha256"] = self._check_oidc(params)
                 else:
@@ -982,23 +985,6 @@ class Simulator:
         if not content_type.startswith("application/x-www-form-urlencoded"):
             return {}
         return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
-
-    def _verify_sts_signature(self, request: SimRequest, params: Mapping[str, str]) -> str:
-        for name in ("AccessKeyId", "SignatureNonce", "Timestamp", "Signature"):
-            if not params.get(name):
-                raise _missing(name)
-        if params.get("SignatureMethod") != "HMAC-SHA1" or params.get("SignatureVersion") != "1.0":
-            raise _incomplete("SignatureMethod must be HMAC-SHA1 and SignatureVersion 1.0.")
-        region = self.default_region  # its clock_skew knob applies to STS as well
-        self._check_time(_parse_timestamp(params["Timestamp"], "Timestamp"), region)
-        access_key_id = params["AccessKeyId"]
-        secret = self._secret_for(access_key_id, params.get("SecurityToken"))
-        signed = {k: v for k, v in params.items() if k != "Signature"}
-        expected = signing.v1_signature(request.method, signed, secret)
-        if not hmac.compare_digest(expected.encode(), params["Signature"].encode()):
-            raise self._mismatch(signing.v1_string_to_sign(request.method, signed))
-        self._use_nonce(access_key_id, params["SignatureNonce"], region)
-        return access_key_id
 
     def _check_oidc(self, params: Mapping[str, str]) -> str:
         for name in ("OIDCProviderArn", "OIDCToken"):
@@ -1339,7 +1325,16 @@ class Simulator:
             f"server string to sign is:{string_to_sign}{extra}",
         )
 
-    def _verify_v1(self, request: SimRequest, params: Mapping[str, str], region: str) -> str:
+    def _verify_v1(
+        self,
+        request: SimRequest,
+        params: Mapping[str, str],
+        region: str,
+        *,
+        check_action: bool = True,
+    ) -> str:
+        """A V1 (HMAC-SHA1) request, checked as the gateway does for ALB and for STS
+        AssumeRole (`check_action=False`: STS routes on its own actions); the AccessKeyId."""
         for name in (
             "AccessKeyId",
             "SignatureMethod",
@@ -1353,7 +1348,8 @@ class Simulator:
             raise _incomplete("The Signature parameter is missing.")
         if params["SignatureMethod"] != "HMAC-SHA1" or params["SignatureVersion"] != "1.0":
             raise _incomplete("SignatureMethod must be HMAC-SHA1 and SignatureVersion 1.0.")
-        self._check_action(params.get("Action"), params.get("Version"), ("Action", "Version"))
+        if check_action:
+            self._check_action(params.get("Action"), params.get("Version"), ("Action", "Version"))
         self._check_time(_parse_timestamp(params["Timestamp"], "Timestamp"), region)
         access_key_id = params["AccessKeyId"]
         secret = self._secret_for(access_key_id, params.get("SecurityToken"))

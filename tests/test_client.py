@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import httpx
@@ -610,6 +611,74 @@ def test_observer_sees_every_attempt_in_order(make_client: Any, rec: Recorder) -
     client.list_jobs(JobQuery())
     assert rec.codes == ["Throttling.User", "OK", "Timeout", "TransportError", "OK"]
     assert all(isinstance(s, float) and s >= 0 for _, s in rec.observed)
+
+
+class SlowFetch:
+    """A provider that takes `delay` seconds to fetch (as STS or instance metadata can) and
+    then serves its cached credential at once, until invalidated."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.fetches = 0
+        self.cached: Credential | None = None
+
+    def get(self) -> Credential:
+        if self.cached is None:
+            time.sleep(self.delay)
+            self.fetches += 1
+            self.cached = CRED
+        return self.cached
+
+    def invalidate(self) -> None:
+        self.cached = None
+
+
+def test_a_slow_credential_fetch_is_not_counted_as_api_latency(
+    make_client: Any, rec: Recorder
+) -> None:
+    provider = SlowFetch(0.3)
+    api = FakeApi(
+        api_error(400, "InvalidSecurityToken.Expired"), page(api_job("j1"), token="t"), page()
+    )
+    client = make_client(
+        api,
+        auth=make_signer("v3", provider.get, action=ACTION, version=API_VERSION),
+        on_auth_expired=provider.invalidate,
+    )
+    started = time.perf_counter()
+    client.list_jobs(JobQuery())
+    elapsed = time.perf_counter() - started
+
+    # Two slow fetches (the first, and the one after the expired token), both outside
+    # every observed request.
+    assert provider.fetches == 2 and elapsed >= 0.6
+    assert rec.codes == ["InvalidSecurityToken.Expired", "OK", "OK"]
+    assert all(seconds < 0.15 for _, seconds in rec.observed), rec.observed
+
+
+def test_a_credential_failure_is_not_an_api_request(make_client: Any, rec: Recorder) -> None:
+    def broken() -> Credential:
+        raise errors.CredentialsError("account prod: no credentials found")
+
+    api = FakeApi(page())
+    client = make_client(api, auth=make_signer("v3", broken, action=ACTION, version=API_VERSION))
+    with pytest.raises(errors.CredentialsError):
+        client.list_jobs(JobQuery())
+    assert api.requests == [] and rec.observed == []
+
+
+class HeaderAuth(httpx.Auth):
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["x-test-auth"] = "1"
+        yield request
+
+
+def test_any_httpx_auth_still_works(make_client: Any, rec: Recorder) -> None:
+    api = FakeApi(page(api_job("j1")))
+    client = make_client(api, auth=HeaderAuth())
+    assert [job.id for job in client.list_jobs(JobQuery())] == ["j1"]
+    assert api.requests[0].headers["x-test-auth"] == "1"
+    assert rec.codes == ["OK"]
 
 
 # --- response parsing --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from exporter.client import ListAsynJobsClient
-from exporter.config import AccountConfig, CredentialsConfig, parse
+from exporter.config import AccountConfig, CredentialsConfig, is_loopback_host, parse, summary
 from exporter.credentials import (
     CredentialProvider,
     EnvProvider,
@@ -29,7 +30,7 @@ from exporter.credentials import (
     provider_for,
     sts_endpoint,
 )
-from exporter.errors import ApiError, CredentialsError
+from exporter.errors import ApiError, ConfigError, CredentialsError
 from exporter.jobs import JobQuery
 from exporter.signing import Credential, make_signer
 from exporter.simulator import SimRequest, Simulator
@@ -631,6 +632,113 @@ def test_assume_role_on_the_default_chain(stand: Stand) -> None:
     assert stand.calls("AssumeRole")[0]["caller"] == "LTAI5tFROMENV0000"
 
 
+def recording_transport(stand: Stand, forms: list[dict[str, str]]) -> httpx.MockTransport:
+    """The stand's simulator, recording the form of every STS request on the way."""
+    inner = sim_transport(stand.sim)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        forms.append(dict(parse_qsl(request.read().decode())))
+        return inner.handle_request(request)
+
+    return httpx.MockTransport(handle)
+
+
+def test_assume_role_external_id_from_a_file_is_reread_when_it_changes(
+    stand: Stand, tmp_path: Path
+) -> None:
+    forms: list[dict[str, str]] = []
+    stand.transport = recording_transport(stand, forms)
+    stand.sim.set_identity(sts_ttl=60)
+    id_file = write(tmp_path / "external_id", "ext-SECRET-one\n", mtime_ns=1_000_000_000)
+    provider = stand.provider(ram_role_config(AK_CONFIG, external_id_file=str(id_file)))
+
+    first = provider.get()
+    write(id_file, "ext-SECRET-two\n", mtime_ns=2_000_000_000)  # the secret is rotated
+    stand.clock.advance(45)  # due for refresh
+    second = provider.get()
+
+    assert second is not first
+    assert [form["ExternalId"] for form in forms] == ["ext-SECRET-one", "ext-SECRET-two"]
+    assert [e[:2] for e in stand.events] == [("ram_role_arn", "OK"), ("ram_role_arn", "OK")]
+
+
+def test_assume_role_external_id_file_unreadable_at_fetch_time(
+    stand: Stand, tmp_path: Path
+) -> None:
+    id_file = write(tmp_path / "external_id", "ext-SECRET-one")
+    provider = stand.provider(ram_role_config(AK_CONFIG, external_id_file=str(id_file)))
+    id_file.unlink()  # readable when the config was loaded, gone since
+
+    with pytest.raises(CredentialsError) as excinfo:
+        provider.get()
+
+    assert str(excinfo.value) == (
+        "account prod: ram_role_arn: credentials.external_id_file: "
+        f'cannot read "{id_file}": No such file or directory'
+    )
+    assert stand.events == [("ram_role_arn", "SecretFileError", None)]
+    assert stand.calls() == []  # no STS call without the external id
+
+
+def test_external_id_file_from_the_config(stand: Stand, tmp_path: Path) -> None:
+    id_file = write(tmp_path / "external_id", "ext-SECRET-value\n")
+    forms: list[dict[str, str]] = []
+    text = f"""
+accounts:
+  - name: prod
+    regions: [cn-hangzhou]
+    credentials:
+      type: ram_role_arn
+      role_arn: {ROLE_ARN}
+      external_id_file: {id_file}
+      sts_endpoint: {STS_URL}
+      source:
+        access_key_id: {KEY_ID}
+        access_key_secret: {SECRET}
+"""
+    cfg = parse(text, {})
+    credentials = cfg.accounts[0].credentials
+    assert credentials is not None
+    assert credentials.external_id_file == str(id_file) and credentials.external_id is None
+    assert f"external_id from file {id_file}" in summary(cfg)
+    assert "ext-SECRET-value" not in summary(cfg) + repr(cfg)
+
+    provider = provider_for(
+        cfg.accounts[0], {}, transport=recording_transport(stand, forms), clock=stand.clock
+    )
+    provider.get()
+    assert [form["ExternalId"] for form in forms] == ["ext-SECRET-value"]
+
+
+@pytest.mark.parametrize(
+    ("yaml_keys", "problem"),
+    [
+        (
+            "external_id: x\n      external_id_file: {file}\n",
+            "accounts[0].credentials.external_id: cannot be combined with external_id_file "
+            "(use one of them)",
+        ),
+        (
+            "external_id_file: {file}.missing\n",
+            'accounts[0].credentials.external_id_file: cannot read "{file}.missing": '
+            "No such file or directory",
+        ),
+    ],
+)
+def test_external_id_file_follows_the_rules_of_every_file_key(
+    tmp_path: Path, yaml_keys: str, problem: str
+) -> None:
+    id_file = write(tmp_path / "external_id", "ext-SECRET-value")
+    text = (
+        "accounts:\n  - name: prod\n    regions: [cn-hangzhou]\n    credentials:\n"
+        f"      type: ram_role_arn\n      role_arn: {ROLE_ARN}\n      "
+        + yaml_keys.format(file=id_file)
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        parse(text, {})
+    assert excinfo.value.problems == [problem.format(file=id_file)]
+
+
 def test_single_flight_one_sts_call_for_many_concurrent_callers(tmp_path: Path) -> None:
     clock = FakeClock()
     sim = Simulator(credentials={KEY_ID: SECRET}, clock=clock)
@@ -686,6 +794,100 @@ def test_expired_and_unrefreshable_raises_the_last_error_without_calling_again(
     with pytest.raises(CredentialsError, match=r"Throttling\.User"):
         provider.get()
     assert len(stand.calls()) == 1
+
+
+def levels(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.levelname for r in caplog.records if r.name == "exporter.credentials"]
+
+
+def test_fetch_failures_warn_once_per_kind_then_log_at_debug(
+    stand: Stand, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.credentials")
+    provider = stand.provider(oidc_config(write(tmp_path / "t", OIDC_TOKEN)))
+
+    def fail(times: int) -> None:
+        for _ in range(times):
+            with pytest.raises(CredentialsError):
+                provider.get()
+            stand.clock.advance(61)  # past the longest backoff step: the next get() fetches
+
+    stand.sim.set_identity(sts_error="ServiceUnavailable")
+    fail(4)  # STS down: one warning, then debug however long it lasts
+    stand.sim.set_identity(sts_error="Throttling.User")
+    fail(2)  # another kind of failure: warned again
+    assert len(stand.calls()) == 6
+    assert levels(caplog) == ["WARNING", "DEBUG", "DEBUG", "DEBUG", "WARNING", "DEBUG"]
+    assert "ServiceUnavailable" in caplog.records[0].getMessage()
+
+    caplog.clear()
+    stand.sim.set_identity(sts_error=None)
+    provider.get()  # the recovery
+    (record,) = caplog.records
+    assert record.levelname == "INFO"
+    assert "obtained after 6 failed attempts" in record.getMessage()
+
+    caplog.clear()
+    stand.clock.advance(3600)  # expired: due again, and STS is down again
+    stand.sim.set_identity(sts_error="ServiceUnavailable")
+    fail(2)
+    assert levels(caplog) == ["WARNING", "DEBUG"]  # a new outage is warned about afresh
+
+
+def test_losing_the_still_valid_credential_is_warned_about(
+    stand: Stand, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.credentials")
+    stand.sim.set_identity(sts_ttl=60)
+    provider = stand.provider(oidc_config(write(tmp_path / "t", OIDC_TOKEN)))
+    first = provider.get()
+    caplog.clear()
+    stand.sim.set_identity(sts_error="ServiceUnavailable")
+
+    stand.clock.advance(45)  # due, 15 s of validity left
+    assert provider.get() is first
+    stand.clock.advance(1)
+    assert provider.get() is first
+    stand.clock.advance(20)  # expired: the targets of this account are down now
+    with pytest.raises(CredentialsError):
+        provider.get()
+
+    assert levels(caplog) == ["WARNING", "DEBUG", "WARNING"]
+    assert "still using the current credentials" in caplog.records[0].getMessage()
+    assert "still using" not in caplog.records[2].getMessage()
+
+
+def test_lazily_tried_chain_links_fail_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    caplog.set_level(logging.DEBUG, logger="exporter.credentials")
+    provider = provider_for(
+        account(),
+        {"ALIBABA_CLOUD_ECS_METADATA_ENDPOINT": IMDS_URL},
+        transport=httpx.MockTransport(refuse),
+    )
+    with pytest.raises(CredentialsError):
+        provider.get()
+    assert levels(caplog) and set(levels(caplog)) == {"DEBUG"}
+
+
+def test_a_chosen_chain_link_failing_is_a_fault_not_a_probe(
+    stand: Stand, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.credentials")
+    stand.sim.set_identity(imds_role="ExporterRole", sts_ttl=60)
+    provider = stand.provider(None, env=ecs_env(HOME="/nonexistent-home"))
+    first = provider.get()
+    assert provider.source == "ecs_ram_role"
+    caplog.clear()
+
+    stand.sim.set_identity(imds_role=None)  # the role is detached from the instance
+    stand.clock.advance(45)  # due for refresh, still valid
+    assert provider.get() is first
+
+    assert levels(caplog) == ["WARNING"]
+    assert "no RAM role is attached" in caplog.records[0].getMessage()
 
 
 def test_invalidate_forces_one_refresh(stand: Stand, tmp_path: Path) -> None:
@@ -855,6 +1057,57 @@ def test_sts_endpoint(env: dict[str, str], url: str) -> None:
 def test_sts_endpoint_plain_http_only_for_loopback() -> None:
     with pytest.raises(CredentialsError, match="only allowed for loopback"):
         sts_endpoint(None, {"ALIBABA_CLOUD_STS_ENDPOINT": "http://sts.example.com"})
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("localhost.", True),  # the fully qualified form
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.200.0.9", True),
+        ("[::1]", True),
+        ("localhost.example.com", False),
+        ("mylocalhost", False),
+        ("0.0.0.0", False),
+        ("[::]", False),
+        ("10.0.0.1", False),
+        ("[2001:db8::1]", False),
+        ("sts.example.com", False),
+    ],
+)
+def test_every_url_check_applies_the_same_loopback_rule(host: str, loopback: bool) -> None:
+    url = f"http://{host}:8/sts/"
+    hostname = httpx.URL(url).host
+    assert is_loopback_host(hostname) is loopback
+
+    try:
+        sts_endpoint(None, {"ALIBABA_CLOUD_STS_ENDPOINT": url})
+        sts_ok = True
+    except CredentialsError:
+        sts_ok = False
+    try:
+        metadata_base_url({"ALIBABA_CLOUD_ECS_METADATA_ENDPOINT": url})
+        metadata_ok = True
+    except CredentialsError:
+        metadata_ok = False
+    endpoint_text = f"accounts:\n  - name: prod\n    regions: [r]\n    endpoint: '{url}'\n"
+    sts_text = (
+        "accounts:\n  - name: prod\n    regions: [r]\n    credentials:\n"
+        f"      type: oidc_role_arn\n      role_arn: {ROLE_ARN}\n"
+        f"      oidc_provider_arn: {OIDC_PROVIDER_ARN}\n      oidc_token_file: /t\n"
+        f"      sts_endpoint: '{url}'\n"
+    )
+    config_ok = []
+    for text in (endpoint_text, sts_text):
+        try:
+            parse(text, {})
+            config_ok.append(True)
+        except ConfigError:
+            config_ok.append(False)
+
+    assert [sts_ok, metadata_ok, *config_ok] == [loopback] * 4
 
 
 # --- credentials URI ---------------------------------------------------------------------

@@ -367,9 +367,30 @@ def test_v3_signer_reproduces_list_jobs_vector_on_the_wire() -> None:
     assert "x-acs-accesskey-id" not in wire.headers
 
 
-def test_scheme_defaults_to_v3() -> None:
+def test_scheme_picks_the_signer() -> None:
     signer = make_signer("v3", static("a", "b"), action="ListAsynJobs", version="2020-06-16")
     assert isinstance(signer, V3Signer)
+    signer = make_signer("v1", static("a", "b"), action="ListAsynJobs", version="2020-06-16")
+    assert isinstance(signer, V1Signer)
+
+
+@pytest.mark.parametrize("scheme", ["", "V3", "v2", "hmac-sha1", "v3 "])
+def test_unknown_scheme_is_an_error_not_v3(scheme: str) -> None:
+    with pytest.raises(ValueError, match="unknown signature scheme"):
+        make_signer(scheme, static("a", "b"), action="ListAsynJobs", version="2020-06-16")
+
+
+@pytest.mark.parametrize("scheme", ["v1", "v3"])
+def test_prepare_asks_for_the_credential_without_signing(scheme: str) -> None:
+    calls: list[int] = []
+
+    def credentials() -> Credential:
+        calls.append(1)
+        return Credential("id", "secret")
+
+    signer = make_signer(scheme, credentials, action="ListAsynJobs", version="2020-06-16")
+    signer.prepare()
+    assert len(calls) == 1
 
 
 # --- every attempt is signed afresh -------------------------------------------------------

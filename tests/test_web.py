@@ -691,11 +691,30 @@ def test_ssl_context_may_be_a_callable_asked_per_connection(fake: FakeApp, tmp_p
     assert len(asked) == 2
 
 
+def _in_thread(call: Any) -> threading.Thread:
+    # A daemon thread: if `call` hangs, the test fails at its join() instead of hanging.
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_shutdown_without_serve_forever(fake: FakeApp) -> None:
     server = Server(make_wsgi_app(fake.hooks()), "127.0.0.1:0")
-    server.shutdown()
-    server.shutdown()
-    server.serve_forever()  # returns at once once shut down
+    socket.create_connection(("127.0.0.1", server.port), timeout=1).close()  # bound
+
+    def shut_down_twice() -> None:
+        server.shutdown()
+        server.shutdown()
+
+    # socketserver's own shutdown() waits forever for a serve_forever() that never ran.
+    stopping = _in_thread(shut_down_twice)
+    stopping.join(timeout=1)
+    assert not stopping.is_alive(), "shutdown() hangs without serve_forever()"
+    loop = _in_thread(lambda: server.serve_forever(POLL))
+    loop.join(timeout=1)
+    assert not loop.is_alive(), "serve_forever() after shutdown() does not return"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
 def test_ipv6_loopback(fake: FakeApp) -> None:
