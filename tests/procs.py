@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -111,6 +112,13 @@ def exporter(config_file: Path, *extra: str) -> list[str]:
         "debug",
         *extra,
     ]
+
+
+def control(sim: Proc, method: str, path: str, body: object = None) -> Any:
+    """Call the simulator's loopback control API (/_sim/...) and return its JSON answer."""
+    r = httpx.request(method, sim.url + path, json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def wait_until(predicate: object, timeout: float = 20.0, interval: float = 0.1) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from exporter.collector import METRICS
 from tests import procs
+from tests.procs import control
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +57,6 @@ def sim() -> Iterator[procs.Proc]:
         # Time stands still unless a test advances it, so the exporter and the truth agree.
         control(proc, "POST", "/_sim/time", {"freeze": True})
         yield proc
-
-
-def control(sim: procs.Proc, method: str, path: str, body: object = None) -> Any:
-    r = httpx.request(method, sim.url + path, json=body, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def truth(sim: procs.Proc, region: str) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ import pytest
 
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests import procs
+from tests.procs import control
 from tests.test_artifacts import ALERTS, dashboard, dashboard_exprs, dashboard_rules
 
 pytestmark = pytest.mark.e2e
@@ -86,12 +87,6 @@ class Prometheus:
             for group in r.json()["data"]["groups"]
             for rule in group["rules"]
         }
-
-
-def control(sim: procs.Proc, method: str, path: str, body: object = None) -> Any:
-    r = httpx.request(method, sim.url + path, json=body, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import procs
+from tests.procs import control
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +46,6 @@ def sim() -> Iterator[procs.Proc]:
         )
     ) as proc:
         yield proc
-
-
-def control(sim: procs.Proc, method: str, path: str, body: object = None) -> Any:
-    r = httpx.request(method, sim.url + path, json=body, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def put_jobs(sim: procs.Proc, *jobs: dict[str, Any]) -> None:
