@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import config as exporter_config
 from exporter.collector import METRICS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -562,6 +563,10 @@ def test_chart_renders_a_hardened_deployment(values: Path) -> None:
     (configmap,) = [c for c in by_kind(docs, "ConfigMap") if "config.yaml" in c["data"]]
     config = yaml.safe_load(configmap["data"]["config.yaml"])
     assert config["accounts"], "config without accounts"
+    # The rendered config must pass the exporter's own strict loader, not only YAML:
+    # a values typo would otherwise surface as a crash-looping pod.
+    loaded = exporter_config.parse(configmap["data"]["config.yaml"], {}, values.name)
+    assert [a.name for a in loaded.accounts] == [a["name"] for a in config["accounts"]]
     for doc in docs:
         assert "/metrics" not in json.dumps(
             doc.get("spec", {})
