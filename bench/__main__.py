@@ -1,9 +1,9 @@
 """`python -m bench [--quick]`: measures against the in-process simulator with 30 ms per
 call and writes bench/RESULTS.md (`--quick`: tiny sizes, no file written; used by tests).
 
-Peak RSS is the one measure taken out of process: the real exporter (`python -m exporter`)
-runs as a child process against the simulator in this one, so its VmHWM is the exporter's
-alone.
+Peak RSS and /metrics over HTTP are measured out of process: the real exporter
+(`python -m exporter`) runs as a child process against the simulator in this one, so its
+VmHWM is the exporter's alone and each scrape goes through its HTTP server.
 """
 
 from __future__ import annotations
@@ -189,21 +189,21 @@ def _vm_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
-def exporter_rss(jobs: int, refreshes: int) -> tuple[float, float]:
-    """(peak RSS MiB, RSS MiB at the end) of a real exporter process holding `jobs` jobs.
-
-    The exporter runs as a child (`python -m exporter --config.file ...`) against the
-    simulator served from this process, without added latency; the simulator runs on the
-    wall clock so the exporter's own clock places the jobs in its window. Read from
-    /proc/PID/status after its first complete page-through and `refreshes` incremental
-    refreshes, each caused by a scrape (1 s cache TTL) after 3 new jobs arrived."""
+@contextmanager
+def exporter_process(
+    jobs: int, cache_ttl: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Simulator, str, Path]]:
+    """A real exporter (`python -m exporter --config.file ...`) as a child process, against
+    a simulator served from this process holding `jobs` jobs (1.5 % Processing), without
+    added latency; the simulator runs on the wall clock so the exporter's own clock places
+    the jobs in its window. Yields (process, simulator, base URL, log file)."""
     sim = Simulator(regions=("cn-hangzhou",), jobs_per_minute=0, history_seconds=0)
     with SimulatorServer(sim) as server, tempfile.TemporaryDirectory() as tmp:
         load(sim, "cn-hangzhou", jobs, stuck=jobs * 15 // 1000)
         config = Path(tmp, "config.yaml")
         config.write_text(
             f"lookback: {LOOKBACK:.0f}s\n"
-            "cache_ttl: 1s\n"
+            f"cache_ttl: {cache_ttl}\n"
             "max_pages: 5000\n"
             "accounts:\n"
             "  - name: bench\n"
@@ -224,11 +224,74 @@ def exporter_rss(jobs: int, refreshes: int) -> tuple[float, float]:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            _drive(proc, sim, f"http://127.0.0.1:{port}/metrics", jobs, refreshes, log)
-            return _vm_kib(proc.pid, "VmHWM") / 1024, _vm_kib(proc.pid, "VmRSS") / 1024
+            yield proc, sim, f"http://127.0.0.1:{port}", log
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+
+
+def exporter_rss(jobs: int, refreshes: int) -> tuple[float, float]:
+    """(peak RSS MiB, RSS MiB at the end) of a real exporter process holding `jobs` jobs.
+
+    Read from /proc/PID/status after its first complete page-through and `refreshes`
+    incremental refreshes, each caused by a scrape (1 s cache TTL) after 3 new jobs
+    arrived."""
+    with exporter_process(jobs, "1s") as (proc, sim, base, log):
+        _drive(proc, sim, f"{base}/metrics", jobs, refreshes, log)
+        return _vm_kib(proc.pid, "VmHWM") / 1024, _vm_kib(proc.pid, "VmRSS") / 1024
+
+
+def metrics_over_http(jobs: int, scrapes: int) -> tuple[float, float, int, int]:
+    """(p50 s, p99 s, exposition bytes, bytes on the wire) of `scrapes` sequential
+    `GET /metrics` over loopback HTTP to a real exporter process holding `jobs` jobs.
+
+    Timed only once the first complete page-through is served (target up, all jobs
+    tracked, /-/ready 200); the 1 h cache TTL means every timed scrape is served from
+    cache. One persistent client, as Prometheus would send it (gzip accepted); the server
+    closes each connection, so every request opens a new one."""
+    with exporter_process(jobs, "1h") as (proc, _sim, base, log):
+        url = f"{base}/metrics"
+        with httpx.Client(timeout=120) as http:
+            _wait_paged_through(proc, http, url, jobs, log)
+            if http.get(f"{base}/-/ready").status_code != 200:
+                raise RuntimeError(f"the exporter is not ready:\n{log.read_text()}")
+            samples = []
+            body, wire = b"", 0
+            for _ in range(scrapes):
+                started = time.perf_counter()
+                response = http.get(url).raise_for_status()
+                body = response.content
+                samples.append(time.perf_counter() - started)
+                wire = response.num_bytes_downloaded
+        values = {
+            s.name: s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+            if s.name in ("alb_exporter_up", "alb_exporter_jobs_tracked")
+        }
+        if values != {"alb_exporter_up": 1, "alb_exporter_jobs_tracked": jobs}:
+            raise RuntimeError(f"the last timed scrape was not the complete data: {values}")
+        samples.sort()
+        p99 = samples[int(len(samples) * 0.99) - 1]
+        return statistics.median(samples), p99, len(body), wire
+
+
+def _wait_paged_through(
+    proc: subprocess.Popen[bytes], http: httpx.Client, url: str, jobs: int, log: Path
+) -> None:
+    """Scrape until the first complete page-through is served (up, all `jobs` tracked)."""
+    deadline = time.monotonic() + 600
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the exporter did not page through:\n{log.read_text()}")
+        try:
+            values = _scrape(http, url)
+        except httpx.HTTPError:
+            values = {}
+        up, tracked = values.get("alb_exporter_up"), values.get("alb_exporter_jobs_tracked")
+        if up == 1 and tracked == jobs:
+            return
+        time.sleep(0.5)
 
 
 def _drive(
@@ -237,18 +300,7 @@ def _drive(
     """Scrape until the first complete page-through is served, then cause `refreshes`
     incremental refreshes (3 new jobs before each), checking each one's outcome."""
     with httpx.Client(timeout=120) as http:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the exporter did not page through:\n{log.read_text()}")
-            try:
-                values = _scrape(http, url)
-            except httpx.HTTPError:
-                values = {}
-            up, tracked = values.get("alb_exporter_up"), values.get("alb_exporter_jobs_tracked")
-            if up == 1 and tracked == jobs:
-                break
-            time.sleep(0.5)
+        _wait_paged_through(proc, http, url, jobs, log)
         for step in range(1, refreshes + 1):
             for _ in range(3):
                 sim.upsert_job("cn-hangzhou", Status="Succeeded")
@@ -303,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| /metrics render from cache, {sizes[-1]:,} jobs in the window "
         f"| p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms |"
     )
+    http_jobs, scrapes = (200, 20) if quick else (10_000, 300)
+    p50, p99, size, wire = metrics_over_http(http_jobs, scrapes)
+    rows.append(
+        f"| /metrics over HTTP from cache, {http_jobs:,} jobs in the window "
+        f"({scrapes} sequential scrapes of the exporter process over loopback) "
+        f"| p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+        f"(exposition {size:,} bytes, {wire:,} gzipped on the wire) |"
+    )
     refreshes = concurrent_scrapes(50)
     rows.append(f"| upstream refreshes caused by 50 concurrent scrapes (1 target) | {refreshes} |")
     together, apart = first_data(5, 20 if quick else 1_000)
@@ -330,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         "the simulator answers from other threads. Peak RSS is measured out of process: "
         "the real exporter (`python -m exporter --config.file ...`) runs as a child of the "
         "benchmark, against the simulator in the benchmark's process without added latency, "
-        "and its VmHWM is read from /proc/PID/status.\n\n"
+        "and its VmHWM is read from /proc/PID/status. /metrics over HTTP is measured the "
+        "same way, against another such process (cache TTL 1 h), once its first complete "
+        "page-through is served and /-/ready is 200: wall time per `GET /metrics` seen by "
+        "an httpx client over loopback, connection setup included (the exporter closes each "
+        "connection), gzip accepted as Prometheus does; the exposition size is uncompressed."
+        "\n\n"
         "Steady state: simulated time advances 30 s per refresh while the loaded jobs stay "
         "put, so the window sheds its oldest jobs as it slides (at 100,000 jobs, about "
         "8,600 over the 10 refreshes); hence fewer full re-page calls than jobs / 100.\n"

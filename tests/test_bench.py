@@ -21,6 +21,7 @@ def test_bench_quick_mode_runs_and_reports_every_measure() -> None:
         "API calls per refresh",
         "CPU time per 1,000 jobs",
         "/metrics render from cache",
+        "/metrics over HTTP from cache",
         "upstream refreshes caused by 50 concurrent scrapes (1 target) | 1 |",
         "time to first complete data",
         "peak RSS of the exporter process (VmHWM)",
