@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import gzip
 import logging
 import socket
@@ -31,6 +30,7 @@ from exporter.web import (
     parse_listen_address,
     scrape_budget,
 )
+from tests.tlsutil import make_ca
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 POLL = 0.01  # serve_forever poll interval: shutdown latency per test
@@ -673,7 +673,7 @@ def test_pool_size_must_be_positive(fake: FakeApp) -> None:
 
 
 def test_ssl_context_may_be_a_callable_asked_per_connection(fake: FakeApp, tmp_path: Path) -> None:
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file, ca_file = _server_cert(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
     asked: list[int] = []
@@ -682,7 +682,7 @@ def test_ssl_context_may_be_a_callable_asked_per_connection(fake: FakeApp, tmp_p
         asked.append(1)
         return server_ctx
 
-    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    client_ctx = ssl.create_default_context(cafile=str(ca_file))
     with serving(fake.hooks(), "localhost:0", ssl_context=current) as server:
         assert server.url.startswith("https://")
         for _ in range(2):
@@ -744,44 +744,18 @@ def test_unresolvable_host_raises(fake: FakeApp) -> None:
         Server(make_wsgi_app(fake.hooks()), "no-such-host.invalid:0")
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+def _server_cert(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(cert, key, CA cert) for "localhost", from the suite's shared test CA helper."""
+    ca = make_ca(tmp_path)
+    issued = ca.issue(tmp_path, "localhost", server=True)
+    return issued.cert, issued.key, ca.cert
 
 
 def test_tls_via_ssl_context(fake: FakeApp, tmp_path: Path) -> None:
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file, ca_file = _server_cert(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
-    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    client_ctx = ssl.create_default_context(cafile=str(ca_file))
     with serving(fake.hooks(), "localhost:0", ssl_context=server_ctx) as server:
         assert server.url.startswith("https://localhost:")
         with httpx.Client(base_url=server.url, verify=client_ctx) as c:
