@@ -70,6 +70,19 @@ def static(access_key_id: str, secret: str, token: str | None = None) -> Callabl
     return lambda: cred
 
 
+def list_jobs_signer(
+    scheme: str,
+    credentials: Callable[[], Credential],
+    *,
+    clock: Callable[[], float],
+    nonce: Callable[[], str],
+) -> httpx.Auth:
+    """A signer for the ListAsynJobs call, as the exporter builds it (vectors C and 4.4)."""
+    return make_signer(
+        scheme, credentials, action="ListAsynJobs", version="2020-06-16", clock=clock, nonce=nonce
+    )
+
+
 def send(auth: httpx.Auth, request: httpx.Request, attempts: int = 1) -> list[httpx.Request]:
     """Send `request` through a real httpx.Client and return what the transport received.
 
@@ -218,11 +231,9 @@ def test_v1_signer_reproduces_vector_b_on_the_wire() -> None:
 
 
 def test_v1_signer_reproduces_vector_c_on_the_wire() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v1",
         static("testid", "testsecret"),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
@@ -340,11 +351,9 @@ def test_v3_list_jobs_vector_canonical_request() -> None:
 
 
 def test_v3_signer_reproduces_list_jobs_vector_on_the_wire() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v3",
         static("testid", "testsecret"),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
@@ -408,11 +417,9 @@ def counting_nonce() -> Callable[[], str]:
 
 
 def test_v1_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v1",
         static("testid", "testsecret"),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=counting_clock("2024-01-01T00:00:00Z"),
         nonce=counting_nonce(),
     )
@@ -442,11 +449,9 @@ def test_v1_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
 
 
 def test_v3_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v3",
         static("testid", "testsecret"),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=counting_clock("2024-01-01T00:00:00Z"),
         nonce=counting_nonce(),
     )
@@ -466,13 +471,8 @@ def test_v3_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
 @pytest.mark.parametrize("scheme", ["v1", "v3"])
 def test_credentials_are_read_on_every_attempt(scheme: str) -> None:
     rotation = iter([Credential("old-id", "old-secret"), Credential("new-id", "new-secret")])
-    signer = make_signer(
-        scheme,
-        lambda: next(rotation),
-        action="ListAsynJobs",
-        version="2020-06-16",
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=counting_nonce(),
+    signer = list_jobs_signer(
+        scheme, lambda: next(rotation), clock=at("2024-01-01T00:00:00Z"), nonce=counting_nonce()
     )
     first, second = send(signer, httpx.Request("POST", ALB_URL), attempts=2)
     if scheme == "v1":
@@ -487,11 +487,9 @@ def test_credentials_are_read_on_every_attempt(scheme: str) -> None:
 
 
 def test_v3_sts_token_is_sent_and_signed() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v3",
         static("STS.testid", "testsecret", token="tok+en/=="),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
@@ -508,11 +506,9 @@ def test_v3_sts_token_is_sent_and_signed() -> None:
 
 
 def test_v1_sts_token_is_sent_and_signed() -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v1",
         static("testid", "testsecret", token="tok+en/=="),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
@@ -570,11 +566,9 @@ def test_v1_signature_matches_sdk(params: dict[str, str], method: str, secret: s
 def test_v1_signer_on_the_wire_matches_sdk(
     params: dict[str, str], secret: str, token: str | None
 ) -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v1",
         static("testid", secret, token=token),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
@@ -645,11 +639,9 @@ def test_v3_signer_on_the_wire_matches_sdk(
     secret: str,
     token: str | None,
 ) -> None:
-    signer = make_signer(
+    signer = list_jobs_signer(
         "v3",
         static(access_key_id, secret, token=token),
-        action="ListAsynJobs",
-        version="2020-06-16",
         clock=at("2024-01-01T00:00:00Z"),
         nonce=lambda: NONCE_C,
     )
