@@ -34,7 +34,7 @@ unit: $(STAMP) tools
 test: lint typecheck unit
 
 # API-call economy and serving cost against the simulator; writes bench/RESULTS.md.
-# `make test` runs it in --quick mode (tests/test_bench.py) so it cannot rot.
+# `make test` runs it in --quick mode (tests/tools/test_bench.py) so it cannot rot.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -26,17 +26,18 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.client import ACTION, API_VERSION, ListAsynJobsClient
-from exporter.collector import JobsCollector
-from exporter.jobs import JobStore
-from exporter.signing import Credential, make_signer
+from exporter.alibaba.api import ACTION, API_VERSION
+from exporter.alibaba.client import ListAsynJobsClient
+from exporter.alibaba.signing import Credential, make_signer
+from exporter.jobs.store import JobStore
+from exporter.jobs.target import Refresher, RefreshPolicy, Target
+from exporter.metrics.collector import JobsCollector
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
     Simulator,
     SimulatorServer,
 )
-from exporter.targets import Refresher, RefreshPolicy, Target
 
 LOOKBACK = 3600.0
 LATENCY = 0.03

@@ -39,7 +39,7 @@ step() {
 
 # Drop the prometheus-operator kinds: kubernetes-validate only ships the built-in
 # Kubernetes schemas, and in --strict mode an unknown kind is an error. The CRD objects
-# are checked structurally by tests/test_artifacts.py and their rules by promtool below.
+# are checked structurally by tests/tools/test_artifacts.py and their rules by promtool below.
 builtin_only() {
     "$PY" -c '
 import sys, yaml

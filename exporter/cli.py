@@ -18,17 +18,20 @@ from typing import Generic, NoReturn, ParamSpec
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
-from exporter import __version__, config, logfmt, webconfig
-from exporter.client import ACTION, API_VERSION, ListAsynJobsClient
-from exporter.collector import JobsCollector, SelfMetrics
-from exporter.credentials import CredentialObserver, CredentialProvider, provider_for
+from exporter import __version__, config, logfmt
+from exporter.alibaba.api import ACTION, API_VERSION
+from exporter.alibaba.client import ListAsynJobsClient
+from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
+from exporter.alibaba.ratelimit import TokenBucket
+from exporter.alibaba.signing import make_signer
 from exporter.errors import ConfigError, CredentialsError
-from exporter.jobs import Job, JobQuery, JobStore
-from exporter.ratelimit import TokenBucket
-from exporter.signing import make_signer
-from exporter.state import StateFile
-from exporter.targets import Refresher, RefreshPolicy, Target, TargetKey
-from exporter.web import (
+from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.state import StateFile
+from exporter.jobs.store import JobStore
+from exporter.jobs.target import Refresher, RefreshPolicy, Target, TargetKey
+from exporter.metrics.collector import JobsCollector, SelfMetrics
+from exporter.web import webconfig
+from exporter.web.server import (
     LandingInfo,
     LandingTarget,
     Server,

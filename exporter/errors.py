@@ -3,14 +3,17 @@
     ExporterError
     ├── ConfigError            bad flags / config file; carries every problem with its key path
     ├── CredentialsError       no usable credential source, unreadable secret file, STS refusal
+    │   └── FetchError         fetching temporary credentials failed (its `code` is the label)
     ├── ApiError               the ALB API answered with an error body (mapped by `Code`)
     │   ├── ThrottledError     Throttling*, retryable
     │   ├── ServerError        SystemBusy, ServiceUnavailable, InternalError, 5xx: retryable
     │   ├── AuthError          signature, access key, token, permission: never retried
     │   └── RequestError       parameter and other client-side errors: never retried
     ├── TransportError         no usable answer: connection failure, malformed body
-    │   └── TimeoutError_      connect/read timeout (retryable)
-    └── PagingError            the page-through did not finish (max_pages, repeated NextToken)
+    │   ├── RequestTimeoutError  connect/read timeout (retryable)
+    │   └── MalformedResponseError  a body we cannot interpret
+    ├── PagingError            the page-through did not finish (max_pages, repeated NextToken)
+    └── StateError             the state file is not one this version can use
 
 Error messages must never contain secrets: callers build them from codes, ids and
 messages returned by the API, never from credentials.
@@ -33,6 +36,14 @@ class ConfigError(ExporterError):
 
 class CredentialsError(ExporterError):
     """No credentials could be obtained (nothing configured, file unreadable, STS refused)."""
+
+
+class FetchError(CredentialsError):
+    """Fetching temporary credentials failed; `code` is the metric label."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ApiError(ExporterError):
@@ -89,10 +100,23 @@ class TransportError(ExporterError):
     retryable = True
 
 
-class TimeoutError_(TransportError):  # trailing underscore: the builtin name is taken
+class RequestTimeoutError(TransportError):
     """The API did not answer within `request_timeout`."""
 
     code = "Timeout"
+
+
+class MalformedResponseError(TransportError):
+    """An answer we cannot interpret: not JSON, not an object, or jobs of the wrong shape.
+
+    Its `code` stays "TransportError" (the metric label). A body that failed to parse may be
+    a truncated transfer and is retried; a well-formed body with the wrong shape will not
+    change on a retry, so it is not.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(f"malformed ListAsynJobs response: {message}")
+        self.retryable = retryable
 
 
 class PagingError(ExporterError):
@@ -100,3 +124,7 @@ class PagingError(ExporterError):
 
     The partial result is discarded: gauges built from part of the window would lie.
     """
+
+
+class StateError(ExporterError, ValueError):
+    """The state file is not a state file this version can use."""

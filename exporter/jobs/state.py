@@ -1,0 +1,288 @@
+"""The state file: counters, the jobs held and each target's refresh position, kept across
+restarts (config `state_file`).
+
+One JSON document with a header naming the format and its version, written atomically
+(a temporary file in the same directory, fsynced, then renamed over the old one). A
+missing, unreadable, truncated or foreign file is logged as a warning and the exporter
+starts fresh; it never stops the exporter. The size is bounded by what the stores hold:
+the jobs of the lookback window plus the jobs tracked as Processing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+from exporter.errors import StateError
+from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
+from exporter.jobs.store import StoreState
+from exporter.jobs.target import Target, TargetKey, TargetState
+
+log = logging.getLogger(__name__)
+
+FORMAT = "alb-jobs-exporter-state"
+VERSION = 1
+# Written after a successful refresh at most this often (and always on shutdown): with
+# 100k jobs held the file is ~15 MB, so not on every 30 s refresh. A refresh that moved a
+# counter is written at once, so that a crash (no shutdown flush) cannot lose a count:
+# counters restored lower than exported before would look like a reset.
+DEFAULT_MIN_INTERVAL = 60.0
+
+Restored = dict[TargetKey, tuple[TargetState, StoreState]]
+
+
+class StateFile:
+    """Loads and saves the state of all targets. Thread-safe."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        timer: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._min_interval = min_interval
+        self._timer = timer
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_save: float | None = None
+        self._saved_counts: dict[TargetKey, int] = {}
+
+    # --- loading -------------------------------------------------------------------------
+
+    def load(self) -> Restored:
+        """The saved state by target; {} (with a warning) when there is none to use."""
+        try:
+            with open(self.path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            log.warning("state file %s does not exist yet; starting fresh", self.path)
+            return {}
+        except OSError as exc:
+            log.warning("cannot read state file %s (%s); starting fresh", self.path, exc)
+            return {}
+        try:
+            return decode(raw)
+        except StateError as exc:
+            log.warning("ignoring state file %s: %s; starting fresh", self.path, exc)
+            return {}
+
+    def restore(self, targets: Iterable[Target]) -> int:
+        """Restore every target found in the file; returns how many were restored."""
+        restored = self.load()
+        count = 0
+        for target in targets:
+            saved = restored.get(target.key)
+            if saved is None:
+                continue
+            try:
+                target.restore_state(*saved)
+            except ValueError as exc:
+                log.warning(
+                    "state of account=%s region=%s not restored: %s",
+                    target.account,
+                    target.region,
+                    exc,
+                )
+                continue
+            count += 1
+        if restored:
+            log.info("restored state of %d targets from %s", count, self.path)
+        return count
+
+    # --- saving --------------------------------------------------------------------------
+
+    def maybe_save(self, targets: Iterable[Target]) -> bool:
+        """Save if a counter moved since the last save or the minimum interval passed."""
+        now = self._timer()
+        targets = list(targets)
+        with self._lock:
+            recent = self._last_save is not None and now - self._last_save < self._min_interval
+            if recent and _counts(targets) == self._saved_counts:
+                return False
+            self._save_locked(targets, now)
+            return True
+
+    def save(self, targets: Iterable[Target]) -> None:
+        with self._lock:
+            self._save_locked(targets, self._timer())
+
+    def _save_locked(self, targets: Iterable[Target], now: float) -> None:
+        targets = list(targets)
+        counts = _counts(targets)
+        data = encode({t.key: t.export_state() for t in targets}, self._clock())
+        write_atomically(self.path, data)
+        self._last_save = now
+        self._saved_counts = counts
+        log.debug("state written to %s (%d bytes)", self.path, len(data))
+
+
+def _counts(targets: Iterable[Target]) -> dict[TargetKey, int]:
+    counts = {}
+    for target in targets:
+        snap = target.snapshot()
+        counts[target.key] = sum(snap.finished_total.values()) + sum(snap.vanished_total.values())
+    return counts
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Readers see the old file or the new one, never a mix (POSIX rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename itself is durable only once the directory is synced (not on every OS).
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# --- the document --------------------------------------------------------------------------
+
+
+def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_at: float) -> bytes:
+    targets = []
+    for (account, region), (position, store) in states.items():
+        targets.append(
+            {
+                "account": account,
+                "region": region,
+                "position": position.position,
+                "last_full": position.last_full,
+                # Compact rows: one list per job, `visible` as 0/1 at the end.
+                "jobs": [_job_row(job, job.id in store.visible) for job in store.jobs],
+                "finished_total": [[*k, v] for k, v in store.finished_total.items()],
+                "failures_total": [[*k, v] for k, v in store.failures_total.items()],
+                "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
+                "bounds": list(store.bounds),
+                "durations": [
+                    [*k, list(counts), total] for k, (counts, total) in store.durations.items()
+                ],
+            }
+        )
+    document = {"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": targets}
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(raw: bytes) -> Restored:
+    """Parse a state document; StateError for anything that is not one."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise StateError(f"not JSON (truncated?): {str(exc)[:120]}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise StateError(f"not an {FORMAT} file")
+    if document.get("version") != VERSION:
+        raise StateError(f"version {document.get('version')!r} is not {VERSION}")
+    try:
+        return dict(_target(item) for item in document["targets"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise StateError(f"malformed content ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _job_row(job: Job, visible: bool) -> list[Any]:
+    return [
+        job.id,
+        job.api_name,
+        job.operate_type,
+        job.resource_type,
+        job.resource_id,
+        job.status,
+        job.error_code,
+        job.error_message,
+        job.create_time,
+        job.modify_time,
+        1 if visible else 0,
+    ]
+
+
+def _target(item: Any) -> tuple[TargetKey, tuple[TargetState, StoreState]]:
+    key = (_str(item["account"]), _str(item["region"]))
+    jobs = []
+    visible = set()
+    for row in item["jobs"]:
+        if not isinstance(row, list) or len(row) != 11:
+            raise ValueError("a job row is not a list of 11 values")
+        text = [_str(v) for v in row[:8]]
+        job = Job(
+            id=text[0],
+            api_name=text[1],
+            operate_type=text[2],
+            resource_type=text[3],
+            resource_id=text[4],
+            status=text[5],
+            error_code=text[6],
+            error_message=text[7],
+            create_time=_time(row[8]),
+            modify_time=_time(row[9]),
+        )
+        jobs.append(job)
+        if row[10]:
+            visible.add(job.id)
+    store = StoreState(
+        jobs=tuple(jobs),
+        visible=frozenset(visible),
+        finished_total={
+            cast(StatusKey, _labels(r, 4)): _count(r[4]) for r in item["finished_total"]
+        },
+        failures_total={
+            cast(ErrorKey, _labels(r, 3)): _count(r[3]) for r in item["failures_total"]
+        },
+        vanished_total={cast(ApiKey, _labels(r, 2)): _count(r[2]) for r in item["vanished_total"]},
+        bounds=tuple(_time(b) for b in item["bounds"]),
+        durations={
+            cast(DurationKey, _labels(r, 3)): (tuple(_count(c) for c in r[3]), _time(r[4]))
+            for r in item["durations"]
+        },
+    )
+    position = TargetState(_optional_time(item["position"]), _optional_time(item["last_full"]))
+    return key, (position, store)
+
+
+def _labels(row: Any, n: int) -> tuple[str, ...]:
+    if not isinstance(row, list) or len(row) < n + 1:
+        raise ValueError("a counter row is too short")
+    return tuple(_str(v) for v in row[:n])
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("a count is not a non-negative integer")
+    return value
+
+
+def _time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("a number is not finite")
+    return float(value)
+
+
+def _optional_time(value: Any) -> float | None:
+    return None if value is None else _time(value)

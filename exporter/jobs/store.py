@@ -1,0 +1,428 @@
+"""The per-target job store.
+
+The store turns successive ListAsynJobs refreshes into the state the metrics are built
+from: window gauges, counters that count each job once ever, Processing-job tracking,
+and an immutable snapshot that scrapes read without locking.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
+from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
+
+# ALB jobs take from about a second (a rule change) to tens of minutes (a load
+# balancer with many zones), so the buckets span 1 s .. 1 h.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+
+# Jobs still Processing this long after creation are given up (no longer re-checked). ALB
+# jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.
+DEFAULT_PROCESSING_MAX_AGE = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    """One histogram label set: cumulative counts per upper bound, the last bound +Inf."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    # A read-only view of a private copy: the snapshot cannot change under a scrape.
+    return MappingProxyType(dict(mapping))
+
+
+def _empty() -> Mapping[K, V]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Everything one target exposes, as of `updated_at`; never mutated after creation.
+
+    Gauges (`jobs_by_status`, `failed`, `recent_failures`) describe the jobs of the last
+    refresh created within the lookback window; counters and histograms accumulate over
+    the store's lifetime and never lose a label set.
+    """
+
+    jobs_by_status: Mapping[StatusKey, int] = field(default_factory=_empty)
+    failed: Mapping[ErrorKey, int] = field(default_factory=_empty)
+    finished_total: Mapping[StatusKey, int] = field(default_factory=_empty)
+    failures_total: Mapping[ErrorKey, int] = field(default_factory=_empty)
+    vanished_total: Mapping[ApiKey, int] = field(default_factory=_empty)
+    durations: Mapping[DurationKey, HistogramSnapshot] = field(default_factory=_empty)
+    oldest_processing: Mapping[ApiKey, float] = field(default_factory=_empty)
+    recent_failures: tuple[Job, ...] = ()
+    processing_ids: frozenset[str] = frozenset()
+    jobs_tracked: int = 0
+    updated_at: float | None = None  # the `now` of the last update; None before the first
+    primed: bool = False
+
+
+class _Histogram:
+    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def raw(self) -> tuple[tuple[int, ...], float]:
+        return tuple(self._counts), self._sum
+
+    @classmethod
+    def from_raw(cls, bounds: tuple[float, ...], counts: Iterable[int], total: float) -> _Histogram:
+        histogram = cls(bounds)
+        values = [int(c) for c in counts]
+        if len(values) != len(bounds) + 1 or min(values) < 0:
+            raise ValueError("histogram counts do not match the buckets")
+        histogram._counts = values
+        histogram._sum = float(total)
+        return histogram
+
+    def snapshot(self) -> HistogramSnapshot:
+        cumulative: list[tuple[float, int]] = []
+        running = 0
+        for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramSnapshot(tuple(cumulative), self._sum, running)
+
+
+def dedupe(observed: Iterable[Job]) -> dict[str, Job]:
+    """One version per id: the newest ModifyTime; on a tie a terminal version beats
+    Processing (paging over a changing list can return a job twice)."""
+    by_id: dict[str, Job] = {}
+    for job in observed:
+        current = by_id.get(job.id)
+        if current is None or _newer(job, current):
+            by_id[job.id] = job
+    return by_id
+
+
+def _newer(candidate: Job, current: Job) -> bool:
+    if candidate.modify_time != current.modify_time:
+        return candidate.modify_time > current.modify_time
+    return candidate.terminal and not current.terminal
+
+
+def _duration(job: Job) -> float:
+    # Clock skew between ALB hosts can put ModifyTime before CreateTime.
+    return max(0.0, job.modify_time - job.create_time)
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """Everything a store needs to continue after a restart (see `exporter.state`).
+
+    `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
+    """
+
+    jobs: tuple[Job, ...]
+    visible: frozenset[str]
+    finished_total: Mapping[StatusKey, int]
+    failures_total: Mapping[ErrorKey, int]
+    vanished_total: Mapping[ApiKey, int]
+    bounds: tuple[float, ...]
+    durations: Mapping[DurationKey, tuple[tuple[int, ...], float]]
+
+
+class JobStore:
+    """The job state of one account x region.
+
+    `update` is called by one thread at a time (the refresher's single flight; a lock
+    makes a violation harmless). `snapshot`, `processing_ids` and `open_jobs` may be called
+    from any thread: they read the last published snapshot, which is replaced in one
+    reference assignment, so a reader never sees half an update.
+
+    An update is either *complete* (a full listing of the lookback window plus lookups by
+    id: jobs of the window it does not return leave the gauges) or *incremental* (only
+    what changed: jobs held from earlier updates stay in the gauges while they are within
+    the window). The window itself is applied here, by CreateTime, whatever the API's
+    BeginTime filters on.
+
+    Counting rules (SPEC "Counter rules"):
+
+    * The first successful update primes the store: terminal jobs never seen before are
+      remembered, not counted, so a restart never fakes a burst. Jobs restored from a
+      state file as Processing are counted when the priming update sees them terminal.
+    * Later, a job is counted once when it is seen terminal and was either held as not
+      terminal or never seen before.
+    * A job never seen before that was created before the window is ignored: a complete
+      listing by CreateTime would not return it, and it may be one the store counted and
+      forgot (see pruning), so counting it would break "once ever". Whether it shows up
+      must not depend on what BeginTime filters on (unconfirmed).
+    * A job seen Processing is tracked by id until it is seen terminal, vanishes (it was
+      looked up by id and not returned: counted in vanished_total) or was created more
+      than `processing_max_age` ago (given up, not counted as vanished).
+    * Once known terminal, a job stays terminal: a later stale Processing version from
+      an eventually consistent API is ignored, also for the gauges.
+    * A terminal job is forgotten once its CreateTime leaves the window (it can no
+      longer change anything: see the third rule), so memory is bounded by the window's
+      jobs plus the Processing jobs tracked.
+    """
+
+    def __init__(
+        self,
+        lookback: float,
+        recent_failures: int,
+        duration_buckets: Iterable[float] = DEFAULT_DURATION_BUCKETS,
+        processing_max_age: float = DEFAULT_PROCESSING_MAX_AGE,
+    ) -> None:
+        if lookback <= 0:
+            raise ValueError("lookback must be positive")
+        if recent_failures < 0:
+            raise ValueError("recent_failures must not be negative")
+        if processing_max_age <= 0:
+            raise ValueError("processing_max_age must be positive")
+        bounds = tuple(sorted(float(b) for b in duration_buckets if b != float("inf")))
+        self._lookback = float(lookback)
+        self._recent_failures = recent_failures
+        self._max_age = max(float(processing_max_age), self._lookback)
+        self._bounds = bounds
+        self._update_lock = threading.Lock()
+        self._primed = False
+        self._jobs: dict[str, Job] = {}  # the latest version of every id held in memory
+        self._visible: set[str] = set()  # ids shown in the gauges while within the window
+        self._finished: dict[StatusKey, int] = {}
+        self._failures: dict[ErrorKey, int] = {}
+        self._vanished: dict[ApiKey, int] = {}
+        self._durations: dict[DurationKey, _Histogram] = {}
+        self._snapshot = StoreSnapshot()
+        self._open: Mapping[str, float] = _empty()
+
+    @property
+    def lookback(self) -> float:
+        return self._lookback
+
+    def set_processing_max_age(self, seconds: float) -> None:
+        """Apply a reloaded `processing_max_age` to a store kept across the reload; the
+        next update prunes by it."""
+        if seconds <= 0:
+            raise ValueError("processing_max_age must be positive")
+        self._max_age = max(float(seconds), self._lookback)
+
+    def snapshot(self) -> StoreSnapshot:
+        return self._snapshot
+
+    def processing_ids(self) -> set[str]:
+        """Ids of the jobs tracked as Processing."""
+        return set(self._snapshot.processing_ids)
+
+    def open_jobs(self) -> Mapping[str, float]:
+        """Id -> CreateTime of every job held that is not terminal: the ones to re-check."""
+        return self._open
+
+    def update(
+        self,
+        observed: Iterable[Job],
+        looked_up: Collection[str],
+        now: float,
+        *,
+        complete: bool = True,
+    ) -> None:
+        """Apply one successful refresh taken at `now`.
+
+        `observed` is every job the refresh returned (listing plus lookups by id);
+        `looked_up` the ids that were looked up by id; `complete` whether the listing
+        covered the whole window (see the class docstring).
+        """
+        with self._update_lock:
+            horizon = now - self._lookback
+            returned = self._effective(self._relevant(dedupe(observed), horizon))
+            for job in returned.values():
+                self._ensure_series(job)
+                self._apply(job)
+            self._vanish(looked_up, returned)
+            if complete:
+                self._visible = set(returned)
+            else:
+                self._visible.update(returned)
+            self._prune(now)
+            self._primed = True
+            self._publish(now)
+
+    def _relevant(self, returned: dict[str, Job], horizon: float) -> dict[str, Job]:
+        return {
+            job_id: job
+            for job_id, job in returned.items()
+            if job.create_time >= horizon or job_id in self._jobs
+        }
+
+    def _effective(self, returned: dict[str, Job]) -> dict[str, Job]:
+        """Known terminal versions override a stale Processing one."""
+        effective = dict(returned)
+        for job_id, job in returned.items():
+            known = self._jobs.get(job_id)
+            if known is not None and known.terminal and not job.terminal:
+                effective[job_id] = known
+        return effective
+
+    def _ensure_series(self, job: Job) -> None:
+        # Label sets get their zero series as soon as they are known, so that
+        # increase() in PromQL sees the first failure.
+        rt, api, op = job.resource_type, job.api_name, job.operate_type
+        for status in TERMINAL:
+            self._finished.setdefault((status, rt, api, op), 0)
+            if (status, rt, api) not in self._durations:
+                self._durations[(status, rt, api)] = _Histogram(self._bounds)
+        self._vanished.setdefault((rt, api), 0)
+        if job.status == FAILED:
+            self._failures.setdefault((rt, api, job.error_code), 0)
+
+    def _apply(self, job: Job) -> None:
+        previous = self._jobs.get(job.id)
+        if job.terminal and (not previous.terminal if previous is not None else self._primed):
+            self._count(job)
+        # `job` is never an older status than `previous` here (see _effective), so
+        # overwriting keeps terminal jobs terminal. Undocumented statuses are shown in the
+        # gauges and re-checked like Processing, but neither counted nor reported stuck.
+        self._jobs[job.id] = job
+
+    def _count(self, job: Job) -> None:
+        rt, api = job.resource_type, job.api_name
+        self._finished[(job.status, rt, api, job.operate_type)] += 1
+        if job.status == FAILED:
+            self._failures[(rt, api, job.error_code)] += 1
+        self._durations[(job.status, rt, api)].observe(_duration(job))
+
+    def _vanish(self, looked_up: Collection[str], returned: Mapping[str, Job]) -> None:
+        for job_id in looked_up:
+            known = self._jobs.get(job_id)
+            if job_id in returned or known is None or known.terminal:
+                continue
+            if known.status == PROCESSING:
+                self._vanished[(known.resource_type, known.api_name)] += 1
+            self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        del self._jobs[job_id]
+        self._visible.discard(job_id)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._lookback
+        give_up = now - self._max_age
+        stale = [
+            job_id
+            for job_id, job in self._jobs.items()
+            if job.create_time < (horizon if job.terminal else give_up)
+        ]
+        for job_id in stale:
+            self._forget(job_id)
+
+    def _publish(self, now: float) -> None:
+        horizon = now - self._lookback
+        jobs = self._jobs
+        window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= horizon]
+        unfinished = [job for job in jobs.values() if not job.terminal]
+        processing = [job for job in unfinished if job.status == PROCESSING]
+        self._open = MappingProxyType({job.id: job.create_time for job in unfinished})
+        self._snapshot = StoreSnapshot(
+            jobs_by_status=_frozen(Counter(_status_key(job) for job in window)),
+            failed=_frozen(Counter(_error_key(job) for job in window if job.status == FAILED)),
+            finished_total=_frozen(self._finished),
+            failures_total=_frozen(self._failures),
+            vanished_total=_frozen(self._vanished),
+            durations=_frozen({k: h.snapshot() for k, h in self._durations.items()}),
+            oldest_processing=_frozen(_oldest(processing)),
+            recent_failures=self._newest_failures(window),
+            processing_ids=frozenset(job.id for job in processing),
+            jobs_tracked=len(jobs),
+            updated_at=now,
+            primed=self._primed,
+        )
+
+    def _newest_failures(self, window: Iterable[Job]) -> tuple[Job, ...]:
+        if self._recent_failures == 0:
+            return ()
+        failed = sorted(
+            (job for job in window if job.status == FAILED),
+            key=lambda job: (job.modify_time, job.id),
+            reverse=True,
+        )
+        return tuple(failed[: self._recent_failures])
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def export(self) -> StoreState:
+        """A consistent copy of what `restore` needs (taken between updates)."""
+        with self._update_lock:
+            return StoreState(
+                jobs=tuple(self._jobs.values()),
+                visible=frozenset(self._visible),
+                finished_total=dict(self._finished),
+                failures_total=dict(self._failures),
+                vanished_total=dict(self._vanished),
+                bounds=self._bounds,
+                durations={k: h.raw() for k, h in self._durations.items()},
+            )
+
+    def restore(self, state: StoreState, now: float) -> None:
+        """Continue from `state` (before the first update). The next update still primes
+        (SPEC: only jobs held as not terminal are counted when first seen terminal then).
+
+        Raises ValueError if the histogram buckets differ from this store's.
+        """
+        if state.bounds != self._bounds:
+            raise ValueError("the duration buckets differ from this version's")
+        with self._update_lock:
+            if self._primed:
+                raise ValueError("restore() must come before the first update")
+            self._jobs = {job.id: job for job in state.jobs}
+            self._visible = {job_id for job_id in state.visible if job_id in self._jobs}
+            self._finished = dict(state.finished_total)
+            self._failures = dict(state.failures_total)
+            self._vanished = dict(state.vanished_total)
+            self._durations = {
+                key: _Histogram.from_raw(self._bounds, counts, total)
+                for key, (counts, total) in state.durations.items()
+            }
+            self._prune(now)
+            self._publish(now)
+
+
+def _status_key(job: Job) -> StatusKey:
+    return (job.status, job.resource_type, job.api_name, job.operate_type)
+
+
+def _error_key(job: Job) -> ErrorKey:
+    return (job.resource_type, job.api_name, job.error_code)
+
+
+def _oldest(processing: Iterable[Job]) -> dict[ApiKey, float]:
+    oldest: dict[ApiKey, float] = {}
+    for job in processing:
+        key = (job.resource_type, job.api_name)
+        if key not in oldest or job.create_time < oldest[key]:
+            oldest[key] = job.create_time
+    return oldest

@@ -1,0 +1,422 @@
+"""Targets (one account x region each) and the single-flight, TTL-cached refresher.
+
+A target turns API listings into store updates; the refresher decides *when*: a scrape
+asks for fresh data, concurrent scrapes share one in-flight refresh per target, and a
+refresh younger than `cache_ttl` is reused. Knows nothing of httpx or Prometheus: the
+API is reached through the `JobSource` protocol.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from exporter.alibaba.api import MAX_IDS_PER_CALL
+from exporter.config import Filters
+from exporter.errors import ExporterError
+from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.store import JobStore, StoreSnapshot, StoreState
+
+log = logging.getLogger(__name__)
+
+TargetKey = tuple[str, str]  # (account, region)
+
+# A filter list longer than this is applied locally instead of on the wire.
+_MAX_WIRE_RESOURCE_IDS = MAX_IDS_PER_CALL
+# Ids per look-up call: the client splits JobIds.N lists into batches of this size.
+JOB_IDS_PER_CALL = MAX_IDS_PER_CALL
+# ALB's CreateTime comes from other hosts than our clock, and a job may be listed a little
+# after its CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
+DEFAULT_OVERLAP = 60.0
+DEFAULT_FULL_RESYNC_INTERVAL = 1800.0
+
+
+class JobSource(Protocol):
+    def list_jobs(self, query: JobQuery) -> list[Job]: ...
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    tried: bool = False  # at least one refresh finished (well or badly)
+    up: bool = False  # the last refresh succeeded
+    last_success: float | None = None  # Unix time the data now served was fetched
+    refresh_duration: float | None = None  # wall seconds of the last refresh
+    last_error: str | None = None
+
+
+def window_query(filters: Filters, begin_time_ms: int) -> JobQuery:
+    """The listing for one refresh. Single-valued filters go on the wire; the rest are
+    applied locally by `matches`, because the API takes one ResourceType / ApiName."""
+    ids = filters.resource_ids
+    return JobQuery(
+        begin_time_ms=begin_time_ms,
+        resource_type=filters.resource_types[0] if len(filters.resource_types) == 1 else None,
+        api_name=filters.api_names[0] if len(filters.api_names) == 1 else None,
+        resource_ids=ids if 0 < len(ids) <= _MAX_WIRE_RESOURCE_IDS else (),
+    )
+
+
+def matches(filters: Filters, job: Job) -> bool:
+    return (
+        (not filters.resource_types or job.resource_type in filters.resource_types)
+        and (not filters.api_names or job.api_name in filters.api_names)
+        and (not filters.resource_ids or job.resource_id in filters.resource_ids)
+    )
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """How a target spends API calls (README "How it works").
+
+    After one complete page-through of the window, a refresh lists only jobs since the
+    previous refresh minus `overlap` (clock skew between us and ALB, jobs indexed late) and
+    re-checks the jobs it holds as not terminal by id, each on a cadence that backs off
+    with the job's age: every `recheck_age_fraction` of its age, at most every
+    `recheck_max_interval` (0 fraction: every refresh). Every `full_resync_interval` a
+    complete page-through heals whatever an incremental refresh could miss (jobs indexed
+    later than `overlap`, terminal jobs dropped by the API). `incremental=False` pages the
+    whole window every time.
+    """
+
+    incremental: bool = True
+    overlap: float = DEFAULT_OVERLAP
+    full_resync_interval: float = DEFAULT_FULL_RESYNC_INTERVAL
+    recheck_age_fraction: float = 0.1
+    recheck_max_interval: float = 600.0
+
+    def recheck_interval(self, age: float) -> float:
+        return min(self.recheck_max_interval, max(0.0, age) * self.recheck_age_fraction)
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """A target's refresh position, as persisted by `exporter.state`."""
+
+    position: float | None  # the clock time of the last successful refresh
+    last_full: float | None  # the clock time of the last complete page-through
+
+
+class Target:
+    """One account x region. `refresh()` never raises: failures become `status().up == False`."""
+
+    def __init__(
+        self,
+        account: str,
+        region: str,
+        source: JobSource,
+        store: JobStore,
+        *,
+        lookback: float,
+        filters: Filters | None = None,
+        policy: RefreshPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        status: TargetStatus | None = None,
+    ) -> None:
+        """`status` carries over the status of the target this one replaces on a reload
+        that keeps its store: readiness and `up` do not drop while the data is the same."""
+        self.account = account
+        self.region = region
+        self.source = source
+        self.store = store
+        self._lookback = lookback
+        self._filters = filters or Filters()
+        self._policy = policy or RefreshPolicy()
+        self._clock = clock
+        self._status = status or TargetStatus()
+        self._last_error_logged: str | None = None
+        # Held while the store and the position change together, so an export for the
+        # state file never pairs a new position with old store content.
+        self._state_lock = threading.Lock()
+        self._position: float | None = None
+        self._last_full: float | None = None
+        self._next_check: dict[str, float] = {}  # job id -> when to look it up again
+
+    @property
+    def key(self) -> TargetKey:
+        return (self.account, self.region)
+
+    def status(self) -> TargetStatus:
+        return self._status
+
+    def snapshot(self) -> StoreSnapshot:
+        return self.store.snapshot()
+
+    def export_state(self) -> tuple[TargetState, StoreState]:
+        with self._state_lock:
+            return TargetState(self._position, self._last_full), self.store.export()
+
+    def restore_state(self, target: TargetState, store: StoreState) -> None:
+        """Continue from persisted state (before the first refresh); ValueError if unusable."""
+        now = self._clock()
+        with self._state_lock:
+            self.store.restore(store, now)
+            self._position = target.position
+            self._last_full = target.last_full
+
+    def refresh(self) -> None:
+        started = time.monotonic()
+        now = self._clock()
+        try:
+            observed = self._fetch(now)
+        except ExporterError as exc:
+            self._failed(str(exc), f"{type(exc).__name__}:{getattr(exc, 'code', '')}", started)
+            return
+        except Exception as exc:  # a bug must not take the other targets or the scrape down
+            log.exception("refresh of account=%s region=%s crashed", self.account, self.region)
+            self._failed(f"internal error: {type(exc).__name__}", type(exc).__name__, started)
+            return
+        with self._state_lock:
+            self.store.update(observed.jobs, observed.looked_up, now, complete=observed.complete)
+            self._position = now
+            if observed.complete:
+                self._last_full = now
+        self._schedule(observed, now)
+        if self._last_error_logged is not None:
+            log.info("account=%s region=%s recovered", self.account, self.region)
+            self._last_error_logged = None
+        self._status = TargetStatus(
+            tried=True,
+            up=True,
+            last_success=now,
+            refresh_duration=time.monotonic() - started,
+        )
+
+    def _complete_needed(self, now: float) -> bool:
+        policy = self._policy
+        return (
+            not policy.incremental
+            or self._position is None
+            or self._last_full is None
+            or now - self._last_full >= policy.full_resync_interval
+            # A gap longer than the window: the delta would be the whole window anyway.
+            or self._position - policy.overlap <= now - self._lookback
+            # The clock went backwards: the position says nothing about what is new.
+            or self._position > now
+        )
+
+    def _fetch(self, now: float) -> _Observed:
+        complete = self._complete_needed(now)
+        begin = now - self._lookback
+        if not complete:
+            assert self._position is not None
+            begin = self._position - self._policy.overlap
+        jobs = [
+            job
+            for job in self.source.list_jobs(window_query(self._filters, int(begin * 1000)))
+            if matches(self._filters, job)
+        ]
+        # Jobs held as not terminal that the listing did not return (older than the
+        # listing, or dropped by the API) are looked up by id: all of them on a complete
+        # refresh, the ones due on an incremental one.
+        returned = {job.id for job in jobs}
+        open_jobs = self.store.open_jobs()
+        candidates = [job_id for job_id in open_jobs if job_id not in returned]
+        recheck = sorted(candidates) if complete else self._due(candidates, now)
+        if recheck:
+            jobs.extend(self.source.list_jobs(JobQuery(job_ids=tuple(recheck))))
+        return _Observed(jobs, recheck, complete)
+
+    def _due(self, candidates: list[str], now: float) -> list[str]:
+        """The candidates due for a look-up, topped up with the soonest-due others to fill
+        the last batch: a call costs the same for 1 id as for 20. When every open job fits
+        in one call they are all looked up on every refresh, so a small estate sees each
+        status change on the next refresh for one call; only estates with more open jobs
+        than that wait for the age-based cadence."""
+        if len(candidates) <= JOB_IDS_PER_CALL:
+            return sorted(candidates)
+        due_at = {job_id: self._next_check.get(job_id, now) for job_id in candidates}
+        due = [job_id for job_id, when in due_at.items() if when <= now]
+        if not due:
+            return []
+        room = -len(due) % JOB_IDS_PER_CALL
+        later = sorted((when, job_id) for job_id, when in due_at.items() if when > now)
+        return sorted(due + [job_id for _, job_id in later[:room]])
+
+    def _schedule(self, observed: _Observed, now: float) -> None:
+        open_jobs = self.store.open_jobs()
+        seen = {job.id for job in observed.jobs}
+        seen.update(observed.looked_up)
+        schedule = {}
+        for job_id, created in open_jobs.items():
+            when = self._next_check.get(job_id)
+            if when is None or job_id in seen:
+                when = now + self._policy.recheck_interval(now - created)
+            schedule[job_id] = when
+        self._next_check = schedule
+
+    def _failed(self, error: str, kind: str, started: float) -> None:
+        # The same kind of error (class and API code: messages differ per request) is
+        # logged once at warning, then at debug while it repeats, so a wrong secret does
+        # not flood the log; a different error is logged again.
+        level = logging.DEBUG if kind == self._last_error_logged else logging.WARNING
+        log.log(
+            level, "refresh of account=%s region=%s failed: %s", self.account, self.region, error
+        )
+        self._last_error_logged = kind
+        self._status = replace(
+            self._status,
+            tried=True,
+            up=False,
+            refresh_duration=time.monotonic() - started,
+            last_error=error,
+        )
+
+
+@dataclass(frozen=True)
+class _Observed:
+    jobs: list[Job]
+    looked_up: Collection[str]
+    complete: bool
+
+
+class Refresher:
+    """Single-flight, TTL-cached refreshes of many targets on a bounded thread pool.
+
+    Freshness is the monotonic time each target's last refresh finished, kept per key
+    (not a TTL cache) so a reload can keep it for unchanged targets and apply a new
+    `cache_ttl` to it. All state is under `_lock`.
+    """
+
+    def __init__(
+        self,
+        targets: Mapping[TargetKey, Target],
+        *,
+        cache_ttl: float,
+        max_workers: int = 4,
+        timer: Callable[[], float] = time.monotonic,
+        after_refresh: Callable[[Target], None] | None = None,
+    ) -> None:
+        self._after_refresh = after_refresh
+        # Re-entrant: `_future` adds `_mark_fresh` as a done-callback under this lock, and a
+        # refresh that already finished (e.g. failed at once) runs it right there.
+        self._lock = threading.RLock()
+        self._targets = dict(targets)
+        # Keyed by target identity, not (account, region): after a reload replaces the
+        # target under a key, the old target's refresh must neither be reused nor mark the
+        # new one fresh.
+        self._inflight: dict[int, Future[None]] = {}
+        self._timer = timer
+        self._cache_ttl = cache_ttl
+        self._refreshed_at: dict[TargetKey, float] = {}
+        self._max_workers = max_workers
+        self._pool = self._new_pool(max_workers)
+        # Pools replaced by a reload that changed max_workers: their refreshes finish there.
+        self._retired_pools: list[ThreadPoolExecutor] = []
+
+    @staticmethod
+    def _new_pool(max_workers: int) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="refresh")
+
+    def targets(self) -> list[Target]:
+        with self._lock:
+            return list(self._targets.values())
+
+    def target(self, key: TargetKey) -> Target | None:
+        with self._lock:
+            return self._targets.get(key)
+
+    def set_targets(
+        self,
+        targets: Mapping[TargetKey, Target],
+        cache_ttl: float,
+        *,
+        max_workers: int | None = None,
+        retired: Callable[[Target], None] | None = None,
+    ) -> None:
+        """Swap the target set (config reload).
+
+        Targets kept as the same object stay fresh. A target no longer in the set finishes
+        its in-flight refresh; `retired(target)` runs once that is done (at once when none
+        is running), e.g. to close its client. A new `max_workers` starts a new pool; the
+        old one finishes what it runs.
+        """
+        now_retired: list[Target] = []
+        with self._lock:
+            kept = {id(t) for t in targets.values()}
+            for target in self._targets.values():
+                if id(target) in kept or retired is None:
+                    continue
+                future = self._inflight.get(id(target))
+                if future is None or future.done():
+                    now_retired.append(target)
+                else:
+                    future.add_done_callback(functools.partial(_retire, retired, target))
+            self._refreshed_at = {
+                key: at
+                for key, at in self._refreshed_at.items()
+                if key in targets and self._targets.get(key) is targets[key]
+            }
+            self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
+            self._targets = dict(targets)
+            self._cache_ttl = cache_ttl
+            if max_workers is not None and max_workers != self._max_workers:
+                self._pool.shutdown(wait=False)
+                self._retired_pools.append(self._pool)
+                self._pool = self._new_pool(max_workers)
+                self._max_workers = max_workers
+        if retired is not None:
+            for target in now_retired:
+                _retire(retired, target)
+
+    def ensure_fresh(
+        self, keys: Iterable[TargetKey] | None = None, timeout: float | None = None
+    ) -> bool:
+        """Start refreshes the cache does not cover and wait up to `timeout` for them.
+
+        Returns False if some refresh was still running at the deadline; it then goes on
+        in the background and the caller serves the previous data.
+        """
+        with self._lock:
+            wanted = list(self._targets) if keys is None else list(keys)
+            futures = [self._future(key) for key in wanted if key in self._targets]
+        if not futures:
+            return True
+        _, pending = wait(futures, timeout=timeout)
+        return not pending
+
+    def _is_fresh(self, key: TargetKey) -> bool:
+        at = self._refreshed_at.get(key)
+        return at is not None and self._timer() - at < self._cache_ttl
+
+    def _future(self, key: TargetKey) -> Future[None]:
+        target = self._targets[key]
+        current = self._inflight.get(id(target))
+        if current is not None and (not current.done() or self._is_fresh(key)):
+            return current
+        future = self._pool.submit(self._run, target)
+        self._inflight[id(target)] = future
+        future.add_done_callback(functools.partial(self._mark_fresh, key, target))
+        return future
+
+    def _run(self, target: Target) -> None:
+        target.refresh()
+        if self._after_refresh is not None:
+            try:
+                self._after_refresh(target)
+            except Exception:  # e.g. a full disk must not stop the refreshes
+                log.exception("after-refresh hook failed")
+
+    def _mark_fresh(self, key: TargetKey, target: Target, _done: Future[None]) -> None:
+        with self._lock:
+            if self._targets.get(key) is target:
+                self._refreshed_at[key] = self._timer()
+
+    def shutdown(self) -> None:
+        """Let in-flight refreshes finish; start no new ones."""
+        with self._lock:
+            pools = [*self._retired_pools, self._pool]
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _retire(retired: Callable[[Target], None], target: Target, *_done: object) -> None:
+    try:
+        retired(target)
+    except Exception:  # a failing clean-up must not break the reload or a refresh thread
+        log.exception("clean-up of replaced target account=%s region=%s failed", *target.key)

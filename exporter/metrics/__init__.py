@@ -1,0 +1,1 @@
+"""The metric table, the collector built from store snapshots, and the self-metrics."""

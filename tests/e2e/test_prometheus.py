@@ -1,0 +1,409 @@
+"""End to end with a real Prometheus: simulator -> exporter -> Prometheus (+ shipped rules).
+
+Everything runs on loopback: the ALB simulator, the exporter (`python -m exporter`) and
+Debian's `prometheus` scraping it every second with the chart's alert rules
+(helm/alb-jobs-exporter/files/alerts.yaml) evaluated every second. The test
+
+* evaluates every expression of the Grafana dashboard through /api/v1/query and
+  requires each to return data;
+* makes the simulator fail a job and waits for AlbAsyncJobFailed to fire, with the job
+  id and error code in its description (the rule's `query` template on a real server);
+* restarts the exporter (no state_file: counters come back at 0) and checks that this
+  neither counts the failure again nor fires any new AlbAsyncJobFailed.
+
+Simulated time is frozen, so the simulator's own jobs do not change under the test:
+every failure the exporter counts is the one the test made.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from tests.support import procs
+from tests.support.procs import control
+from tests.tools.test_artifacts import ALERTS, dashboard, dashboard_exprs, dashboard_rules
+
+pytestmark = pytest.mark.e2e
+
+REGIONS = ("cn-hangzhou", "cn-shanghai")
+ACCOUNT = "e2e"
+FAILING_API = "E2eFailingOperation"
+STUCK_API = "E2eStuckOperation"
+ERROR_CODE = "E2E.QuotaExceeded"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def eventually(fn: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Prometheus:
+    url: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "success", f"{expr}: {r.text}"
+        return body["data"]["result"]  # type: ignore[no-any-return]
+
+    def alerts(self, name: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.url}/api/v1/alerts", timeout=10)
+        r.raise_for_status()
+        return [a for a in r.json()["data"]["alerts"] if a["labels"]["alertname"] == name]
+
+    def rules_health(self) -> dict[str, str]:
+        r = httpx.get(f"{self.url}/api/v1/rules", timeout=10)
+        r.raise_for_status()
+        return {
+            rule["name"]: rule["health"]
+            for group in r.json()["data"]["groups"]
+            for rule in group["rules"]
+        }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prom-e2e")
+
+
+@pytest.fixture(scope="module")
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.fail(
+            "prometheus not found on PATH: apt-get install prometheus (or run ci/install-tools.sh)"
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[procs.Proc]:
+    with procs.running(
+        procs.simulator(
+            "--regions",
+            ",".join(REGIONS),
+            "--seed",
+            "11",
+            "--history",
+            "45m",
+            "--jobs-per-minute",
+            "10",
+        )
+    ) as proc:
+        control(proc, "POST", "/_sim/time", {"freeze": True})
+        yield proc
+
+
+@dataclass
+class Exporter:
+    config: Path
+    port: int
+    proc: procs.Proc | None = None
+
+    def start(self) -> None:
+        self.proc = procs.start(
+            [
+                "-m",
+                "exporter",
+                "--config.file",
+                str(self.config),
+                "--web.listen-address",
+                f"127.0.0.1:{self.port}",
+            ]
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.popen.poll() is None:
+                assert self.proc.stop() == 0, self.proc.output()
+            if self.proc.popen.stdout:
+                self.proc.popen.stdout.close()
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def exporter(sim: procs.Proc, workdir: Path) -> Iterator[Exporter]:
+    config = workdir / "exporter.yaml"
+    config.write_text(
+        f"""
+lookback: 1h
+cache_ttl: 1s
+request_timeout: 5s
+recent_failures: 10
+# Jobs are injected with CreateTimes minutes in the past and the simulator's clock jumps:
+# page the whole window on every refresh (incremental refreshes: test_incremental).
+full_resync_interval: 1s
+accounts:
+  - name: {ACCOUNT}
+    regions: [{", ".join(REGIONS)}]
+    endpoint: "{sim.url}/{{region}}/"
+    credentials:
+      access_key_id: {DEMO_ACCESS_KEY_ID}
+      access_key_secret: {DEMO_ACCESS_KEY_SECRET}
+""",
+        encoding="utf-8",
+    )
+    exp = Exporter(config, free_port())
+    exp.start()
+    try:
+        yield exp
+    finally:
+        exp.stop()
+
+
+@pytest.fixture(scope="module")
+def prom(prometheus_binary: str, exporter: Exporter, workdir: Path) -> Iterator[Prometheus]:
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "evaluation_interval": "1s",
+                },
+                "rule_files": [str(ALERTS)],
+                "scrape_configs": [
+                    {
+                        "job_name": "alb-jobs-exporter",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = workdir / "prometheus.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            [
+                prometheus_binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Prometheus(f"http://127.0.0.1:{port}", popen, log)
+
+    def ready() -> bool:
+        if popen.poll() is not None:
+            raise AssertionError(f"prometheus exited:\n{log.read_text()}")
+        try:
+            return httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        eventually(ready, 30, "prometheus to be ready")
+        yield server
+    finally:
+        popen.terminate()
+        try:
+            popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+def up_targets(prom: Prometheus) -> list[dict[str, Any]]:
+    result = prom.query(f'alb_exporter_up{{account="{ACCOUNT}"}} == 1')
+    return result if len(result) == len(REGIONS) else []
+
+
+def failed_counter(prom: Prometheus) -> list[dict[str, Any]]:
+    return prom.query(f'alb_async_jobs_finished_total{{api_name="{FAILING_API}", status="Failed"}}')
+
+
+@pytest.fixture(scope="module")
+def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str, Any]:
+    """Bring everything up, then make one job fail; returns what the tests need."""
+    eventually(lambda: prom.query('up{job="alb-jobs-exporter"} == 1'), 30, "the scrape target up")
+    eventually(lambda: up_targets(prom), 60, "alb_exporter_up == 1 for every region")
+    assert all(h == "ok" for h in prom.rules_health().values()), prom.rules_health()
+
+    now_ms = int(control(sim, "POST", "/_sim/time", {})["now"] * 1000)
+    region = REGIONS[0]
+    jobs = control(
+        sim,
+        "POST",
+        "/_sim/jobs",
+        {
+            "region": region,
+            "jobs": [
+                {
+                    "Id": "e2e-job-failing",
+                    "ApiName": FAILING_API,
+                    "OperateType": "Update",
+                    "ResourceType": "listener",
+                    "ResourceId": "lsn-e2e0001",
+                    "Status": "Processing",
+                    "CreateTime": now_ms - 120_000,
+                },
+                # processing for 40 minutes: AlbAsyncJobStuck's condition holds (pending, `for: 5m`)
+                {
+                    "Id": "e2e-job-stuck",
+                    "ApiName": STUCK_API,
+                    "OperateType": "Update",
+                    "ResourceType": "loadbalancer",
+                    "ResourceId": "alb-e2e0001",
+                    "Status": "Processing",
+                    "CreateTime": now_ms - 40 * 60_000,
+                },
+            ],
+        },
+    )["jobs"]
+    assert [j["Status"] for j in jobs] == ["Processing", "Processing"]
+
+    # The failed-jobs counter of the new label set must be in Prometheus at 0 *before* the
+    # failure, for a few scrapes: that is what lets increase() see the first failure.
+    def counter_at_zero() -> bool:
+        selector = f'{{api_name="{FAILING_API}", status="Failed"}}'
+        rows = prom.query(f"count_over_time(alb_async_jobs_finished_total{selector}[1m])")
+        return (
+            bool(rows)
+            and float(rows[0]["value"][1]) >= 3
+            and float(failed_counter(prom)[0]["value"][1]) == 0
+        )
+
+    eventually(
+        counter_at_zero, 30, "alb_async_jobs_finished_total{status=Failed} of the new API at 0"
+    )
+
+    control(sim, "POST", "/_sim/time", {"advance": 5})
+    control(
+        sim,
+        "POST",
+        "/_sim/jobs",
+        {
+            "region": region,
+            "jobs": [
+                {
+                    "Id": "e2e-job-failing",
+                    "Status": "Failed",
+                    "ErrorCode": ERROR_CODE,
+                    "ErrorMessage": "The quota of listeners is exceeded (e2e).",
+                },
+            ],
+        },
+    )
+    eventually(
+        lambda: failed_counter(prom) and float(failed_counter(prom)[0]["value"][1]) == 1,
+        30,
+        "the failure counted once",
+    )
+
+    def firing() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in prom.alerts("AlbAsyncJobFailed")
+            if a["state"] == "firing" and a["labels"].get("api_name") == FAILING_API
+        ]
+
+    alert = eventually(firing, 30, "AlbAsyncJobFailed firing")[0]
+    return {"alert": alert, "region": region}
+
+
+def test_every_dashboard_expression_returns_data(
+    prom: Prometheus, scenario: dict[str, Any]
+) -> None:
+    empty = []
+    for where, expr in dashboard_exprs():
+        plain = dashboard_rules.substitute(expr, range_value="1m")
+        if not prom.query(plain):
+            empty.append(f"{where}: {plain}")
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            metric = (
+                dashboard_rules.substitute(variable["query"]["query"])
+                .split("(", 1)[1]
+                .rsplit(",", 1)[0]
+            )
+            if not prom.query(metric):
+                empty.append(f"variable {variable['name']}: {metric}")
+    assert empty == [], "expressions without data:\n" + "\n".join(empty)
+
+
+def test_failure_alert_fires_with_job_details(scenario: dict[str, Any]) -> None:
+    alert = scenario["alert"]
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["labels"]["account"] == ACCOUNT
+    assert alert["labels"]["region"] == scenario["region"]
+    assert alert["labels"]["resource_type"] == "listener"
+    description = alert["annotations"]["description"]
+    assert "e2e-job-failing" in description, description
+    assert "lsn-e2e0001" in description, description
+    assert f"error_code={ERROR_CODE}" in description, description
+    assert 0.5 < float(alert["value"]) < 1.5
+
+
+def test_stuck_job_condition_holds(prom: Prometheus, scenario: dict[str, Any]) -> None:
+    pending = eventually(
+        lambda: [
+            a for a in prom.alerts("AlbAsyncJobStuck") if a["labels"].get("api_name") == STUCK_API
+        ],
+        30,
+        "AlbAsyncJobStuck pending for the 40-minute job",
+    )
+    assert pending[0]["state"] == "pending"  # `for: 5m` has not elapsed in this test
+
+
+def test_exporter_restart_does_not_fire_again(
+    prom: Prometheus, exporter: Exporter, scenario: dict[str, Any]
+) -> None:
+    before = {a["activeAt"] for a in prom.alerts("AlbAsyncJobFailed")}
+    assert len(before) == 1, prom.alerts("AlbAsyncJobFailed")
+    exporter.stop()
+    eventually(lambda: prom.query('up{job="alb-jobs-exporter"} == 0'), 30, "the scrape target down")
+    restarted = time.time()
+    exporter.start()
+    eventually(lambda: up_targets(prom), 60, "alb_exporter_up == 1 again after the restart")
+    # The restarted exporter has no state_file: its counters restart at 0 and the failed
+    # job, terminal at its first refresh, is not counted again.
+    eventually(
+        lambda: failed_counter(prom) and float(failed_counter(prom)[0]["value"][1]) == 0,
+        30,
+        "the failed counter back at 0",
+    )
+    time.sleep(6)  # a few more scrapes and rule evaluations
+    # Nothing failed since the restart: no failed-jobs counter of any API rose.
+    since = int(time.time() - restarted)
+    new_failures = prom.query(
+        f'increase(alb_async_jobs_finished_total{{status="Failed"}}[{since}s]) > 0'
+    )
+    assert new_failures == [], new_failures
+    # The alert from before is the only one, still the same instance (same activeAt), and its
+    # value (increase over 10m across the counter reset) still counts one failure, not two.
+    after = prom.alerts("AlbAsyncJobFailed")
+    assert {a["activeAt"] for a in after} == before, after
+    assert [float(a["value"]) < 1.5 for a in after] == [True], after

@@ -1,0 +1,227 @@
+"""End to end with `state_file`: kill and restart the real exporter process against the
+real simulator process; counters never decrease, no job is counted twice, and a job seen
+Processing that finished while the exporter was down is counted once.
+
+Also: a scrape whose timeout the refresh cannot meet is answered in time with the previous
+data, and concurrent scrapes share one upstream refresh.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import procs
+from tests.support.procs import control
+
+pytestmark = pytest.mark.e2e
+
+KEY_ID = "LTAI5tRestartTestKey0001"
+SECRET = "restart-Secret-Value-0001"
+REGION = "cn-hangzhou"
+
+
+@pytest.fixture
+def sim() -> Iterator[procs.Proc]:
+    with procs.running(
+        procs.simulator(
+            "--regions",
+            REGION,
+            "--jobs-per-minute",
+            "0",
+            "--history",
+            "0s",
+            "--access-key-id",
+            KEY_ID,
+            "--access-key-secret",
+            SECRET,
+        )
+    ) as proc:
+        yield proc
+
+
+def put_jobs(sim: procs.Proc, *jobs: dict[str, Any]) -> None:
+    control(sim, "POST", "/_sim/jobs", {"region": REGION, "jobs": list(jobs)})
+
+
+def now_ms(sim: procs.Proc) -> int:
+    return int(control(sim, "GET", "/_sim/state")["now"] * 1000)
+
+
+def write_config(tmp: Path, sim: procs.Proc, extra: str = "") -> Path:
+    path = tmp / "config.yaml"
+    path.write_text(
+        f"""
+lookback: 1h
+cache_ttl: 1s
+request_timeout: 20s
+state_file: {tmp / "state.json"}
+{extra}
+accounts:
+  - name: prod
+    regions: [{REGION}]
+    endpoint: "{sim.url}/{{region}}/"
+    credentials:
+      access_key_id: {KEY_ID}
+      access_key_secret: {SECRET}
+"""
+    )
+    return path
+
+
+def counters(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    _, samples = procs.scrape(url)
+    return {
+        k: v
+        for k, v in samples.items()
+        if k[0].endswith("_total") and k[0].startswith("alb_async_job")
+    }
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **want: str) -> float:
+    wanted = set(want.items())
+    return sum(v for (n, labels), v in samples.items() if n == name and wanted <= labels)
+
+
+def assert_no_decrease(before: dict[Any, float], after: dict[Any, float]) -> None:
+    for key, v in before.items():
+        assert after.get(key, -1) >= v, key
+
+
+def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: procs.Proc) -> None:
+    t = now_ms(sim)
+    put_jobs(
+        sim,
+        {"Id": "JOB-A", "Status": "Processing", "CreateTime": t - 60_000},
+        {"Id": "JOB-B", "Status": "Processing", "CreateTime": t - 50_000},
+        {
+            "Id": "JOB-C",
+            "Status": "Succeeded",
+            "CreateTime": t - 600_000,
+            "ModifyTime": t - 500_000,
+        },
+    )
+    config = write_config(tmp_path, sim)
+    first = procs.start(procs.exporter(config))
+    try:
+        c0 = counters(first.url)
+        # JOB-C was terminal at the first refresh: history, not counted.
+        assert value(c0, "alb_async_jobs_finished_total") == 0
+        assert "does not exist yet" in first.output()
+
+        put_jobs(sim, {"Id": "JOB-A", "Status": "Failed", "ErrorCode": "Conflict.Lock"})
+        # Seen when its re-check is due (every tenth of its age: seconds here).
+        procs.wait_until(
+            lambda: value(counters(first.url), "alb_async_jobs_failures_total") == 1, timeout=30
+        )
+        c1 = counters(first.url)
+        assert value(c1, "alb_async_jobs_failures_total", error_code="Conflict.Lock") == 1
+        # Killed without a chance to flush: what was counted had to be written already.
+        first.stop(signal.SIGKILL)
+    finally:
+        if first.popen.poll() is None:
+            first.stop()
+        if first.popen.stdout:
+            first.popen.stdout.close()
+
+    # While it is down: JOB-B (seen Processing) finishes; JOB-D is born and dies unseen.
+    put_jobs(
+        sim,
+        {"Id": "JOB-B", "Status": "Succeeded"},
+        {"Id": "JOB-D", "Status": "Failed", "ErrorCode": "Other", "CreateTime": now_ms(sim)},
+    )
+    with procs.running(procs.exporter(config)) as second:
+        c2 = counters(second.url)
+        assert "ignoring state file" not in second.output()
+        assert_no_decrease(c1, c2)
+        # JOB-A is not counted twice; JOB-B is counted once; JOB-D was never seen
+        # Processing and is terminal at this first refresh: not counted (SPEC).
+        assert value(c2, "alb_async_jobs_failures_total", error_code="Conflict.Lock") == 1
+        assert value(c2, "alb_async_jobs_finished_total", status="Succeeded") == 1
+        assert value(c2, "alb_async_jobs_finished_total", status="Failed") == 1
+        _, everything = procs.scrape(second.url)
+        assert value(everything, "alb_async_job_duration_seconds_count") == 2
+        assert second.stop(signal.SIGTERM) == 0  # flushes the state on the way out
+
+    with procs.running(procs.exporter(config)) as third:
+        c3 = counters(third.url)
+        assert c3 == c2
+
+
+def test_truncated_state_file_is_a_warning_and_a_fresh_start(
+    tmp_path: Path, sim: procs.Proc
+) -> None:
+    (tmp_path / "state.json").write_text('{"format": "alb-jobs-exporter-state", "vers')
+    with procs.running(procs.exporter(write_config(tmp_path, sim))) as proc:
+        procs.scrape(proc.url)
+        assert "ignoring state file" in proc.output()
+        assert "Traceback" not in proc.output()
+
+
+def test_scrape_deadline_is_kept_with_the_previous_data_and_one_refresh(
+    tmp_path: Path, sim: procs.Proc
+) -> None:
+    put_jobs(sim, {"Id": "JOB-S", "Status": "Succeeded", "CreateTime": now_ms(sim) - 60_000})
+    with procs.running(procs.exporter(write_config(tmp_path, sim))) as proc:
+        _, before = procs.scrape(proc.url)
+        last = value(before, "alb_exporter_last_success_timestamp_seconds")
+        assert last > 0
+        control(sim, "POST", "/_sim/faults", {"latency": 5})
+        requests_before = control(sim, "GET", "/_sim/state")["request_counts"][REGION]
+        time.sleep(1.2)  # past cache_ttl: the next scrape wants a refresh
+
+        answers: list[httpx.Response] = []
+        errors: list[BaseException] = []
+
+        def scrape() -> None:
+            try:
+                # The client gives up at the scrape timeout, as Prometheus would.
+                answers.append(
+                    httpx.get(
+                        proc.url + "/metrics",
+                        headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"},
+                        timeout=2.0,
+                    )
+                )
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=scrape) for _ in range(50)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == []
+        assert [r.status_code for r in answers] == [200] * 50
+        for r in answers:
+            # The previous data, saying how old it is.
+            assert value(parse(r.text), "alb_exporter_last_success_timestamp_seconds") == last
+
+        # The refresh goes on in the background and finishes: exactly one upstream call
+        # (one listing; no Processing jobs to look up) for 50 scrapes.
+        def refreshed() -> bool:
+            _, now = procs.scrape(proc.url)
+            return value(now, "alb_exporter_last_success_timestamp_seconds") > last
+
+        procs.wait_until(refreshed, timeout=30)
+        requests_after = control(sim, "GET", "/_sim/state")["request_counts"][REGION]
+        assert requests_after - requests_before == 1

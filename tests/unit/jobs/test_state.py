@@ -1,0 +1,229 @@
+"""State file: round trip, atomic writes, bounded size, and a fresh start (with a warning,
+never a crash) for missing, truncated or foreign files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
+from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.state import FORMAT, StateFile, decode, encode, write_atomically
+from exporter.jobs.store import JobStore
+from exporter.jobs.target import RefreshPolicy, Target
+
+T0 = 1_700_000_000.0
+LOOKBACK = 3600.0
+
+
+def job(job_id: str, status: str, create: float, modify: float | None = None) -> Job:
+    return Job(
+        id=job_id,
+        api_name="CreateListener",
+        operate_type="Create",
+        resource_type="listener",
+        resource_id="lsn-1",
+        status=status,
+        error_code="E1" if status == FAILED else "",
+        error_message="boom" if status == FAILED else "",
+        create_time=create,
+        modify_time=create if modify is None else modify,
+    )
+
+
+class Source:
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = {j.id: j for j in jobs}
+
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        if query.job_ids:
+            return [self.jobs[i] for i in query.job_ids if i in self.jobs]
+        begin = (query.begin_time_ms or 0) / 1000
+        return [j for j in self.jobs.values() if j.create_time >= begin]
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_target(source: Source, clock: Clock) -> Target:
+    return Target(
+        "acct",
+        "cn-hangzhou",
+        source,
+        JobStore(LOOKBACK, 5),
+        lookback=LOOKBACK,
+        policy=RefreshPolicy(overlap=60, full_resync_interval=1e9, recheck_age_fraction=0),
+        clock=clock,
+    )
+
+
+def counted(t: Target) -> int:
+    return sum(t.snapshot().finished_total.values())
+
+
+def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    clock = Clock(T0)
+    source = Source(
+        [
+            job("history", SUCCEEDED, T0 - 500, T0 - 400),  # terminal at the first refresh
+            job("runs", PROCESSING, T0 - 300),
+            job("stuck", PROCESSING, T0 - 600),
+        ]
+    )
+    first = make_target(source, clock)
+    first.refresh()
+    source.jobs["quick"] = job("quick", FAILED, T0 + 10, T0 + 20)
+    clock.now = T0 + 30
+    first.refresh()
+    assert counted(first) == 1  # "quick": new after priming
+    StateFile(path).save([first])
+    before = first.snapshot()
+
+    # Down for ten minutes: "runs" finishes, a job is created and finishes unseen.
+    source.jobs["runs"] = job("runs", SUCCEEDED, T0 - 300, T0 + 200)
+    source.jobs["unseen"] = job("unseen", FAILED, T0 + 100, T0 + 150)
+    clock.now = T0 + 630
+    second = make_target(source, clock)
+    assert StateFile(path).restore([second]) == 1
+    # Counters are back before the first refresh: nothing decreases.
+    assert dict(second.snapshot().finished_total) == dict(before.finished_total)
+    second.refresh()
+    snap = second.snapshot()
+    # "runs" was seen Processing: counted once. "unseen" was never seen Processing: SPEC
+    # says a job terminal at the first refresh is not counted. "quick" is not recounted.
+    assert counted(second) == 2
+    assert snap.finished_total[(SUCCEEDED, "listener", "CreateListener", "Create")] == 1
+    assert snap.processing_ids == frozenset({"stuck"})
+    for name in ("finished_total", "failures_total", "vanished_total"):
+        for key, value in getattr(before, name).items():
+            assert getattr(snap, name)[key] >= value
+    # Restarting again from the same file is just as safe.
+    StateFile(path).save([second])
+    clock.now += 30
+    third = make_target(source, clock)
+    StateFile(path).restore([third])
+    third.refresh()
+    assert counted(third) == 2
+    assert third.snapshot().durations == snap.durations
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    source = Source([job("a", FAILED, T0 - 5, T0 - 1), job("p", PROCESSING, T0 - 9)])
+    t = make_target(source, clock)
+    t.refresh()
+    states = {t.key: t.export_state()}
+    again = decode(encode(states, T0))
+    position, store = again[t.key]
+    assert position == states[t.key][0]
+    assert store == states[t.key][1]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "does not exist"),
+        (b"", "not JSON"),
+        (b'{"format": "alb-jobs-exporter-state", "version": 1, "targ', "not JSON"),
+        (b'{"hello": "world"}', "not an alb-jobs-exporter-state file"),
+        (b"[1, 2, 3]", "not an alb-jobs-exporter-state file"),
+        (json.dumps({"format": FORMAT, "version": 99}).encode(), "version 99"),
+        (json.dumps({"format": FORMAT, "version": 1}).encode(), "malformed"),
+        (
+            json.dumps(
+                {"format": FORMAT, "version": 1, "targets": [{"account": "a", "region": 3}]}
+            ).encode(),
+            "malformed",
+        ),
+        (b"\xff\xfe\x00garbage", "not JSON"),
+    ],
+)
+def test_unusable_file_gives_a_warning_and_a_fresh_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "state.json"
+    if content is not None:
+        path.write_bytes(content)
+    target = make_target(Source([]), Clock(T0))
+    with caplog.at_level(logging.WARNING, logger="exporter.jobs.state"):
+        assert StateFile(str(path)).restore([target]) == 0
+    assert reason in caplog.text
+    target.refresh()
+    assert target.status().up
+
+
+def test_truncated_real_state_file_is_rejected_not_half_used(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    t = make_target(Source([job(f"j{i}", SUCCEEDED, T0 - i) for i in range(50)]), clock)
+    t.refresh()
+    path = tmp_path / "state.json"
+    StateFile(str(path)).save([t])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    fresh = make_target(Source([]), clock)
+    assert StateFile(str(path)).restore([fresh]) == 0
+    assert fresh.snapshot().jobs_tracked == 0
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(b"old")
+    # The rename fails (the target is a directory): nothing half-written, no temp file left.
+    blocked = tmp_path / "blocked"
+    (blocked / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):
+        write_atomically(str(blocked), b"new")
+    assert sorted(os.listdir(tmp_path)) == ["blocked", "state.json"]
+    write_atomically(str(path), b"new")
+    assert path.read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["blocked", "state.json"]
+
+
+def test_saves_are_rate_limited_but_shutdown_always_writes(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    ticks = Clock(0.0)
+    state = StateFile(str(path), min_interval=60, timer=ticks)
+    source = Source([job("p", PROCESSING, T0 - 5)])
+    clock = Clock(T0)
+    t = make_target(source, clock)
+    t.refresh()
+    assert state.maybe_save([t])
+    ticks.now = 30
+    assert not state.maybe_save([t])
+    ticks.now = 61
+    assert state.maybe_save([t])
+    # A counted job is written at once: a crash must not lose it.
+    source.jobs["p"] = job("p", SUCCEEDED, T0 - 5, T0 + 1)
+    clock.now += 30
+    t.refresh()
+    ticks.now = 62
+    assert state.maybe_save([t])
+    assert not state.maybe_save([t])
+    path.unlink()
+    state.save([t])
+    assert path.exists()
+
+
+def test_size_is_bounded_by_the_window_and_tracked_jobs(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    source = Source([])
+    t = make_target(source, clock)
+    for step in range(48):  # a day of refreshes every 30 min, 20 new jobs each
+        clock.now = T0 + 1800 * step
+        for k in range(20):
+            source.jobs[f"{step}-{k}"] = job(f"{step}-{k}", SUCCEEDED, clock.now - 1)
+        t.refresh()
+    _, store = t.export_state()
+    # Two or three refreshes' worth of jobs are within the hour, not the day's 960.
+    assert len(store.jobs) <= 3 * 20
+    assert all(j.create_time >= clock.now - LOOKBACK for j in store.jobs)
