@@ -1,11 +1,16 @@
 # The two commands: `make demo` and `make test`. Each sets itself up on a fresh machine
 # (a venv in .venv with the package and its test dependencies).
+#
+# `make check` is the fast loop while changing code (30 s at most on 2 cores): lint, format,
+# mypy --strict and the unit tests that start no process, run no external tool and are not
+# hypothesis-heavy (markers e2e, tools, slow: see pyproject.toml), on both cores. It needs
+# no promtool, helm or prometheus. It does not replace `make test`, the whole suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit tools clean bench
+.PHONY: demo test check lint typecheck unit tools clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +37,9 @@ unit: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+check: lint typecheck
+	$(BIN)/python -m pytest -q -n 2 -m "not e2e and not tools and not slow"
 
 # API-call economy and serving cost against the simulator; writes bench/RESULTS.md.
 # `make test` runs it in --quick mode (tests/tools/test_bench.py) so it cannot rot.

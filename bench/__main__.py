@@ -29,8 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
+from exporter.jobs.refresher import Refresher
 from exporter.jobs.store import JobStore
-from exporter.jobs.target import Refresher, RefreshPolicy, Target
+from exporter.jobs.target import RefreshPolicy, Target
 from exporter.metrics.collector import JobsCollector
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,

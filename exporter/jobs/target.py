@@ -1,19 +1,15 @@
-"""Targets (one account x region each) and the single-flight, TTL-cached refresher.
+"""A target (one account x region): turns API listings into store updates.
 
-A target turns API listings into store updates; the refresher decides *when*: a scrape
-asks for fresh data, concurrent scrapes share one in-flight refresh per target, and a
-refresh younger than `cache_ttl` is reused. Knows nothing of httpx or Prometheus: the
-API is reached through the `JobSource` protocol.
+`exporter.jobs.refresher` decides *when* a target refreshes. Knows nothing of httpx or
+Prometheus: the API is reached through the `JobSource` protocol.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -273,150 +269,3 @@ class _Observed:
     jobs: list[Job]
     looked_up: Collection[str]
     complete: bool
-
-
-class Refresher:
-    """Single-flight, TTL-cached refreshes of many targets on a bounded thread pool.
-
-    Freshness is the monotonic time each target's last refresh finished, kept per key
-    (not a TTL cache) so a reload can keep it for unchanged targets and apply a new
-    `cache_ttl` to it. All state is under `_lock`.
-    """
-
-    def __init__(
-        self,
-        targets: Mapping[TargetKey, Target],
-        *,
-        cache_ttl: float,
-        max_workers: int = 4,
-        timer: Callable[[], float] = time.monotonic,
-        after_refresh: Callable[[Target], None] | None = None,
-    ) -> None:
-        self._after_refresh = after_refresh
-        # Re-entrant: `_future` adds `_mark_fresh` as a done-callback under this lock, and a
-        # refresh that already finished (e.g. failed at once) runs it right there.
-        self._lock = threading.RLock()
-        self._targets = dict(targets)
-        # Keyed by target identity, not (account, region): after a reload replaces the
-        # target under a key, the old target's refresh must neither be reused nor mark the
-        # new one fresh.
-        self._inflight: dict[int, Future[None]] = {}
-        self._timer = timer
-        self._cache_ttl = cache_ttl
-        self._refreshed_at: dict[TargetKey, float] = {}
-        self._max_workers = max_workers
-        self._pool = self._new_pool(max_workers)
-        # Pools replaced by a reload that changed max_workers: their refreshes finish there.
-        self._retired_pools: list[ThreadPoolExecutor] = []
-
-    @staticmethod
-    def _new_pool(max_workers: int) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="refresh")
-
-    def targets(self) -> list[Target]:
-        with self._lock:
-            return list(self._targets.values())
-
-    def target(self, key: TargetKey) -> Target | None:
-        with self._lock:
-            return self._targets.get(key)
-
-    def set_targets(
-        self,
-        targets: Mapping[TargetKey, Target],
-        cache_ttl: float,
-        *,
-        max_workers: int | None = None,
-        retired: Callable[[Target], None] | None = None,
-    ) -> None:
-        """Swap the target set (config reload).
-
-        Targets kept as the same object stay fresh. A target no longer in the set finishes
-        its in-flight refresh; `retired(target)` runs once that is done (at once when none
-        is running), e.g. to close its client. A new `max_workers` starts a new pool; the
-        old one finishes what it runs.
-        """
-        now_retired: list[Target] = []
-        with self._lock:
-            kept = {id(t) for t in targets.values()}
-            for target in self._targets.values():
-                if id(target) in kept or retired is None:
-                    continue
-                future = self._inflight.get(id(target))
-                if future is None or future.done():
-                    now_retired.append(target)
-                else:
-                    future.add_done_callback(functools.partial(_retire, retired, target))
-            self._refreshed_at = {
-                key: at
-                for key, at in self._refreshed_at.items()
-                if key in targets and self._targets.get(key) is targets[key]
-            }
-            self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
-            self._targets = dict(targets)
-            self._cache_ttl = cache_ttl
-            if max_workers is not None and max_workers != self._max_workers:
-                self._pool.shutdown(wait=False)
-                self._retired_pools.append(self._pool)
-                self._pool = self._new_pool(max_workers)
-                self._max_workers = max_workers
-        if retired is not None:
-            for target in now_retired:
-                _retire(retired, target)
-
-    def ensure_fresh(
-        self, keys: Iterable[TargetKey] | None = None, timeout: float | None = None
-    ) -> bool:
-        """Start refreshes the cache does not cover and wait up to `timeout` for them.
-
-        Returns False if some refresh was still running at the deadline; it then goes on
-        in the background and the caller serves the previous data.
-        """
-        with self._lock:
-            wanted = list(self._targets) if keys is None else list(keys)
-            futures = [self._future(key) for key in wanted if key in self._targets]
-        if not futures:
-            return True
-        _, pending = wait(futures, timeout=timeout)
-        return not pending
-
-    def _is_fresh(self, key: TargetKey) -> bool:
-        at = self._refreshed_at.get(key)
-        return at is not None and self._timer() - at < self._cache_ttl
-
-    def _future(self, key: TargetKey) -> Future[None]:
-        target = self._targets[key]
-        current = self._inflight.get(id(target))
-        if current is not None and (not current.done() or self._is_fresh(key)):
-            return current
-        future = self._pool.submit(self._run, target)
-        self._inflight[id(target)] = future
-        future.add_done_callback(functools.partial(self._mark_fresh, key, target))
-        return future
-
-    def _run(self, target: Target) -> None:
-        target.refresh()
-        if self._after_refresh is not None:
-            try:
-                self._after_refresh(target)
-            except Exception:  # e.g. a full disk must not stop the refreshes
-                log.exception("after-refresh hook failed")
-
-    def _mark_fresh(self, key: TargetKey, target: Target, _done: Future[None]) -> None:
-        with self._lock:
-            if self._targets.get(key) is target:
-                self._refreshed_at[key] = self._timer()
-
-    def shutdown(self) -> None:
-        """Let in-flight refreshes finish; start no new ones."""
-        with self._lock:
-            pools = [*self._retired_pools, self._pool]
-        for pool in pools:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _retire(retired: Callable[[Target], None], target: Target, *_done: object) -> None:
-    try:
-        retired(target)
-    except Exception:  # a failing clean-up must not break the reload or a refresh thread
-        log.exception("clean-up of replaced target account=%s region=%s failed", *target.key)

@@ -1,18 +1,15 @@
-"""Prometheus metrics: the one table of every metric, the per-scrape job collector and the
-directly instrumented self-metrics. Knows nothing of httpx: targets are read through
-`TargetView`.
+"""The per-scrape job collector: fresh families from each target's store snapshot.
+
+Knows nothing of httpx: targets are read through `TargetView`.
 """
 
 from __future__ import annotations
 
 import logging
-import platform
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,200 +19,20 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
-from exporter import __version__
 from exporter.jobs.store import HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
+from exporter.metrics.table import (
+    JOB_COLLECTOR_METRICS,
+    MetricSpec,
+    cap_label,
+    family_name,
+    spec,
+)
 
 log = logging.getLogger(__name__)
 
 # The `le` formatting prometheus_client's own histograms use ("1.0", "+Inf"); untyped upstream.
 _go_float: Callable[[float], str] = _untyped_float_to_go_string
-
-MetricType = Literal["gauge", "counter", "histogram"]
-
-# API strings become label values; a hostile or buggy API must not bloat the exposition.
-MAX_LABEL_VALUE_LENGTH = 256
-_ELLIPSIS = "…"
-
-TARGET = ("account", "region")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One row of the metric table; README and code are both checked against it."""
-
-    name: str  # the exposed name, counters with their `_total`
-    type: MetricType
-    help: str
-    labels: tuple[str, ...]
-
-
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        "alb_async_jobs",
-        "gauge",
-        "ALB async jobs created within the lookback window, by current status.",
-        (*TARGET, "status", "resource_type", "api_name", "operate_type"),
-    ),
-    MetricSpec(
-        "alb_async_jobs_failed",
-        "gauge",
-        "Failed ALB async jobs created within the lookback window.",
-        (*TARGET, "resource_type", "api_name", "error_code"),
-    ),
-    MetricSpec(
-        "alb_async_jobs_finished_total",
-        "counter",
-        "ALB async jobs seen reaching Succeeded or Failed, each job counted once.",
-        (*TARGET, "status", "resource_type", "api_name", "operate_type"),
-    ),
-    MetricSpec(
-        "alb_async_jobs_failures_total",
-        "counter",
-        "Failed ALB async jobs, each job counted once.",
-        (*TARGET, "resource_type", "api_name", "error_code"),
-    ),
-    MetricSpec(
-        "alb_async_job_duration_seconds",
-        "histogram",
-        "ModifyTime minus CreateTime of finished ALB async jobs, observed once per job.",
-        (*TARGET, "status", "resource_type", "api_name"),
-    ),
-    MetricSpec(
-        "alb_async_job_processing_oldest_created_timestamp_seconds",
-        "gauge",
-        "CreateTime of the oldest ALB async job still Processing; absent when none.",
-        (*TARGET, "resource_type", "api_name"),
-    ),
-    MetricSpec(
-        "alb_async_jobs_vanished_total",
-        "counter",
-        "ALB async jobs seen Processing that dropped out of the results unfinished.",
-        (*TARGET, "resource_type", "api_name"),
-    ),
-    MetricSpec(
-        "alb_async_job_recent_failure_timestamp_seconds",
-        "gauge",
-        "Failure time (ModifyTime) of the most recent failed ALB async jobs.",
-        (*TARGET, "job_id", "resource_id", "resource_type", "api_name", "error_code"),
-    ),
-    MetricSpec(
-        "alb_exporter_up",
-        "gauge",
-        "1 if the last refresh of this account and region succeeded, else 0.",
-        TARGET,
-    ),
-    MetricSpec(
-        "alb_exporter_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time the job data now served was fetched.",
-        TARGET,
-    ),
-    MetricSpec(
-        "alb_exporter_refresh_duration_seconds",
-        "gauge",
-        "Wall time of the last refresh of this account and region.",
-        TARGET,
-    ),
-    MetricSpec(
-        "alb_exporter_api_requests_total",
-        "counter",
-        "ListAsynJobs HTTP requests, by result code (OK, API error code, Timeout, ...).",
-        (*TARGET, "code"),
-    ),
-    MetricSpec(
-        "alb_exporter_api_request_duration_seconds",
-        "histogram",
-        "Duration of ListAsynJobs HTTP requests.",
-        TARGET,
-    ),
-    MetricSpec(
-        "alb_exporter_jobs_tracked",
-        "gauge",
-        "ALB async jobs held in memory for this account and region.",
-        TARGET,
-    ),
-    MetricSpec(
-        "alb_exporter_config_last_reload_successful",
-        "gauge",
-        "1 if the last configuration reload succeeded, else 0.",
-        (),
-    ),
-    MetricSpec(
-        "alb_exporter_credential_refreshes_total",
-        "counter",
-        "Fetches of temporary credentials (STS, metadata, ...), by result code.",
-        ("account", "source", "code"),
-    ),
-    MetricSpec(
-        "alb_exporter_credentials_expiry_timestamp_seconds",
-        "gauge",
-        "Unix time the temporary credentials in use expire.",
-        ("account", "source"),
-    ),
-    MetricSpec(
-        "alb_exporter_build_info",
-        "gauge",
-        "Always 1; labels carry the exporter and Python versions.",
-        ("version", "python_version"),
-    ),
-)
-
-_BY_NAME: Mapping[str, MetricSpec] = {spec.name: spec for spec in METRICS}
-
-# Families JobsCollector builds on every scrape, in exposition order; the rest of
-# METRICS belongs to SelfMetrics.
-JOB_COLLECTOR_METRICS: tuple[str, ...] = (
-    "alb_async_jobs",
-    "alb_async_jobs_failed",
-    "alb_async_jobs_finished_total",
-    "alb_async_jobs_failures_total",
-    "alb_async_job_duration_seconds",
-    "alb_async_job_processing_oldest_created_timestamp_seconds",
-    "alb_async_jobs_vanished_total",
-    "alb_async_job_recent_failure_timestamp_seconds",
-    "alb_exporter_up",
-    "alb_exporter_last_success_timestamp_seconds",
-    "alb_exporter_refresh_duration_seconds",
-    "alb_exporter_jobs_tracked",
-)
-
-# ListAsynJobs calls usually take tens of milliseconds; the request timeout caps them.
-API_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def spec(name: str) -> MetricSpec:
-    return _BY_NAME[name]
-
-
-def family_name(metric: MetricSpec) -> str:
-    """The name prometheus_client wants: it appends `_total` to counters itself."""
-    if metric.type == "counter" and metric.name.endswith("_total"):
-        return metric.name.removesuffix("_total")
-    return metric.name
-
-
-def cap_label(value: str) -> str:
-    """An API string made safe as a label value.
-
-    Values longer than MAX_LABEL_VALUE_LENGTH characters are cut to that length, the
-    last character replaced by "…". Lone surrogates (JSON can carry them) would make
-    the UTF-8 exposition fail, so they become U+FFFD.
-    """
-    if not value.isascii():
-        value = _valid_unicode(value)
-    if len(value) <= MAX_LABEL_VALUE_LENGTH:
-        return value
-    return value[: MAX_LABEL_VALUE_LENGTH - 1] + _ELLIPSIS
-
-
-def _valid_unicode(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # Round trip through UTF-16: valid surrogate pairs join, lone ones become U+FFFD.
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
 
 
 class TargetView(Protocol):
@@ -413,129 +230,3 @@ def _name(view: TargetView) -> str:
         return f"account={view.account} region={view.region}"
     except Exception:
         return object.__repr__(view)
-
-
-class SelfMetrics:
-    """The exporter's own directly instrumented metrics, on an explicit registry.
-
-    Series created up front: `register_target` creates
-    `alb_exporter_api_requests_total{code="OK"}` at 0 and the empty request-duration
-    histogram, so rates and `increase()` work from the first request; error codes
-    appear when first seen. `alb_exporter_config_last_reload_successful` starts at 1
-    (the process only runs with a loaded config). Example::
-
-        # HELP alb_exporter_api_requests_total ListAsynJobs HTTP requests, by result code ...
-        # TYPE alb_exporter_api_requests_total counter
-        alb_exporter_api_requests_total{account="prod",code="OK",region="cn-hangzhou"} 12.0
-        alb_exporter_api_requests_total{account="prod",code="Throttling.User",region="cn-hangzhou"} 1.0
-        # HELP alb_exporter_config_last_reload_successful 1 if the last configuration ...
-        # TYPE alb_exporter_config_last_reload_successful gauge
-        alb_exporter_config_last_reload_successful 1.0
-        # HELP alb_exporter_build_info Always 1; labels carry the exporter and Python versions.
-        # TYPE alb_exporter_build_info gauge
-        alb_exporter_build_info{python_version="3.11.7",version="0.1.0"} 1.0
-    """  # noqa: E501
-
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        *,
-        version: str = __version__,
-        python_version: str = platform.python_version(),
-    ) -> None:
-        self._api_requests = _counter("alb_exporter_api_requests_total", registry)
-        self._api_duration = Histogram(
-            family_name(spec("alb_exporter_api_request_duration_seconds")),
-            spec("alb_exporter_api_request_duration_seconds").help,
-            spec("alb_exporter_api_request_duration_seconds").labels,
-            registry=registry,
-            buckets=API_DURATION_BUCKETS,
-        )
-        self._credential_refreshes = _counter("alb_exporter_credential_refreshes_total", registry)
-        self._credentials_expiry = _gauge(
-            "alb_exporter_credentials_expiry_timestamp_seconds", registry
-        )
-        self._reload_ok = _gauge("alb_exporter_config_last_reload_successful", registry)
-        self._reload_ok.set(1)
-        build_info = _gauge("alb_exporter_build_info", registry)
-        build_info.labels(version, python_version).set(1)
-        # prometheus_client offers no portable way to list a metric's label sets, so the
-        # ones to forget on reload are remembered here (written from refresh threads).
-        # Series are created and removed under the same lock as this record, so the two
-        # never disagree.
-        self._lock = threading.Lock()
-        self._codes: dict[tuple[str, str], set[str]] = {}
-        self._credential_codes: dict[str, set[tuple[str, str]]] = {}
-        self._expiry_sources: dict[str, set[str]] = {}
-
-    def register_target(self, account: str, region: str) -> None:
-        """Create the target's request series at 0."""
-        with self._lock:
-            self._api_requests.labels(account, region, "OK")
-            self._api_duration.labels(account, region)
-            self._codes.setdefault((account, region), set()).add("OK")
-
-    def request_observer(self, account: str, region: str) -> Callable[[str, float], None]:
-        """The client's per-attempt callback: `observe(code, seconds)`. Registers the
-        target (see `register_target`)."""
-        self.register_target(account, region)
-
-        def observe(code: str, seconds: float) -> None:
-            code = cap_label(code)
-            with self._lock:
-                self._codes.setdefault((account, region), set()).add(code)
-                self._api_requests.labels(account, region, code).inc()
-                self._api_duration.labels(account, region).observe(seconds)
-
-        return observe
-
-    def credential_refresh(self, account: str, source: str, code: str) -> None:
-        code = cap_label(code)
-        with self._lock:
-            self._credential_codes.setdefault(account, set()).add((source, code))
-            self._credential_refreshes.labels(account, source, code).inc()
-
-    def set_credentials_expiry(self, account: str, source: str, ts: float | None) -> None:
-        """`None` (long-lived keys) removes the series rather than exposing a fake expiry."""
-        with self._lock:
-            sources = self._expiry_sources.setdefault(account, set())
-            if ts is None:
-                if source in sources:
-                    sources.discard(source)
-                    self._credentials_expiry.remove(account, source)
-                return
-            sources.add(source)
-            self._credentials_expiry.labels(account, source).set(ts)
-
-    def set_reload_ok(self, ok: bool) -> None:
-        self._reload_ok.set(1 if ok else 0)
-
-    def forget_target(self, account: str, region: str) -> None:
-        """Drop the series of a target removed by a config reload."""
-        with self._lock:
-            codes = self._codes.pop((account, region), set())
-            for code in codes:
-                self._api_requests.remove(account, region, code)
-            if codes:
-                self._api_duration.remove(account, region)
-
-    def forget_account(self, account: str) -> None:
-        """Drop the credential series of an account removed by a config reload or whose
-        credentials changed (a series of the old source would otherwise stay forever)."""
-        with self._lock:
-            codes = self._credential_codes.pop(account, set())
-            sources = self._expiry_sources.pop(account, set())
-            for source, code in codes:
-                self._credential_refreshes.remove(account, source, code)
-            for source in sources:
-                self._credentials_expiry.remove(account, source)
-
-
-def _counter(name: str, registry: CollectorRegistry) -> Counter:
-    metric = spec(name)
-    return Counter(family_name(metric), metric.help, metric.labels, registry=registry)
-
-
-def _gauge(name: str, registry: CollectorRegistry) -> Gauge:
-    metric = spec(name)
-    return Gauge(family_name(metric), metric.help, metric.labels, registry=registry)

@@ -2,3 +2,19 @@
 
 Knows nothing of ALB: it is given a registry and callables.
 """
+
+from exporter.web.landing import LandingInfo, LandingTarget, render_landing
+from exporter.web.routes import WebHooks, check_telemetry_path, make_wsgi_app, scrape_budget
+from exporter.web.server import Server, parse_listen_address
+
+__all__ = [
+    "LandingInfo",
+    "LandingTarget",
+    "Server",
+    "WebHooks",
+    "check_telemetry_path",
+    "make_wsgi_app",
+    "parse_listen_address",
+    "render_landing",
+    "scrape_budget",
+]

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import procs
+from tests.support.configs import access_key, account, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -38,22 +34,8 @@ REGIONS = ("cn-hangzhou", "cn-shanghai")
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[procs.Proc]:
-    with procs.running(
-        procs.simulator(
-            "--regions",
-            ",".join(REGIONS),
-            "--jobs-per-minute",
-            "10",
-            "--history",
-            "10m",
-            "--access-key-id",
-            KEY_ID,
-            "--access-key-secret",
-            SECRET,
-        )
-    ) as proc:
-        yield proc
+def sim(start_simulator: procs.Simulators) -> procs.Proc:
+    return start_simulator(REGIONS, keys={KEY_ID: SECRET}, jobs_per_minute=10, history="10m")
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +53,7 @@ def reset_identity(sim: procs.Proc) -> None:
 
 
 def identity(sim: procs.Proc, **settings: Any) -> Any:
-    r = httpx.post(sim.url + "/_sim/identity", json=settings, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()
+    return procs.control(sim, "POST", "/_sim/identity", settings)
 
 
 def sts_calls(sim: procs.Proc, role_arn: str, action: str = "") -> list[dict[str, Any]]:
@@ -99,22 +79,29 @@ def role(name: str) -> str:
     return f"acs:ram::2222222222222222:role/{name}"
 
 
-def account_yaml(sim: procs.Proc, name: str, credentials: str = "", regions: str = "") -> str:
-    block = f"    credentials:\n{credentials}" if credentials else ""
-    return (
-        f"  - name: {name}\n"
-        f"    regions: [{regions or ', '.join(REGIONS)}]\n"
-        f'    endpoint: "{sim.url}/{{region}}/"\n'
-        f"{block}"
-    )
+Credentials = dict[str, Any]
 
 
-def write_config(tmp: Path, *accounts: str) -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        "lookback: 1h\ncache_ttl: 1s\nrequest_timeout: 5s\naccounts:\n" + "".join(accounts)
-    )
-    return path
+def cred_config(tmp: Path, *accounts: dict[str, object]) -> Path:
+    return write_config(tmp / "config.yaml", accounts)
+
+
+def static_keys() -> Credentials:
+    return access_key(KEY_ID, "${E2E_SECRET}")
+
+
+def assumed_role(role_arn: str, **more: object) -> Credentials:
+    return {"type": "ram_role_arn", "role_arn": role_arn, **more}
+
+
+def oidc_role(role_arn: str, token_file: Path, **more: object) -> Credentials:
+    return {
+        "type": "oidc_role_arn",
+        "role_arn": role_arn,
+        "oidc_provider_arn": OIDC_PROVIDER,
+        "oidc_token_file": str(token_file),
+        **more,
+    }
 
 
 def base_env(sim: procs.Proc, home: Path) -> dict[str, str]:
@@ -139,25 +126,12 @@ def exposition(output: str) -> procs.Samples:
     text = "".join(
         line + "\n" for line in output.splitlines() if line.startswith(("# HELP", "# TYPE", "alb_"))
     )
-    samples: procs.Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
+    return procs.parse(text)
 
 
 def run_once(config: Path, env: dict[str, str]) -> tuple[int, str]:
     """Exit code and combined output of `--once` (exposition on stdout, logs on stderr)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-    result = subprocess.run(
-        [sys.executable, *procs.exporter(config, "--once")],
-        cwd=procs.REPO,
-        env={**full_env, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = procs.run(procs.exporter_args(config, "--once"), env)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -172,25 +146,17 @@ def up(samples: procs.Samples, account: str) -> dict[str, float]:
 
 
 def test_assume_role_on_oidc_keeps_scraping_across_refreshes(
-    sim: procs.Proc, tmp_path: Path
+    sim: procs.Proc, tmp_path: Path, start_exporter: procs.Exporters
 ) -> None:
     target_role = role("alb-reader-refresh")
     token_file = tmp_path / "token"
     token_file.write_text(OIDC_TOKEN)
     identity(sim, sts_ttl=12, oidc_tokens=[OIDC_TOKEN])
     # RRSA identity from the pod's env (default chain), assuming a role in another account.
-    config = write_config(
-        tmp_path,
-        account_yaml(
-            sim,
-            "prod",
-            f"      type: ram_role_arn\n      role_arn: {target_role}\n"
-            f"      external_id: {EXTERNAL_ID}\n",
-        ),
-    )
+    credentials = assumed_role(target_role, external_id=EXTERNAL_ID)
+    config = cred_config(tmp_path, account(sim, "prod", REGIONS, credentials))
     env = {**base_env(sim, tmp_path), **oidc_env(token_file)}
-    with procs.running(procs.exporter(config), env) as exporter:
-        procs.wait_until(lambda: httpx.get(exporter.url + "/-/ready").status_code == 200)
+    with start_exporter(config, env=env) as exporter:
         scrapes = 0
         rotated = False
         deadline = time.monotonic() + 60
@@ -257,8 +223,10 @@ def write_json(path: Path, value: object) -> Path:
     return path
 
 
-def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str], str, str]:
-    """(credentials block or "" for the default chain, env, expected source, role ARN)."""
+def scenario(
+    name: str, sim: procs.Proc, tmp: Path
+) -> tuple[Credentials | None, dict[str, str], str, str]:
+    """(credentials, None for the default chain; env; expected source; role ARN)."""
     env = base_env(sim, tmp)
     token_file = tmp / "token"
     token_file.write_text(OIDC_TOKEN)
@@ -270,9 +238,9 @@ def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str]
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sts["AccessKeySecret"],
             "ALIBABA_CLOUD_SECURITY_TOKEN": sts["SecurityToken"],
         }
-        return "", env, "", ""
+        return None, env, "", ""
     if name == "oidc":
-        return "", env | oidc_env(token_file), "oidc_role_arn", OIDC_ROLE
+        return None, env | oidc_env(token_file), "oidc_role_arn", OIDC_ROLE
     if name == "cli_profile":
         write_json(
             tmp / ".aliyun" / "config.json",
@@ -290,7 +258,7 @@ def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str]
                 ],
             },
         )
-        return "", env, "ram_role_arn", target
+        return None, env, "ram_role_arn", target
     if name == "credentials_file":
         ini = tmp / "creds.ini"
         ini.write_text(
@@ -298,10 +266,10 @@ def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str]
             f"oidc_provider_arn = {OIDC_PROVIDER}\noidc_token_file_path = {token_file}\n"
         )
         env |= {"ALIBABA_CLOUD_CREDENTIALS_FILE": str(ini), "ALIBABA_CLOUD_PROFILE": "prod"}
-        return "", env, "oidc_role_arn", target
+        return None, env, "oidc_role_arn", target
     if name == "ecs_metadata":
         identity(sim, imds_role="ExporterEcsRole", imds_v1=False)
-        return "", env | {"ALIBABA_CLOUD_ECS_METADATA_ENDPOINT": sim.url}, "ecs_ram_role", ""
+        return None, env | {"ALIBABA_CLOUD_ECS_METADATA_ENDPOINT": sim.url}, "ecs_ram_role", ""
     if name == "credentials_uri":
         # The metadata stand-in's credentials document has the URI format exactly.
         identity(sim, imds_role="UriRole")
@@ -310,20 +278,13 @@ def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str]
             "ALIBABA_CLOUD_CREDENTIALS_URI": f"{sim.url}/latest/meta-data/ram/"
             "security-credentials/UriRole",
         }
-        return "", env, "credentials_uri", ""
+        return None, env, "credentials_uri", ""
     if name == "explicit_oidc":
-        block = (
-            f"      type: oidc_role_arn\n      role_arn: {target}\n"
-            f"      oidc_provider_arn: {OIDC_PROVIDER}\n      oidc_token_file: {token_file}\n"
-            f"      sts_endpoint: {sim.url}/sts/\n"
-        )
+        block = oidc_role(target, token_file, sts_endpoint=f"{sim.url}/sts/")
         return block, {"HOME": str(tmp)}, "oidc_role_arn", target
     if name == "explicit_ram_role_on_access_key":
-        block = (
-            f"      type: ram_role_arn\n      role_arn: {target}\n      duration: 15m\n"
-            f"      source:\n        type: access_key\n        access_key_id: {KEY_ID}\n"
-            "        access_key_secret: ${E2E_SECRET}\n"
-        )
+        source = {"type": "access_key", **static_keys()}
+        block = assumed_role(target, duration="15m", source=source)
         return block, env | {"E2E_SECRET": SECRET}, "ram_role_arn", target
     raise AssertionError(name)
 
@@ -344,7 +305,7 @@ def scenario(name: str, sim: procs.Proc, tmp: Path) -> tuple[str, dict[str, str]
 def test_each_source(sim: procs.Proc, tmp_path: Path, name: str) -> None:
     block, env, source, target = scenario(name, sim, tmp_path)
     started = time.time()
-    code, output = run_once(write_config(tmp_path, account_yaml(sim, "prod", block)), env)
+    code, output = run_once(cred_config(tmp_path, account(sim, "prod", REGIONS, block)), env)
 
     assert code == 0, output
     samples = exposition(output)
@@ -367,50 +328,27 @@ def test_each_source(sim: procs.Proc, tmp_path: Path, name: str) -> None:
 
 
 def test_failing_sources_only_affect_their_account_and_leak_nothing(
-    sim: procs.Proc, tmp_path: Path
+    sim: procs.Proc, tmp_path: Path, start_exporter: procs.Exporters
 ) -> None:
     denied = role("denied")
     identity(sim, deny_roles=[denied], sts_ttl=600)
     token_file = tmp_path / "token"
     token_file.write_text(OIDC_TOKEN)
     missing_token = tmp_path / "absent" / "token"
-    config = write_config(
+    good = assumed_role(
+        role("good"), external_id=EXTERNAL_ID, source=oidc_role(OIDC_ROLE, token_file)
+    )
+    denied_role = assumed_role(denied, source={"type": "access_key", **static_keys()})
+    config = cred_config(
         tmp_path,
-        account_yaml(
-            sim,
-            "good",
-            f"      type: ram_role_arn\n      role_arn: {role('good')}\n"
-            f"      external_id: {EXTERNAL_ID}\n"
-            "      source:\n        type: oidc_role_arn\n"
-            f"        role_arn: {OIDC_ROLE}\n        oidc_provider_arn: {OIDC_PROVIDER}\n"
-            f"        oidc_token_file: {token_file}\n",
-        ),
-        account_yaml(
-            sim,
-            "static",
-            f"      access_key_id: {KEY_ID}\n      access_key_secret: ${{E2E_SECRET}}\n",
-            regions="cn-hangzhou",
-        ),
-        account_yaml(
-            sim,
-            "no-token",
-            f"      type: oidc_role_arn\n      role_arn: {role('no-token')}\n"
-            f"      oidc_provider_arn: {OIDC_PROVIDER}\n      oidc_token_file: {missing_token}\n",
-            regions="cn-hangzhou",
-        ),
-        account_yaml(
-            sim,
-            "denied",
-            f"      type: ram_role_arn\n      role_arn: {denied}\n"
-            f"      source:\n        type: access_key\n        access_key_id: {KEY_ID}\n"
-            "        access_key_secret: ${E2E_SECRET}\n",
-            regions="cn-hangzhou",
-        ),
+        account(sim, "good", REGIONS, good),
+        account(sim, "static", ["cn-hangzhou"], static_keys()),
+        account(sim, "no-token", ["cn-hangzhou"], oidc_role(role("no-token"), missing_token)),
+        account(sim, "denied", ["cn-hangzhou"], denied_role),
     )
     env = {**base_env(sim, tmp_path), "E2E_SECRET": SECRET}
     answers: list[str] = []
-    with procs.running(procs.exporter(config), env) as exporter:
-        procs.wait_until(lambda: httpx.get(exporter.url + "/-/ready").status_code == 200)
+    with start_exporter(config, env=env) as exporter:
         for path in ("/metrics", "/", "/-/ready", "/probe?account=no-token&region=cn-hangzhou"):
             answers.append(httpx.get(exporter.url + path, timeout=30).text)
         text, samples = procs.scrape(exporter.url)
@@ -456,15 +394,10 @@ def test_failing_sources_only_affect_their_account_and_leak_nothing(
 
 
 def test_metadata_unreachable_only_affects_its_account(sim: procs.Proc, tmp_path: Path) -> None:
-    config = write_config(
+    config = cred_config(
         tmp_path,
-        account_yaml(sim, "ecs", "      type: ecs_ram_role\n", regions="cn-hangzhou"),
-        account_yaml(
-            sim,
-            "static",
-            f"      access_key_id: {KEY_ID}\n      access_key_secret: ${{E2E_SECRET}}\n",
-            regions="cn-hangzhou",
-        ),
+        account(sim, "ecs", ["cn-hangzhou"], {"type": "ecs_ram_role"}),
+        account(sim, "static", ["cn-hangzhou"], static_keys()),
     )
     # Port 9 on loopback: nothing listens (discard service is not run in test images).
     env = {
@@ -485,7 +418,7 @@ def test_metadata_unreachable_only_affects_its_account(sim: procs.Proc, tmp_path
 
 
 def test_no_source_found_lists_what_was_tried(sim: procs.Proc, tmp_path: Path) -> None:
-    config = write_config(tmp_path, account_yaml(sim, "nothing", regions="cn-hangzhou"))
+    config = cred_config(tmp_path, account(sim, "nothing", ["cn-hangzhou"]))
     env = {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
     code, output = run_once(config, env)
     assert code == 1

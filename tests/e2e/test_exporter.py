@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from exporter.metrics.collector import METRICS
+from exporter.metrics.table import METRICS
 from tests.support import procs
+from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
 
 pytestmark = pytest.mark.e2e
@@ -29,62 +28,29 @@ SECRET = "e2e-Secret-Value-9f8a7b6c5d"
 WRONG_SECRET = "e2e-Wrong-Secret-0a1b2c3d4e"
 ENV_KEY_ID = "LTAI5tE2eEnvKeyId0000002"
 ENV_SECRET = "e2e-Env-Secret-1122334455"
-REGIONS = ("cn-hangzhou", "cn-shanghai")
+SIM_KEYS = {ACCESS_KEY_ID: SECRET, ENV_KEY_ID: ENV_SECRET}  # the prod and the env account's
+REGIONS = ("cn-hangzhou", "cn-shanghai")  # prod's; the env account's is eu-central-1
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[procs.Proc]:
-    with procs.running(
-        procs.simulator(
-            "--regions",
-            ",".join((*REGIONS, "eu-central-1")),
-            "--seed",
-            "7",
-            "--history",
-            "30m",
-            "--jobs-per-minute",
-            "20",
-            "--access-key-id",
-            ACCESS_KEY_ID,
-            "--access-key-secret",
-            SECRET,
-            "--access-key-id",
-            ENV_KEY_ID,
-            "--access-key-secret",
-            ENV_SECRET,
-        )
-    ) as proc:
-        # Time stands still unless a test advances it, so the exporter and the truth agree.
-        control(proc, "POST", "/_sim/time", {"freeze": True})
-        yield proc
+def sim(start_simulator: procs.Simulators) -> procs.Proc:
+    regions = (*REGIONS, "eu-central-1")
+    return start_simulator(
+        regions, keys=SIM_KEYS, seed=7, history="30m", jobs_per_minute=20, frozen=True
+    )
 
 
 def truth(sim: procs.Proc, region: str) -> list[dict[str, Any]]:
     return control(sim, "GET", f"/_sim/jobs?region={region}")  # type: ignore[no-any-return]
 
 
-def write_config(tmp: Path, sim: procs.Proc, extra_accounts: str = "") -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        f"""
-lookback: 1h
-cache_ttl: 1s
-request_timeout: 5s
-# These tests jump the simulator's clock by minutes while the exporter's moves by seconds,
-# so backed-off re-checks of Processing jobs would not be due yet: page the whole window
-# on every refresh. Incremental refreshes are covered by test_incremental and
-# test_restart_e2e.
-full_resync_interval: 1s
-accounts:
-  - name: prod
-    regions: [{", ".join(REGIONS)}]
-    endpoint: "{sim.url}/{{region}}/"
-    credentials:
-      access_key_id: {ACCESS_KEY_ID}
-      access_key_secret: ${{E2E_SECRET}}
-{extra_accounts}"""
-    )
-    return path
+def prod_config(tmp: Path, sim: procs.Proc, *extra_accounts: dict[str, object]) -> Path:
+    prod = account(sim, "prod", REGIONS, access_key(ACCESS_KEY_ID, "${E2E_SECRET}"))
+    # These tests jump the simulator's clock by minutes while the exporter's moves by seconds,
+    # so backed-off re-checks of Processing jobs would not be due yet: page the whole window
+    # on every refresh. Incremental refreshes are covered by test_incremental and
+    # test_restart_e2e.
+    return write_config(tmp / "config.yaml", [prod, *extra_accounts], full_resync_interval="1s")
 
 
 def declared(text: str, name: str) -> bool:
@@ -113,11 +79,10 @@ def exported(samples: procs.Samples, name: str, region: str, labels: tuple[str, 
 
 
 @pytest.fixture(scope="module")
-def exporter(sim: procs.Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Proc]:
-    cfg = write_config(tmp_path_factory.mktemp("e2e"), sim)
-    with procs.running(procs.exporter(cfg), env=exporter_env()) as proc:
-        procs.wait_until(lambda: httpx.get(proc.url + "/-/ready").status_code == 200)
-        yield proc
+def exporter(
+    sim: procs.Proc, tmp_path_factory: pytest.TempPathFactory, start_exporter: procs.Exporters
+) -> procs.Proc:
+    return start_exporter(prod_config(tmp_path_factory.mktemp("e2e"), sim), env=exporter_env())
 
 
 def test_job_gauges_equal_the_simulators_count_per_label_set(
@@ -189,6 +154,7 @@ def test_counters_count_each_finished_job_once(sim: procs.Proc, exporter: procs.
     )
 
 
+@pytest.mark.tools
 def test_every_spec_family_is_exposed_and_promtool_accepts_it(exporter: procs.Proc) -> None:
     text, _ = procs.scrape(exporter.url)
     for spec in METRICS:
@@ -225,27 +191,21 @@ def test_health_endpoints_and_landing_page(exporter: procs.Proc) -> None:
     assert "prod" in page.text and "cn-hangzhou" in page.text and "/metrics" in page.text
 
 
-def test_secrets_never_appear_in_logs_pages_or_errors(sim: procs.Proc, tmp_path: Path) -> None:
-    accounts = f"""
-  - name: wrong-secret
-    regions: [cn-hangzhou]
-    endpoint: "{sim.url}/{{region}}/"
-    credentials:
-      access_key_id: {ACCESS_KEY_ID}
-      access_key_secret: {WRONG_SECRET}
-  - name: from-env
-    regions: [eu-central-1]
-    endpoint: "{sim.url}/{{region}}/"
-    signature: v1
-"""
-    cfg = write_config(tmp_path, sim, accounts)
+def test_secrets_never_appear_in_logs_pages_or_errors(
+    sim: procs.Proc, tmp_path: Path, start_exporter: procs.Exporters
+) -> None:
+    cfg = prod_config(
+        tmp_path,
+        sim,
+        account(sim, "wrong-secret", ["cn-hangzhou"], access_key(ACCESS_KEY_ID, WRONG_SECRET)),
+        account(sim, "from-env", ["eu-central-1"], signature="v1"),
+    )
     env = {
         **exporter_env(),
         "ALIBABA_CLOUD_ACCESS_KEY_ID": ENV_KEY_ID,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ENV_SECRET,
     }
-    with procs.running(procs.exporter(cfg), env=env) as proc:
-        procs.wait_until(lambda: httpx.get(proc.url + "/-/ready").status_code == 200)
+    with start_exporter(cfg, env=env) as proc:
         answers = []
         for _ in range(3):
             time.sleep(1.1)
@@ -291,27 +251,11 @@ def test_secrets_never_appear_in_logs_pages_or_errors(sim: procs.Proc, tmp_path:
 def test_once_prints_the_exposition_and_reports_failure_by_exit_code(
     sim: procs.Proc, tmp_path: Path
 ) -> None:
-    cfg = write_config(tmp_path, sim)
-    ok = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(cfg), "--once"],
-        capture_output=True,
-        text=True,
-        env={"E2E_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
-        cwd=procs.REPO,
-        timeout=60,
-        check=False,
-    )
+    once = ["-m", "exporter", "--config.file", str(prod_config(tmp_path, sim)), "--once"]
+    ok = procs.run(once, {"E2E_SECRET": SECRET, "PATH": "/usr/bin:/bin"}, inherit=False)
     assert ok.returncode == 0, ok.stderr
     assert 'alb_exporter_up{account="prod",region="cn-hangzhou"} 1.0' in ok.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(cfg), "--once"],
-        capture_output=True,
-        text=True,
-        env={"E2E_SECRET": "not-the-secret", "PATH": "/usr/bin"},
-        cwd=procs.REPO,
-        timeout=60,
-        check=False,
-    )
+    bad = procs.run(once, {"E2E_SECRET": "not-the-secret", "PATH": "/usr/bin"}, inherit=False)
     assert bad.returncode == 1
     assert 'alb_exporter_up{account="prod",region="cn-hangzhou"} 0.0' in bad.stdout
 
@@ -319,14 +263,7 @@ def test_once_prints_the_exposition_and_reports_failure_by_exit_code(
 def test_bad_config_is_one_line_per_problem_and_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("lookback: 5x\naccounts:\n  - name: a\n    regions: ['']\n    signatur: v1\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=procs.REPO,
-        timeout=30,
-        check=False,
-    )
+    r = procs.run(["-m", "exporter", "--config.file", str(cfg)], timeout=30)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -336,24 +273,23 @@ def test_bad_config_is_one_line_per_problem_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_check_config_summarises_without_secrets(sim: procs.Proc, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, sim)
-    r = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(cfg), "--check-config"],
-        capture_output=True,
-        text=True,
-        env={"E2E_SECRET": SECRET},
-        cwd=procs.REPO,
+    cfg = prod_config(tmp_path, sim)
+    r = procs.run(
+        ["-m", "exporter", "--config.file", str(cfg), "--check-config"],
+        {"E2E_SECRET": SECRET},
+        inherit=False,
         timeout=30,
-        check=False,
     )
     assert r.returncode == 0, r.stderr
     assert "prod" in r.stdout and "cn-shanghai" in r.stdout
     assert SECRET not in r.stdout + r.stderr
 
 
-def test_sigterm_stops_gracefully(sim: procs.Proc, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, sim)
-    with procs.running(procs.exporter(cfg), env=exporter_env()) as proc:
+def test_sigterm_stops_gracefully(
+    sim: procs.Proc, tmp_path: Path, start_exporter: procs.Exporters
+) -> None:
+    cfg = prod_config(tmp_path, sim)
+    with start_exporter(cfg, env=exporter_env(), ready=False) as proc:
         procs.scrape(proc.url)
         assert proc.stop() == 0
         assert "stopped" in proc.output()
@@ -362,7 +298,7 @@ def test_sigterm_stops_gracefully(sim: procs.Proc, tmp_path: Path) -> None:
 def test_demo_serves_every_job_family_within_15_seconds() -> None:
     started = time.monotonic()
     # The listen address comes from the environment, as `make demo` users set it.
-    with procs.running(
+    with procs.start(
         ["-m", "exporter", "--demo"], env={"ALB_EXPORTER_LISTEN": "127.0.0.1:0"}
     ) as proc:
         families = [m.name for m in METRICS if m.name.startswith("alb_async_job")]

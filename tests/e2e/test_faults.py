@@ -20,12 +20,12 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -35,9 +35,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.alibaba.signing import percent_encode
-from exporter.metrics.collector import MAX_LABEL_VALUE_LENGTH
+from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH
 from exporter.web.server import MAX_WORKERS
 from tests.support import procs
+from tests.support.configs import access_key, account, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -71,36 +72,13 @@ TRANSPORT_CODES = ("OK", "Timeout", "TransportError")  # codes the simulator can
 # --- the running system -------------------------------------------------------------------
 
 
-def _sim_args(regions: tuple[str, ...], listen: str = "127.0.0.1:0") -> list[str]:
+def _start_sim(
+    start_simulator: procs.Simulators, regions: tuple[str, ...], listen: str = procs.LOOPBACK
+) -> procs.Proc:
     # No generated jobs and a clock that runs with the exporter's: the tests create and
     # finish jobs themselves, at "now", as ALB would.
-    return [
-        "-m",
-        "exporter.simulator",
-        "--listen",
-        listen,
-        "--regions",
-        ",".join(regions),
-        "--jobs-per-minute",
-        "0",
-        "--history",
-        "0",
-        "--access-key-id",
-        KEY_ID,
-        "--access-key-secret",
-        SECRET,
-        "--access-key-id",
-        OTHER_KEY_ID,
-        "--access-key-secret",
-        OTHER_SECRET,
-    ]
-
-
-def _stop(proc: procs.Proc) -> int:
-    code = proc.stop() if proc.popen.poll() is None else proc.popen.returncode
-    if proc.popen.stdout:
-        proc.popen.stdout.close()
-    return code
+    keys = {KEY_ID: SECRET, OTHER_KEY_ID: OTHER_SECRET}
+    return start_simulator(regions, keys=keys, jobs_per_minute=0, history="0", listen=listen)
 
 
 def _write(path: Path, text: str) -> None:
@@ -122,9 +100,9 @@ STATUSES = ("Processing", "Succeeded", "Failed", "Processing", "Succeeded")
 
 @dataclass
 class Suite:
+    start_simulator: procs.Simulators
     sim: procs.Proc
     sim2: procs.Proc
-    sim2_port: int
     exporter: procs.Proc
     sts_dir: Path
     secrets: set[str] = field(default_factory=set)
@@ -136,9 +114,7 @@ class Suite:
     # --- simulator control ---
 
     def control(self, method: str, path: str, body: object = None, sim: Any = None) -> Any:
-        r = httpx.request(method, (sim or self.sim).url + path, json=body, timeout=10)
-        assert r.status_code == 200, r.text
-        return r.json()
+        return procs.control(sim or self.sim, method, path, body)
 
     def truth(self, region: str, sim: Any = None) -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = self.control("GET", f"/_sim/jobs?region={region}", sim=sim)
@@ -179,7 +155,7 @@ class Suite:
             if status == "Failed":
                 job.update(ErrorCode=error, ErrorMessage=f"simulated {error}")
             changes.append(job)
-        self.control("POST", "/_sim/jobs", {"region": region, "jobs": changes}, sim=sim)
+        procs.put_jobs(sim or self.sim, region, *changes)
 
     def set_faults(self, region: str, **knobs: object) -> None:
         self.control("POST", "/_sim/faults", {"region": region, **knobs})
@@ -222,10 +198,7 @@ class Suite:
         assert elapsed < SCRAPE_TIMEOUT, f"scrape took {elapsed:.2f}s"
         self.answers.append(r.text)
         self.scrapes += 1
-        samples: procs.Samples = {}
-        for family in text_string_to_metric_families(r.text):
-            for s in family.samples:
-                samples[(s.name, frozenset(s.labels.items()))] = s.value
+        samples = procs.parse(r.text)
         if path == "/metrics":
             self._check_counters(samples)
         return samples
@@ -362,83 +335,52 @@ def delta(after: dict[Any, float], before: dict[Any, float]) -> dict[Any, float]
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+def suite(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_simulator: procs.Simulators,
+    start_exporter: procs.Exporters,
+) -> Suite:
     tmp = tmp_path_factory.mktemp("faults")
     sts_dir = tmp / "sts"
     sts_dir.mkdir()
-    sim = procs.start(_sim_args(tuple(region for _, region in SIM_TARGETS)))
-    try:
-        sim2 = procs.start(_sim_args((EDGE[1],)))
-    except BaseException:
-        _stop(sim)
-        raise
-    s = Suite(sim, sim2, 0, sim, sts_dir)
-    s.sim2_port = int(s.sim2.url.rsplit(":", 1)[1])
+    sim = _start_sim(start_simulator, tuple(region for _, region in SIM_TARGETS))
+    sim2 = _start_sim(start_simulator, (EDGE[1],))
+    s = Suite(start_simulator, sim, sim2, sim, sts_dir)
     s.secrets |= {SECRET, OTHER_SECRET, WRONG_SECRET}
-    try:
-        s.write_sts(s.issue_sts(3600))
-        for _, region in SIM_TARGETS:
-            s.mutate(region, new=20)
-        s.mutate(EDGE[1], new=10, sim=s.sim2)
-        cfg = tmp / "config.yaml"
-        cfg.write_text(
-            f"""
-lookback: {LOOKBACK_SECONDS}
-cache_ttl: {CACHE_TTL}
-request_timeout: {REQUEST_TIMEOUT:g}s
-page_size: {PAGE_SIZE}
-max_pages: 60
-recent_failures: 5
-accounts:
-  - name: {FAULTED[0]}
-    regions: [{FAULTED[1]}, {CONTROLS[0][1]}]
-    endpoint: "{sim.url}/{{region}}/"
+    s.write_sts(s.issue_sts(3600))
+    for _, region in SIM_TARGETS:
+        s.mutate(region, new=20)
+    s.mutate(EDGE[1], new=10, sim=s.sim2)
+    keys = access_key(KEY_ID, "${FAULT_SECRET}")
+    other_keys = access_key(OTHER_KEY_ID, "${FAULT_OTHER_SECRET}")
+    sts_files = {
+        "access_key_id_file": str(sts_dir / "key_id"),
+        "access_key_secret_file": str(sts_dir / "secret"),
+        "security_token_file": str(sts_dir / "token"),
+    }
     # Fast enough that pacing after throttling (ratelimit.py) does not dominate runtime.
-    max_requests_per_second: 100
-    credentials:
-      access_key_id: {KEY_ID}
-      access_key_secret: ${{FAULT_SECRET}}
-  - name: {CONTROLS[1][0]}
-    regions: [{CONTROLS[1][1]}]
-    endpoint: "{sim.url}/{{region}}/"
-    max_requests_per_second: 100
-    signature: v1
-    credentials:
-      access_key_id: {OTHER_KEY_ID}
-      access_key_secret: ${{FAULT_OTHER_SECRET}}
-  - name: {STS[0]}
-    regions: [{STS[1]}]
-    endpoint: "{sim.url}/{{region}}/"
-    max_requests_per_second: 100
-    signature: v1
-    credentials:
-      access_key_id_file: {sts_dir / "key_id"}
-      access_key_secret_file: {sts_dir / "secret"}
-      security_token_file: {sts_dir / "token"}
-  - name: {HOSTILE[0]}
-    regions: [{HOSTILE[1]}]
-    endpoint: "{sim.url}/{{region}}/"
-    max_requests_per_second: 100
-    credentials:
-      access_key_id: {KEY_ID}
-      access_key_secret: ${{FAULT_SECRET}}
-  - name: {EDGE[0]}
-    regions: [{EDGE[1]}]
-    endpoint: "http://127.0.0.1:{s.sim2_port}/{{region}}/"
-    max_requests_per_second: 100
-    credentials:
-      access_key_id: {KEY_ID}
-      access_key_secret: ${{FAULT_SECRET}}
-"""
-        )
-        env = {"FAULT_SECRET": SECRET, "FAULT_OTHER_SECRET": OTHER_SECRET}
-        s.exporter = procs.start(procs.exporter(cfg), env)
-        procs.wait_until(lambda: httpx.get(s.exporter.url + "/-/ready").status_code == 200)
-        s.settle()
-        yield s
-    finally:
-        for proc in {id(p): p for p in (s.exporter, s.sim, s.sim2)}.values():
-            _stop(proc)
+    fast = {"max_requests_per_second": 100}
+    accounts = [
+        account(sim, FAULTED[0], [FAULTED[1], CONTROLS[0][1]], keys, **fast),
+        account(sim, CONTROLS[1][0], [CONTROLS[1][1]], other_keys, **fast, signature="v1"),
+        account(sim, STS[0], [STS[1]], sts_files, **fast, signature="v1"),
+        account(sim, HOSTILE[0], [HOSTILE[1]], keys, **fast),
+        account(s.sim2, EDGE[0], [EDGE[1]], keys, **fast),
+    ]
+    cfg = write_config(
+        tmp / "config.yaml",
+        accounts,
+        lookback=LOOKBACK_SECONDS,
+        cache_ttl=CACHE_TTL,
+        request_timeout=f"{REQUEST_TIMEOUT:g}s",
+        page_size=PAGE_SIZE,
+        max_pages=60,
+        recent_failures=5,
+    )
+    env = {"FAULT_SECRET": SECRET, "FAULT_OTHER_SECRET": OTHER_SECRET}
+    s.exporter = start_exporter(cfg, env=env)
+    s.settle()
+    return s
 
 
 # --- scenario drivers ---------------------------------------------------------------------
@@ -461,6 +403,27 @@ def change_the_world(suite: Suite, statuses: tuple[str, ...] = STATUSES) -> dict
     return {region: suite.truth(region) for _, region in (FAULTED, *CONTROLS)}
 
 
+class FaultOn(NamedTuple):
+    base: procs.Samples  # settled, before the fault
+    old: list[dict[str, Any]]  # FAULTED's jobs before the fault
+    mark: int  # where the exporter's log stood
+    since: float  # when the fault was switched on
+    new: dict[str, list[dict[str, Any]]]  # the truths once the world changed
+    changed: float  # when it had changed
+
+
+def switch_on(suite: Suite, statuses: tuple[str, ...], knobs: dict[str, object]) -> FaultOn:
+    """Settle, then switch `knobs` on for FAULTED's region while jobs change everywhere."""
+    region = FAULTED[1]
+    base = suite.settle()
+    old = suite.truth(region)
+    mark = suite.log_mark()
+    since = time.time()
+    suite.set_faults(region, **knobs)
+    new = change_the_world(suite, statuses)
+    return FaultOn(base, old, mark, since, new, time.time())
+
+
 def outage(
     suite: Suite, code: str, *, retried: bool = True, cause: str = "", **knobs: object
 ) -> Episode:
@@ -469,13 +432,7 @@ def outage(
     recovery. `code` is the api_requests_total code the failing calls must carry, `cause`
     what the warning must say (default: the code)."""
     region = FAULTED[1]
-    base = suite.settle()
-    old = suite.truth(region)
-    mark = suite.log_mark()
-    since = time.time()
-    suite.set_faults(region, **knobs)
-    new = change_the_world(suite)
-    changed = time.time()
+    base, old, mark, since, new, changed = switch_on(suite, STATUSES, knobs)
 
     during = suite.wait_for(
         lambda s: up(s, FAULTED) == 0 and all(last_success(s, t) >= changed for t in CONTROLS),
@@ -525,13 +482,8 @@ def absorbed(
 ) -> Episode:
     """A fault the exporter must ride through: the target stays up and exact."""
     region = FAULTED[1]
-    base = suite.settle()
-    old = suite.truth(region)
-    mark = suite.log_mark()
-    since = time.time()
-    suite.set_faults(region, **knobs)
-    new = change_the_world(suite, statuses)[region]
-    changed = time.time()
+    base, old, mark, since, truths, changed = switch_on(suite, statuses, knobs)
+    new = truths[region]
     during = suite.wait_for(
         lambda s: last_success(s, FAULTED) >= changed and gauges(s, FAULTED) == truth_gauges(new),
         "the target refreshed under the fault and caught up",
@@ -617,6 +569,7 @@ def validate_exposition(text: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.tools
 def test_hostile_job_strings_keep_the_exposition_valid_and_capped(suite: Suite) -> None:
     region = HOSTILE[1]
     jobs = []
@@ -680,6 +633,7 @@ def test_hostile_job_strings_keep_the_exposition_valid_and_capped(suite: Suite) 
     )
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize(
     ("deny", "label"),
     [
@@ -776,7 +730,7 @@ def test_connection_refused_then_restarted(suite: Suite) -> None:
     jobs = suite.truth(EDGE[1], sim=suite.sim2)
     edge_old = truth_gauges(jobs)
     mark = suite.log_mark()
-    assert _stop(suite.sim2) == 0
+    assert suite.sim2.close() == 0
     since = time.time()
     during = suite.wait_for(
         lambda s: up(s, EDGE) == 0 and all(last_success(s, t) >= since for t in SIM_TARGETS),
@@ -790,11 +744,11 @@ def test_connection_refused_then_restarted(suite: Suite) -> None:
     assert last_success(during, EDGE) == last_success(base, EDGE)
     assert all(up(during, t) == 1 for t in SIM_TARGETS)
 
-    # The same address again, as after a network partition or a gateway restart.
     # The same address again, as after a network partition or a gateway restart; the
     # restarted stand-in gets the same jobs back (ALB does not forget them), and more.
-    suite.sim2 = procs.start(_sim_args((EDGE[1],), f"127.0.0.1:{suite.sim2_port}"))
-    suite.control("POST", "/_sim/jobs", {"region": EDGE[1], "jobs": jobs}, sim=suite.sim2)
+    address = suite.sim2.url.removeprefix("http://")
+    suite.sim2 = _start_sim(suite.start_simulator, (EDGE[1],), listen=address)
+    procs.put_jobs(suite.sim2, EDGE[1], *jobs)
     assert suite.truth(EDGE[1], sim=suite.sim2) == jobs
     suite.mutate(EDGE[1], new=3, finish=2, sim=suite.sim2)
     new = suite.truth(EDGE[1], sim=suite.sim2)

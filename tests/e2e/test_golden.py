@@ -2,7 +2,7 @@
 
 node_exporter's habit: the whole output is compared byte for byte with a file in the repo, so a
 refactoring that changes any name, label, order or value shows up here. Regenerate it on
-purpose with `UPDATE_GOLDEN=1 pytest tests/test_golden.py` and review the diff.
+purpose with `UPDATE_GOLDEN=1 pytest tests/e2e/test_golden.py` and review the diff.
 
 Only what cannot be the same twice is normalised: timestamps become offsets from the
 simulator's fixed instant, and the exporter's own timings become `<timing>`.
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from exporter import simulator
 from tests.support import procs
+from tests.support.clock import FakeClock
+from tests.support.configs import access_key, account, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,9 @@ _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})? (?
 
 
 @pytest.fixture
-def frozen_sim() -> Iterator[tuple[simulator.SimulatorServer, int]]:
+def frozen_sim(
+    sim_server: Callable[[simulator.Simulator], simulator.SimulatorServer],
+) -> tuple[simulator.SimulatorServer, int]:
     # Whole seconds: the jobs are generated from this instant, so every CreateTime and
     # ModifyTime is the same offset from it in every run. 50 minutes of history stay well
     # inside the 1h lookback, so the exporter's own (real) clock decides nothing.
@@ -52,10 +54,9 @@ def frozen_sim() -> Iterator[tuple[simulator.SimulatorServer, int]]:
         seed=7,
         jobs_per_minute=6.0,
         history_seconds=50 * 60,
-        clock=lambda: float(instant),
+        clock=FakeClock(float(instant)),
     )
-    with simulator.SimulatorServer(sim) as server:
-        yield server, instant
+    return sim_server(sim), instant
 
 
 def normalise(text: str, instant: int) -> str:
@@ -80,35 +81,14 @@ def test_once_exposition_matches_the_golden_file(
     frozen_sim: tuple[simulator.SimulatorServer, int], tmp_path: Path
 ) -> None:
     server, instant = frozen_sim
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""
-recent_failures: 5
-accounts:
-  - name: golden
-    regions: [cn-hangzhou, cn-shanghai]
-    endpoint: {server.endpoint_template}
-    credentials:
-      access_key_id: {simulator.DEMO_ACCESS_KEY_ID}
-      access_key_secret: {simulator.DEMO_ACCESS_KEY_SECRET}
-  - name: golden-v1
-    regions: [eu-central-1]
-    endpoint: {server.endpoint_template}
-    signature: v1
-    credentials:
-      access_key_id: {simulator.DEMO_ACCESS_KEY_ID}
-      access_key_secret: {simulator.DEMO_ACCESS_KEY_SECRET}
-"""
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", "--once", "--config.file", str(config)],
-        cwd=procs.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    keys = access_key(simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET)
+    accounts = [
+        account(server, "golden", ["cn-hangzhou", "cn-shanghai"], keys),
+        account(server, "golden-v1", ["eu-central-1"], keys, signature="v1"),
+    ]
+    # Only what the golden file is about: every other setting at its default.
+    config = write_config(tmp_path / "config.yaml", accounts, base={}, recent_failures=5)
+    done = procs.run(["-m", "exporter", "--once", "--config.file", str(config)])
     assert done.returncode == 0, done.stderr
     got = normalise(done.stdout, instant)
     if os.environ.get("UPDATE_GOLDEN") == "1":

@@ -32,10 +32,11 @@ import pytest
 
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.support import procs
+from tests.support.artifacts import ALERTS, dashboard, dashboard_exprs, dashboard_rules
+from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
-from tests.tools.test_artifacts import ALERTS, dashboard, dashboard_exprs, dashboard_rules
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.tools]
 
 REGIONS = ("cn-hangzhou", "cn-shanghai")
 ACCOUNT = "e2e"
@@ -105,73 +106,43 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[procs.Proc]:
-    with procs.running(
-        procs.simulator(
-            "--regions",
-            ",".join(REGIONS),
-            "--seed",
-            "11",
-            "--history",
-            "45m",
-            "--jobs-per-minute",
-            "10",
-        )
-    ) as proc:
-        control(proc, "POST", "/_sim/time", {"freeze": True})
-        yield proc
+def sim(start_simulator: procs.Simulators) -> procs.Proc:
+    return start_simulator(REGIONS, seed=11, history="45m", jobs_per_minute=10, frozen=True)
 
 
 @dataclass
 class Exporter:
+    """The exporter on a fixed port, so that Prometheus scrapes it again after a restart."""
+
     config: Path
     port: int
+    launch: procs.Exporters
     proc: procs.Proc | None = None
 
     def start(self) -> None:
-        self.proc = procs.start(
-            [
-                "-m",
-                "exporter",
-                "--config.file",
-                str(self.config),
-                "--web.listen-address",
-                f"127.0.0.1:{self.port}",
-            ]
-        )
+        self.proc = self.launch(self.config, listen=f"127.0.0.1:{self.port}", ready=False)
 
     def stop(self) -> None:
         if self.proc is not None:
             if self.proc.popen.poll() is None:
                 assert self.proc.stop() == 0, self.proc.output()
-            if self.proc.popen.stdout:
-                self.proc.popen.stdout.close()
+            self.proc.close()
             self.proc = None
 
 
 @pytest.fixture(scope="module")
-def exporter(sim: procs.Proc, workdir: Path) -> Iterator[Exporter]:
-    config = workdir / "exporter.yaml"
-    config.write_text(
-        f"""
-lookback: 1h
-cache_ttl: 1s
-request_timeout: 5s
-recent_failures: 10
-# Jobs are injected with CreateTimes minutes in the past and the simulator's clock jumps:
-# page the whole window on every refresh (incremental refreshes: test_incremental).
-full_resync_interval: 1s
-accounts:
-  - name: {ACCOUNT}
-    regions: [{", ".join(REGIONS)}]
-    endpoint: "{sim.url}/{{region}}/"
-    credentials:
-      access_key_id: {DEMO_ACCESS_KEY_ID}
-      access_key_secret: {DEMO_ACCESS_KEY_SECRET}
-""",
-        encoding="utf-8",
+def exporter(sim: procs.Proc, workdir: Path, start_exporter: procs.Exporters) -> Iterator[Exporter]:
+    credentials = access_key(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+    config = write_config(
+        workdir / "exporter.yaml",
+        [account(sim, ACCOUNT, REGIONS, credentials)],
+        recent_failures=10,
+        # Jobs are injected with CreateTimes minutes in the past and the simulator's clock
+        # jumps: page the whole window on every refresh (incremental refreshes:
+        # test_incremental).
+        full_resync_interval="1s",
     )
-    exp = Exporter(config, free_port())
+    exp = Exporter(config, free_port(), start_exporter)
     exp.start()
     try:
         yield exp
@@ -254,35 +225,29 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
 
     now_ms = int(control(sim, "POST", "/_sim/time", {})["now"] * 1000)
     region = REGIONS[0]
-    jobs = control(
+    jobs = procs.put_jobs(
         sim,
-        "POST",
-        "/_sim/jobs",
+        region,
         {
-            "region": region,
-            "jobs": [
-                {
-                    "Id": "e2e-job-failing",
-                    "ApiName": FAILING_API,
-                    "OperateType": "Update",
-                    "ResourceType": "listener",
-                    "ResourceId": "lsn-e2e0001",
-                    "Status": "Processing",
-                    "CreateTime": now_ms - 120_000,
-                },
-                # processing for 40 minutes: AlbAsyncJobStuck's condition holds (pending, `for: 5m`)
-                {
-                    "Id": "e2e-job-stuck",
-                    "ApiName": STUCK_API,
-                    "OperateType": "Update",
-                    "ResourceType": "loadbalancer",
-                    "ResourceId": "alb-e2e0001",
-                    "Status": "Processing",
-                    "CreateTime": now_ms - 40 * 60_000,
-                },
-            ],
+            "Id": "e2e-job-failing",
+            "ApiName": FAILING_API,
+            "OperateType": "Update",
+            "ResourceType": "listener",
+            "ResourceId": "lsn-e2e0001",
+            "Status": "Processing",
+            "CreateTime": now_ms - 120_000,
         },
-    )["jobs"]
+        # processing for 40 minutes: AlbAsyncJobStuck's condition holds (pending, `for: 5m`)
+        {
+            "Id": "e2e-job-stuck",
+            "ApiName": STUCK_API,
+            "OperateType": "Update",
+            "ResourceType": "loadbalancer",
+            "ResourceId": "alb-e2e0001",
+            "Status": "Processing",
+            "CreateTime": now_ms - 40 * 60_000,
+        },
+    )
     assert [j["Status"] for j in jobs] == ["Processing", "Processing"]
 
     # The failed-jobs counter of the new label set must be in Prometheus at 0 *before* the
@@ -301,20 +266,14 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
     )
 
     control(sim, "POST", "/_sim/time", {"advance": 5})
-    control(
+    procs.put_jobs(
         sim,
-        "POST",
-        "/_sim/jobs",
+        region,
         {
-            "region": region,
-            "jobs": [
-                {
-                    "Id": "e2e-job-failing",
-                    "Status": "Failed",
-                    "ErrorCode": ERROR_CODE,
-                    "ErrorMessage": "The quota of listeners is exceeded (e2e).",
-                },
-            ],
+            "Id": "e2e-job-failing",
+            "Status": "Failed",
+            "ErrorCode": ERROR_CODE,
+            "ErrorMessage": "The quota of listeners is exceeded (e2e).",
         },
     )
     eventually(

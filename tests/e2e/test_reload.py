@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import procs
+from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
 
 pytestmark = pytest.mark.e2e
@@ -33,54 +34,28 @@ JOB_LABELS = ("status", "resource_type", "api_name", "operate_type")
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[procs.Proc]:
-    with procs.running(
-        procs.simulator(
-            "--regions",
-            ",".join(REGIONS),
-            "--seed",
-            "11",
-            "--history",
-            "30m",
-            "--jobs-per-minute",
-            "20",
-            "--access-key-id",
-            KEY_ID,
-            "--access-key-secret",
-            SECRET,
-        )
-    ) as proc:
-        control(proc, "POST", "/_sim/time", {"freeze": True})
-        yield proc
+def sim(start_simulator: procs.Simulators) -> procs.Proc:
+    return start_simulator(
+        REGIONS, keys={KEY_ID: SECRET}, seed=11, history="30m", jobs_per_minute=20, frozen=True
+    )
 
 
-def config_text(
+def write_reload_config(
+    path: Path,
     sim: procs.Proc,
     accounts: dict[str, tuple[str, ...]],
     *,
     page_size: int = 100,
     request_timeout: str = "5s",
-    credentials: str = "",
-) -> str:
-    out = [
-        "lookback: 1h",
-        "cache_ttl: 1s",
-        f"page_size: {page_size}",
-        f"request_timeout: {request_timeout}",
-        "accounts:",
+    credentials: dict[str, object] | None = None,
+) -> None:
+    keys = credentials or access_key(KEY_ID, "${RELOAD_SECRET}")
+    entries = [
+        # Small pages over hundreds of jobs: above the default 5 calls/s per account.
+        account(sim, name, regions, keys, max_requests_per_second=200)
+        for name, regions in accounts.items()
     ]
-    for name, regions in accounts.items():
-        out += [
-            f"  - name: {name}",
-            f"    regions: [{', '.join(regions)}]",
-            f'    endpoint: "{sim.url}/{{region}}/"',
-            "    credentials:",
-            credentials
-            or f"      access_key_id: {KEY_ID}\n      access_key_secret: ${{RELOAD_SECRET}}",
-            # Small pages over hundreds of jobs: above the default 5 calls/s per account.
-            "    max_requests_per_second: 200",
-        ]
-    return "\n".join(out) + "\n"
+    write_config(path, entries, page_size=page_size, request_timeout=request_timeout)
 
 
 @pytest.fixture
@@ -89,10 +64,11 @@ def cfg_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def exporter(sim: procs.Proc, cfg_file: Path) -> Iterator[procs.Proc]:
-    cfg_file.write_text(config_text(sim, {"prod": ("cn-hangzhou", "cn-shanghai")}))
-    with procs.running(procs.exporter(cfg_file), env={"RELOAD_SECRET": SECRET}) as proc:
-        procs.wait_until(lambda: httpx.get(proc.url + "/-/ready").status_code == 200)
+def exporter(
+    sim: procs.Proc, cfg_file: Path, start_exporter: procs.Exporters
+) -> Iterator[procs.Proc]:
+    write_reload_config(cfg_file, sim, {"prod": ("cn-hangzhou", "cn-shanghai")})
+    with start_exporter(cfg_file, env={"RELOAD_SECRET": SECRET}) as proc:
         yield proc
         assert proc.stop() == 0
         assert SECRET not in proc.output()
@@ -143,8 +119,8 @@ def test_post_reload_adds_a_target_and_sighup_removes_one(
     _, samples = procs.scrape(exporter.url)
     assert targets(samples) == {("prod", "cn-hangzhou"), ("prod", "cn-shanghai")}
 
-    cfg_file.write_text(
-        config_text(sim, {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)})
+    write_reload_config(
+        cfg_file, sim, {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)}
     )
     r = reload_post(exporter)
     assert (r.status_code, r.text) == (200, "config reloaded\n")
@@ -162,7 +138,7 @@ def test_post_reload_adds_a_target_and_sighup_removes_one(
     assert exported_jobs(samples, "eu", "eu-central-1") == truth_jobs(sim, "eu-central-1")
     assert procs.select(samples, RELOAD_METRIC) == {frozenset(): 1.0}
 
-    cfg_file.write_text(config_text(sim, {"eu": ("eu-central-1",), "prod": ("cn-hangzhou",)}))
+    write_reload_config(cfg_file, sim, {"eu": ("eu-central-1",), "prod": ("cn-hangzhou",)})
     exporter.popen.send_signal(signal.SIGHUP)
 
     def shanghai_gone() -> bool:
@@ -239,8 +215,8 @@ def test_counters_of_unchanged_targets_continue_and_global_changes_apply(
     before = finished(_some_jobs_finished(exporter, region), "prod", region)
 
     # Adding a target leaves the others as they are: their counters continue.
-    cfg_file.write_text(
-        config_text(sim, {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)})
+    write_reload_config(
+        cfg_file, sim, {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)}
     )
     assert reload_post(exporter).status_code == 200
     after = finished(scrape_after_ttl(exporter), "prod", region)
@@ -249,13 +225,12 @@ def test_counters_of_unchanged_targets_continue_and_global_changes_apply(
 
     # Changing how the API is called (page size, timeout) rebuilds the clients but keeps
     # what was counted, and the new settings are used.
-    cfg_file.write_text(
-        config_text(
-            sim,
-            {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)},
-            page_size=7,
-            request_timeout="9s",
-        )
+    write_reload_config(
+        cfg_file,
+        sim,
+        {"prod": ("cn-hangzhou", "cn-shanghai"), "eu": ("eu-central-1",)},
+        page_size=7,
+        request_timeout="9s",
     )
     assert reload_post(exporter).status_code == 200
     samples = scrape_after_ttl(exporter)
@@ -283,8 +258,8 @@ def test_readiness_and_up_hold_across_a_reload_that_rebuilds_the_clients(
     # The refreshes after the reload take a while: what is served meanwhile must not drop.
     control(sim, "POST", "/_sim/faults", {"latency": 3.0})
     try:
-        cfg_file.write_text(
-            config_text(sim, {"prod": ("cn-hangzhou", "cn-shanghai")}, request_timeout="9s")
+        write_reload_config(
+            cfg_file, sim, {"prod": ("cn-hangzhou", "cn-shanghai")}, request_timeout="9s"
         )
         assert reload_post(exporter).status_code == 200
         assert httpx.get(exporter.url + "/-/ready").status_code == 200
@@ -309,23 +284,21 @@ def test_readiness_and_up_hold_across_a_reload_that_rebuilds_the_clients(
 def test_credential_series_of_replaced_credentials_are_dropped(
     sim: procs.Proc, exporter: procs.Proc, cfg_file: Path
 ) -> None:
-    assumed = (
-        "      type: ram_role_arn\n"
-        "      role_arn: acs:ram::2222222222222222:role/reload-e2e\n"
-        f'      sts_endpoint: "{sim.url}/sts/"\n'
-        "      source:\n        type: access_key\n"
-        f"        access_key_id: {KEY_ID}\n"
-        "        access_key_secret: ${RELOAD_SECRET}"
-    )
+    assumed = {
+        "type": "ram_role_arn",
+        "role_arn": "acs:ram::2222222222222222:role/reload-e2e",
+        "sts_endpoint": f"{sim.url}/sts/",
+        "source": {"type": "access_key", **access_key(KEY_ID, "${RELOAD_SECRET}")},
+    }
     regions = {"prod": ("cn-hangzhou", "cn-shanghai")}
-    cfg_file.write_text(config_text(sim, regions, credentials=assumed))
+    write_reload_config(cfg_file, sim, regions, credentials=assumed)
     assert reload_post(exporter).status_code == 200
     samples = scrape_after_ttl(exporter)
     assert set(procs.select(samples, "alb_exporter_up").values()) == {1.0}
     assert procs.select(samples, EXPIRY, account="prod", source="ram_role_arn")
     assert procs.select(samples, CRED_REFRESHES, account="prod", source="ram_role_arn")
 
-    cfg_file.write_text(config_text(sim, regions))  # back to long-lived keys
+    write_reload_config(cfg_file, sim, regions)  # back to long-lived keys
     assert reload_post(exporter).status_code == 200
     for _ in range(2):  # also after the first refreshes with the new keys
         samples = scrape_after_ttl(exporter)

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import procs
+from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
 
 pytestmark = pytest.mark.e2e
@@ -30,51 +30,23 @@ REGION = "cn-hangzhou"
 
 
 @pytest.fixture
-def sim() -> Iterator[procs.Proc]:
-    with procs.running(
-        procs.simulator(
-            "--regions",
-            REGION,
-            "--jobs-per-minute",
-            "0",
-            "--history",
-            "0s",
-            "--access-key-id",
-            KEY_ID,
-            "--access-key-secret",
-            SECRET,
-        )
-    ) as proc:
+def sim(start_simulator: procs.Simulators) -> Iterator[procs.Proc]:
+    with start_simulator([REGION], keys={KEY_ID: SECRET}, jobs_per_minute=0, history="0s") as proc:
         yield proc
 
 
 def put_jobs(sim: procs.Proc, *jobs: dict[str, Any]) -> None:
-    control(sim, "POST", "/_sim/jobs", {"region": REGION, "jobs": list(jobs)})
+    procs.put_jobs(sim, REGION, *jobs)
 
 
 def now_ms(sim: procs.Proc) -> int:
     return int(control(sim, "GET", "/_sim/state")["now"] * 1000)
 
 
-def write_config(tmp: Path, sim: procs.Proc, extra: str = "") -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        f"""
-lookback: 1h
-cache_ttl: 1s
-request_timeout: 20s
-state_file: {tmp / "state.json"}
-{extra}
-accounts:
-  - name: prod
-    regions: [{REGION}]
-    endpoint: "{sim.url}/{{region}}/"
-    credentials:
-      access_key_id: {KEY_ID}
-      access_key_secret: {SECRET}
-"""
-    )
-    return path
+def state_config(tmp: Path, sim: procs.Proc) -> Path:
+    prod = account(sim, "prod", [REGION], access_key(KEY_ID, SECRET))
+    state_file = str(tmp / "state.json")
+    return write_config(tmp / "config.yaml", [prod], request_timeout="20s", state_file=state_file)
 
 
 def counters(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -86,18 +58,7 @@ def counters(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **want: str) -> float:
+def value(samples: procs.Samples, name: str, **want: str) -> float:
     wanted = set(want.items())
     return sum(v for (n, labels), v in samples.items() if n == name and wanted <= labels)
 
@@ -107,7 +68,9 @@ def assert_no_decrease(before: dict[Any, float], after: dict[Any, float]) -> Non
         assert after.get(key, -1) >= v, key
 
 
-def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: procs.Proc) -> None:
+def test_kill_and_restart_counts_once_and_never_decreases(
+    tmp_path: Path, sim: procs.Proc, start_exporter: procs.Exporters
+) -> None:
     t = now_ms(sim)
     put_jobs(
         sim,
@@ -120,9 +83,8 @@ def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: p
             "ModifyTime": t - 500_000,
         },
     )
-    config = write_config(tmp_path, sim)
-    first = procs.start(procs.exporter(config))
-    try:
+    config = state_config(tmp_path, sim)
+    with start_exporter(config, ready=False) as first:
         c0 = counters(first.url)
         # JOB-C was terminal at the first refresh: history, not counted.
         assert value(c0, "alb_async_jobs_finished_total") == 0
@@ -137,11 +99,6 @@ def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: p
         assert value(c1, "alb_async_jobs_failures_total", error_code="Conflict.Lock") == 1
         # Killed without a chance to flush: what was counted had to be written already.
         first.stop(signal.SIGKILL)
-    finally:
-        if first.popen.poll() is None:
-            first.stop()
-        if first.popen.stdout:
-            first.popen.stdout.close()
 
     # While it is down: JOB-B (seen Processing) finishes; JOB-D is born and dies unseen.
     put_jobs(
@@ -149,7 +106,7 @@ def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: p
         {"Id": "JOB-B", "Status": "Succeeded"},
         {"Id": "JOB-D", "Status": "Failed", "ErrorCode": "Other", "CreateTime": now_ms(sim)},
     )
-    with procs.running(procs.exporter(config)) as second:
+    with start_exporter(config, ready=False) as second:
         c2 = counters(second.url)
         assert "ignoring state file" not in second.output()
         assert_no_decrease(c1, c2)
@@ -162,26 +119,26 @@ def test_kill_and_restart_counts_once_and_never_decreases(tmp_path: Path, sim: p
         assert value(everything, "alb_async_job_duration_seconds_count") == 2
         assert second.stop(signal.SIGTERM) == 0  # flushes the state on the way out
 
-    with procs.running(procs.exporter(config)) as third:
+    with start_exporter(config, ready=False) as third:
         c3 = counters(third.url)
         assert c3 == c2
 
 
 def test_truncated_state_file_is_a_warning_and_a_fresh_start(
-    tmp_path: Path, sim: procs.Proc
+    tmp_path: Path, sim: procs.Proc, start_exporter: procs.Exporters
 ) -> None:
     (tmp_path / "state.json").write_text('{"format": "alb-jobs-exporter-state", "vers')
-    with procs.running(procs.exporter(write_config(tmp_path, sim))) as proc:
+    with start_exporter(state_config(tmp_path, sim), ready=False) as proc:
         procs.scrape(proc.url)
         assert "ignoring state file" in proc.output()
         assert "Traceback" not in proc.output()
 
 
 def test_scrape_deadline_is_kept_with_the_previous_data_and_one_refresh(
-    tmp_path: Path, sim: procs.Proc
+    tmp_path: Path, sim: procs.Proc, start_exporter: procs.Exporters
 ) -> None:
     put_jobs(sim, {"Id": "JOB-S", "Status": "Succeeded", "CreateTime": now_ms(sim) - 60_000})
-    with procs.running(procs.exporter(write_config(tmp_path, sim))) as proc:
+    with start_exporter(state_config(tmp_path, sim), ready=False) as proc:
         _, before = procs.scrape(proc.url)
         last = value(before, "alb_exporter_last_success_timestamp_seconds")
         assert last > 0
@@ -214,7 +171,7 @@ def test_scrape_deadline_is_kept_with_the_previous_data_and_one_refresh(
         assert [r.status_code for r in answers] == [200] * 50
         for r in answers:
             # The previous data, saying how old it is.
-            assert value(parse(r.text), "alb_exporter_last_success_timestamp_seconds") == last
+            assert value(procs.parse(r.text), "alb_exporter_last_success_timestamp_seconds") == last
 
         # The refresh goes on in the background and finishes: exactly one upstream call
         # (one listing; no Processing jobs to look up) for 50 scrapes.

@@ -6,8 +6,6 @@ mode (its built-in simulator), which is enough to exercise the web layer.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,25 +59,18 @@ def web_config(
     return "\n".join(lines) + "\n"
 
 
-def demo_args(web_file: Path) -> list[str]:
-    return [
-        "-m",
-        "exporter",
-        "--demo",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--log.level",
-        "debug",
-        "--web.config.file",
-        str(web_file),
-    ]
+def demo_args(web_file: Path) -> tuple[str, ...]:
+    return ("--demo", "--web.config.file", str(web_file))
 
 
 @pytest.fixture
-def served(pki: Pki, tmp_path: Path) -> Iterator[tuple[procs.Proc, Path]]:
+def served(
+    pki: Pki, tmp_path: Path, start_exporter: procs.Exporters
+) -> Iterator[tuple[procs.Proc, Path]]:
     web_file = tmp_path / "web.yml"
     web_file.write_text(web_config(pki, {"prometheus": _hash(PASSWORD)}))
-    with procs.running(demo_args(web_file)) as proc:
+    # Not waited for: /-/ready needs the client certificate and the password too.
+    with start_exporter(None, *demo_args(web_file), ready=False) as proc:
         yield proc, web_file
 
 
@@ -171,12 +162,14 @@ def test_passwords_are_never_logged(pki: Pki, served: tuple[procs.Proc, Path]) -
         assert secret not in logs
 
 
-def test_verify_if_given_accepts_clients_without_certificates(pki: Pki, tmp_path: Path) -> None:
+def test_verify_if_given_accepts_clients_without_certificates(
+    pki: Pki, tmp_path: Path, start_exporter: procs.Exporters
+) -> None:
     web_file = tmp_path / "web.yml"
     web_file.write_text(
         web_config(pki, {"prometheus": _hash(PASSWORD)}, client_auth="VerifyClientCertIfGiven")
     )
-    with procs.running(demo_args(web_file)) as proc:
+    with start_exporter(None, *demo_args(web_file), ready=False) as proc:
         with client(pki, None) as c:
             assert c.get(proc.url + "/-/healthy", auth=("prometheus", PASSWORD)).status_code == 200
         with client(pki, pki.client) as c:
@@ -203,14 +196,7 @@ def test_verify_if_given_accepts_clients_without_certificates(pki: Pki, tmp_path
 def test_bad_web_config_exits_2_naming_the_key(tmp_path: Path, text: str, problem: str) -> None:
     web_file = tmp_path / "web.yml"
     web_file.write_text(text)
-    r = subprocess.run(
-        [sys.executable, *demo_args(web_file)],
-        capture_output=True,
-        text=True,
-        cwd=procs.REPO,
-        timeout=30,
-        check=False,
-    )
+    r = procs.run(procs.exporter_args(None, *demo_args(web_file)), timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith(f"alb-jobs-exporter: error: {problem}"), r.stderr

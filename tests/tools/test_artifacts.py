@@ -11,14 +11,12 @@ The tools come from ci/install-tools.sh; a missing tool is a failure, not a skip
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,19 @@ import pytest
 import yaml
 
 from exporter import config as exporter_config
-from exporter.metrics.collector import METRICS
+from exporter.metrics.table import METRICS
+from tests.support.artifacts import (
+    ALERTS,
+    ALERTS_TEST,
+    CHART,
+    DASHBOARD,
+    REPO,
+    alerts,
+    dashboard,
+    dashboard_exprs,
+    dashboard_rules,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "alb-jobs-exporter"
-ALERTS = CHART / "files" / "alerts.yaml"
-ALERTS_TEST = CHART / "files" / "alerts_test.yaml"
-DASHBOARD = CHART / "files" / "dashboard.json"
 TOOLS_BIN = Path(os.environ.get("CI_TOOLS", "/opt/alb-ci-tools")) / "bin"
 PORT = 9868
 
@@ -251,36 +255,9 @@ def test_lexer_catches_unknown_names() -> None:
 # --- the artifacts -------------------------------------------------------------------------------
 
 
-@cache
-def alerts() -> dict[str, Any]:
-    return yaml.safe_load(ALERTS.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
-@cache
-def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
 def alert_rules() -> Iterator[dict[str, Any]]:
     for group in alerts()["groups"]:
         yield from group["rules"]
-
-
-def _dashboard_rules_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "dashboard_rules", REPO / "ci" / "dashboard_rules.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-dashboard_rules = _dashboard_rules_module()
-
-
-def dashboard_exprs() -> list[tuple[str, str]]:
-    return dashboard_rules.exprs(dashboard())  # type: ignore[no-any-return]
 
 
 def all_exprs() -> list[tuple[str, str]]:
@@ -378,18 +355,21 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.tools
 def test_promtool_check_rules() -> None:
     r = run(tool("promtool"), "check", "rules", ALERTS)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in r.stdout
 
 
+@pytest.mark.tools
 def test_promtool_test_rules() -> None:
     r = run(tool("promtool"), "test", "rules", ALERTS_TEST.name, cwd=ALERTS_TEST.parent)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout
 
 
+@pytest.mark.tools
 def test_promtool_test_rules_can_fail(tmp_path: Path) -> None:
     # A rule that never fires must fail the unit tests: the tests really assert firing.
     broken = alerts()
@@ -405,6 +385,7 @@ def test_promtool_test_rules_can_fail(tmp_path: Path) -> None:
     alerts.cache_clear()
 
 
+@pytest.mark.tools
 def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
     rules = tmp_path / "dashboard-rules.yaml"
     rules.write_text(json.dumps(dashboard_rules.to_rules(dashboard())), encoding="utf-8")
@@ -501,6 +482,7 @@ def test_dashboard_rows_cover_the_issue() -> None:
         assert needle in exprs, needle
 
 
+@pytest.mark.tools
 def test_dashboard_type_checks_against_grafana_schema() -> None:
     tool("tsc")
     r = run(REPO / "ci" / "check-dashboard-types.sh", DASHBOARD)
@@ -534,6 +516,7 @@ def test_ci_values_cover_the_combinations() -> None:
     } <= names
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize("values", CI_VALUES, ids=[p.name for p in CI_VALUES])
 def test_chart_renders_a_hardened_deployment(values: Path) -> None:
     docs = helm_template("-f", str(values))
@@ -577,6 +560,7 @@ def test_chart_renders_a_hardened_deployment(values: Path) -> None:
         )
 
 
+@pytest.mark.tools
 def test_default_config_is_one_env_credentials_account() -> None:
     docs = helm_template()
     (configmap,) = by_kind(docs, "ConfigMap")
@@ -586,6 +570,7 @@ def test_default_config_is_one_env_credentials_account() -> None:
     assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PrometheusRule")
 
 
+@pytest.mark.tools
 def test_config_change_rolls_the_pods() -> None:
     def checksum(*args: str) -> str:
         (deploy,) = by_kind(helm_template(*args), "Deployment")
@@ -602,6 +587,7 @@ def _env(docs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.tools
 def test_existing_secret_feeds_the_env_credentials() -> None:
     docs = helm_template("-f", str(CHART / "ci" / "existing-secret-values.yaml"))
     env = _env(docs)
@@ -616,6 +602,7 @@ def test_existing_secret_feeds_the_env_credentials() -> None:
     assert not by_kind(docs, "Secret")
 
 
+@pytest.mark.tools
 def test_inline_credentials_create_a_secret_and_roll_on_change() -> None:
     docs = helm_template("-f", str(CHART / "ci" / "inline-secret-values.yaml"))
     (secret,) = by_kind(docs, "Secret")
@@ -632,6 +619,7 @@ def test_inline_credentials_create_a_secret_and_roll_on_change() -> None:
     )
 
 
+@pytest.mark.tools
 def test_rrsa_labels_the_pod_and_annotates_the_service_account() -> None:
     docs = helm_template("-f", str(CHART / "ci" / "rrsa-values.yaml"))
     (deploy,) = by_kind(docs, "Deployment")
@@ -648,6 +636,7 @@ def test_rrsa_labels_the_pod_and_annotates_the_service_account() -> None:
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" not in _env(docs)
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize(
     "values,volume_key",
     [("persistence-values.yaml", "persistentVolumeClaim"), ("emptydir-values.yaml", "emptyDir")],
@@ -668,6 +657,7 @@ def test_persistence_mounts_the_state_file(values: str, volume_key: str) -> None
         assert deploy["spec"]["strategy"] == {"type": "Recreate"}
 
 
+@pytest.mark.tools
 def test_monitoring_objects() -> None:
     docs = helm_template("-f", str(CHART / "ci" / "monitoring-values.yaml"))
     (service,) = by_kind(docs, "Service")
@@ -716,6 +706,7 @@ def test_monitoring_objects() -> None:
     assert json.loads(dash["data"]["alb-jobs-exporter.json"]) == dashboard()
 
 
+@pytest.mark.tools
 def test_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
     docs = helm_template("-f", str(CHART / "ci" / "monitoring-values.yaml"))
     (rule,) = by_kind(docs, "PrometheusRule")
@@ -725,6 +716,7 @@ def test_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -744,6 +736,7 @@ def test_chart_rejects_bad_values(args: list[str], message: str) -> None:
     assert message in r.stderr
 
 
+@pytest.mark.tools
 def test_helm_lint_strict_passes_for_every_ci_values_file() -> None:
     for values in CI_VALUES:
         r = run(tool("helm"), "lint", "--strict", CHART, "-f", values)
@@ -771,6 +764,7 @@ def test_dockerfile_contract() -> None:
     assert sum(1 for op, *_ in instructions if op == "FROM") == 2
 
 
+@pytest.mark.tools
 def test_hadolint_passes() -> None:
     r = run(tool("hadolint"), REPO / "Dockerfile")
     assert r.returncode == 0, r.stdout + r.stderr

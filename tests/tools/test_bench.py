@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.procs import REPO
 
 
+@pytest.mark.e2e
 def test_bench_quick_mode_runs_and_reports_every_measure() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bench", "--quick"],

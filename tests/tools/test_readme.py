@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exporter.metrics.collector import METRICS
+from exporter.metrics.table import METRICS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -845,6 +845,7 @@ def _outcome(client: ListAsynJobsClient) -> None:
         assert math.isfinite(job.create_time) and math.isfinite(job.modify_time)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     body=JSON
@@ -864,6 +865,7 @@ def test_any_json_200_body_gives_jobs_or_an_exporter_error(body: Any) -> None:
         _outcome(client)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(status=st.integers(100, 599), body=st.binary(max_size=64) | JSON.map(json.dumps))
 def test_any_status_and_body_gives_jobs_or_an_exporter_error(status: int, body: Any) -> None:

@@ -547,6 +547,7 @@ alb_urls = st.sampled_from(
 # The SDK does not skip a `Signature` key (it is never given one); ours drops it because it is
 # the output field, so generated keys exclude it. The SDK uses the method verbatim while we
 # upper-case it, so only upper-case methods are generated.
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(
     params=st.dictionaries(
@@ -561,6 +562,7 @@ def test_v1_signature_matches_sdk(params: dict[str, str], method: str, secret: s
     assert v1_signature(method, params, secret) == Utils.get_rpcsignature(params, method, secret)
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(params=api_params, secret=any_text, token=st.none() | any_text.filter(bool))
 def test_v1_signer_on_the_wire_matches_sdk(
@@ -585,6 +587,7 @@ def test_v1_signer_on_the_wire_matches_sdk(
 # so keys and path segments are drawn from RFC 3986 unreserved characters, where encoding is
 # the identity. Header names are distinct lower-case names: the SDK merges repeated names,
 # which a str-keyed mapping cannot express anyway.
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(
     query=st.dictionaries(unreserved_text, any_text, max_size=8),
@@ -622,6 +625,7 @@ def test_v3_authorization_matches_sdk(
     assert ours == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(
     params=api_params,

@@ -1,6 +1,6 @@
 """Tests for exporter.config: the YAML contract of SPEC.md, one fixture per invalid case.
 
-Each tests/fixtures/config/invalid/NAME.yaml has a sibling NAME.expected holding the exact
+Each fixtures/invalid/NAME.yaml has a sibling NAME.expected holding the exact
 problem lines, in order. Fixture values containing SUPERSECRET stand for secrets: they
 must never show up in a message.
 """
@@ -657,6 +657,7 @@ def assert_parses_or_config_error(text: str) -> None:
         assert isinstance(result, Config)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(documents, config_like))
 def test_any_yaml_document_parses_or_raises_config_error(document: object) -> None:

@@ -193,6 +193,7 @@ def assert_not_ahead(inc: StoreSnapshot, full: StoreSnapshot) -> None:
 FIELD = pytest.mark.parametrize("field", ["CreateTime", "ModifyTime"])
 
 
+@pytest.mark.slow
 @FIELD
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -224,6 +225,7 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+@pytest.mark.slow
 @FIELD
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -517,6 +517,7 @@ def _assert_monotonic(before: StoreSnapshot, after: StoreSnapshot) -> None:
         assert after.durations[key].count >= hist.count
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(jobs=histories(), data=st.data())
 def test_property_counted_at_most_once_monotonic_and_gauges_recount(

@@ -17,13 +17,12 @@ from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.model import Job
 from exporter.jobs.store import JobStore, StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import (
+from exporter.metrics.collector import JobsCollector, TargetView
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
     MAX_LABEL_VALUE_LENGTH,
     METRICS,
-    JobsCollector,
-    SelfMetrics,
-    TargetView,
     cap_label,
     family_name,
 )

@@ -28,14 +28,17 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import errors
+from exporter.alibaba.answers import parse_page
 from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
-from exporter.alibaba.client import ListAsynJobsClient, parse_page
+from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer, percent_encode
 from exporter.errors import MalformedResponseError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.store import JobStore, StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import MAX_LABEL_VALUE_LENGTH, JobsCollector, SelfMetrics, cap_label
+from exporter.metrics.collector import JobsCollector
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH, cap_label
 
 T0 = 1_700_000_000.0
 # Any code point, lone surrogates included (JSON can carry them: "\ud800").
@@ -177,6 +180,7 @@ def test_hostile_values_parse_back_to_their_capped_selves() -> None:
     assert jobs['quote"d'] == 1.0 and jobs["new\nline"] == 1.0 and jobs[""] == 1.0
 
 
+@pytest.mark.tools
 def test_promtool_accepts_the_hostile_exposition() -> None:
     text = generate_latest(registry_with(HOSTILE)).decode("utf-8")
     result = subprocess.run(
@@ -193,6 +197,7 @@ def test_error_messages_and_job_ids_never_become_labels_outside_recent_failures(
             assert "job_id" not in labels and "resource_id" not in labels
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(CHARS, max_size=300), min_size=1, max_size=4))
 def test_any_strings_give_a_valid_exposition(values: list[str]) -> None:
@@ -332,6 +337,7 @@ PAGES = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(DOCUMENTS | PAGES)
 def test_parse_page_returns_jobs_or_raises_malformed_only(body: Any) -> None:
@@ -349,6 +355,7 @@ def test_parse_page_returns_jobs_or_raises_malformed_only(body: Any) -> None:
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     status=st.sampled_from([200, 200, 400, 403, 404, 500, 502, 503]),

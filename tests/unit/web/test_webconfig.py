@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import ConfigError
-from exporter.web import webconfig
+from exporter.web import basic_auth, webconfig
 from tests.support import procs, tlsutil
 
 PASSWORD = "s3cret-Scrape-Pw"
@@ -297,6 +297,7 @@ def _parses_or_config_error(text: str) -> None:
         assert isinstance(result, webconfig.WebConfig)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(_documents)
 def test_any_yaml_document_parses_or_raises_config_error(document: object) -> None:
@@ -405,7 +406,7 @@ class CountingCheck:
 
 
 def test_basic_auth_accepts_only_the_right_password() -> None:
-    auth = webconfig.BasicAuth({"alice": _hash(PASSWORD)})
+    auth = basic_auth.BasicAuth({"alice": _hash(PASSWORD)})
     assert auth(_environ("alice", PASSWORD))
     assert not auth(_environ("alice", PASSWORD + "x"))
     assert not auth(_environ("mallory", PASSWORD))
@@ -417,7 +418,7 @@ def test_basic_auth_accepts_only_the_right_password() -> None:
 
 def test_successes_are_cached_failures_are_not() -> None:
     check = CountingCheck()
-    auth = webconfig.BasicAuth({"alice": _hash(PASSWORD)}, checkpw=check)
+    auth = basic_auth.BasicAuth({"alice": _hash(PASSWORD)}, checkpw=check)
     for _ in range(5):
         assert auth.check("alice", PASSWORD)
     assert check.calls == 1
@@ -431,7 +432,7 @@ def test_successes_are_cached_failures_are_not() -> None:
 
 def test_cache_is_bounded_and_holds_no_plaintext() -> None:
     users = {f"u{i}": _hash(f"pw-{i}-{PASSWORD}") for i in range(4)}
-    auth = webconfig.BasicAuth(users, cache_size=2)
+    auth = basic_auth.BasicAuth(users, cache_size=2)
     for i in range(4):
         assert auth.check(f"u{i}", f"pw-{i}-{PASSWORD}")
     entries = list(auth._cache)
@@ -441,10 +442,10 @@ def test_cache_is_bounded_and_holds_no_plaintext() -> None:
 
 
 def test_parse_basic() -> None:
-    assert webconfig.parse_basic("Basic " + base64.b64encode(b"a:b:c").decode()) == ("a", "b:c")
-    assert webconfig.parse_basic("basic " + base64.b64encode(b"a:").decode()) == ("a", "")
-    assert webconfig.parse_basic("Basic " + base64.b64encode(b"nocolon").decode()) is None
-    assert webconfig.parse_basic(None) is None
+    assert basic_auth.parse_basic("Basic " + base64.b64encode(b"a:b:c").decode()) == ("a", "b:c")
+    assert basic_auth.parse_basic("basic " + base64.b64encode(b"a:").decode()) == ("a", "")
+    assert basic_auth.parse_basic("Basic " + base64.b64encode(b"nocolon").decode()) is None
+    assert basic_auth.parse_basic(None) is None
 
 
 # --- reload on change ----------------------------------------------------------------------

@@ -1,0 +1,401 @@
+"""The wiring: targets from the Config, credentials per account, reload, state file.
+
+`App` is built and driven by `exporter.cli`; nothing else imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Generic, ParamSpec
+
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__, config
+from exporter.alibaba.api import ACTION, API_VERSION
+from exporter.alibaba.client import ListAsynJobsClient
+from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
+from exporter.alibaba.ratelimit import TokenBucket
+from exporter.alibaba.signing import make_signer
+from exporter.errors import ConfigError, CredentialsError
+from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.refresher import Refresher
+from exporter.jobs.state import StateFile
+from exporter.jobs.store import JobStore
+from exporter.jobs.target import RefreshPolicy, Target, TargetKey
+from exporter.metrics.collector import JobsCollector
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.web import LandingInfo, LandingTarget
+
+log = logging.getLogger("exporter")
+
+#: The program's name, in the API requests' user agent and in the command line's messages.
+PROG = "alb-jobs-exporter"
+# Without a scrape-timeout header (curl, a browser) a scrape still must not hang forever.
+DEFAULT_SCRAPE_BUDGET = 60.0
+
+_P = ParamSpec("_P")
+
+
+class _Unavailable:
+    """Job source of an account whose credentials cannot be found: every refresh fails
+    with the same actionable message, so only that account's targets go `up 0`."""
+
+    def __init__(self, error: CredentialsError) -> None:
+        self._error = error
+
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        raise self._error
+
+
+class _Gate(Generic[_P]):
+    """Passes observations on until closed: by a reload that removes their target (request
+    observations) or replaces their account's credential provider (credential fetches),
+    so a request or fetch still in flight then cannot bring its forgotten series back."""
+
+    def __init__(self, observe: Callable[_P, None]) -> None:
+        self._observe = observe
+        self._lock = threading.Lock()
+        self._open = True
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        with self._lock:
+            if self._open:
+                self._observe(*args, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+
+@dataclass(eq=False)
+class _Credentials:
+    """An account's credential provider (or why it has none) and what it was built from;
+    kept across reloads while that is unchanged, so a reload does not fetch anew."""
+
+    provider: CredentialProvider | CredentialsError
+    built_from: tuple[config.CredentialsConfig | None, float]
+    gate: _Gate[[str, str, float | None]]
+
+
+@dataclass(eq=False)
+class _Wired:
+    target: Target
+    account: config.AccountConfig
+    credentials: _Credentials
+    client: ListAsynJobsClient | None
+    gate: _Gate[[str, float]] | None = None
+
+
+class App:
+    """Holds the live config and targets; reload swaps them without dropping counters."""
+
+    def __init__(
+        self,
+        cfg: config.Config,
+        env: Mapping[str, str],
+        config_path: str | None,
+        *,
+        telemetry_path: str = "/metrics",
+    ) -> None:
+        self.env = env
+        self.config_path = config_path
+        self.telemetry_path = telemetry_path
+        self.registry = CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry)
+        self._lock = threading.Lock()
+        self.cfg = cfg
+        # One request budget per account, shared by its regions (ALB counts the quota per
+        # main account); kept across reloads while the account's rate is unchanged.
+        self._buckets: dict[str, TokenBucket] = {}
+        self._credentials = self._providers(cfg, {})
+        self._wired = self._wire(cfg, {}, self._credentials)
+        # The state file is read once, at start-up; a reload keeps the running state.
+        self.state = StateFile(cfg.state_file) if cfg.state_file else None
+        # Refreshes finish on several workers at once: the save and the check-and-set of
+        # the last error happen under one lock, so a cause is reported once, not per worker.
+        self._state_lock = threading.Lock()
+        self._state_error: str | None = None
+        if self.state is not None:
+            self.state.restore(w.target for w in self._wired.values())
+        self.refresher = Refresher(
+            {k: w.target for k, w in self._wired.items()},
+            cache_ttl=cfg.cache_ttl,
+            max_workers=cfg.max_concurrent_refreshes,
+            after_refresh=self._after_refresh,
+        )
+        self.registry.register(JobsCollector(self.refresher.targets))
+        self.metrics.set_reload_ok(True)
+
+    def _providers(
+        self, cfg: config.Config, old: Mapping[str, _Credentials]
+    ) -> dict[str, _Credentials]:
+        providers: dict[str, _Credentials] = {}
+        for account in cfg.accounts:
+            built_from = (account.credentials, cfg.request_timeout)
+            previous = old.get(account.name)
+            if (
+                previous is not None
+                and previous.built_from == built_from
+                # A source that was missing may be there now (a file written, a profile).
+                and not isinstance(previous.provider, CredentialsError)
+            ):
+                providers[account.name] = previous
+                continue
+            gate = _Gate(self._credential_observer(account.name))
+            provider: CredentialProvider | CredentialsError
+            try:
+                provider = provider_for(
+                    account, self.env, observer=gate, timeout=cfg.request_timeout
+                )
+            except CredentialsError as exc:
+                log.error("%s", exc)
+                provider = exc
+            providers[account.name] = _Credentials(provider, built_from, gate)
+        return providers
+
+    def _wire(
+        self,
+        cfg: config.Config,
+        old: Mapping[TargetKey, _Wired],
+        providers: Mapping[str, _Credentials],
+    ) -> dict[TargetKey, _Wired]:
+        wired: dict[TargetKey, _Wired] = {}
+        for account in cfg.accounts:
+            credentials = providers[account.name]
+            for region in account.regions:
+                key = (account.name, region)
+                previous = old.get(key)
+                if (
+                    previous is not None
+                    and previous.account == account
+                    and previous.credentials is credentials
+                    and _same_globals(self.cfg, cfg)
+                ):
+                    wired[key] = previous  # unchanged: keep its store, so counters continue
+                    continue
+                carried = None
+                if previous is not None and _same_data(self.cfg, previous.account, cfg, account):
+                    # Only how the API is reached changed (timeouts, page size, keys): the
+                    # jobs are the same, so counters continue instead of resetting and
+                    # missing the jobs that finish before the new store's first refresh.
+                    carried = previous.target
+                wired[key] = self._new_target(cfg, account, region, credentials, carried)
+        return wired
+
+    def _after_refresh(self, target: Target) -> None:
+        if self.state is None or not target.status().up:
+            return
+        with self._state_lock:
+            try:
+                self.state.maybe_save(self.refresher.targets())
+            except OSError as exc:
+                # A full disk or a read-only volume is an operator problem, not a bug: one
+                # error line (no traceback) per distinct cause, then quiet until it changes.
+                kind = f"{type(exc).__name__}:{exc.errno}"
+                if kind != self._state_error:
+                    log.error("cannot write state file %s: %s", self.state.path, exc)
+                self._state_error = kind
+            else:
+                if self._state_error is not None:
+                    log.info("state file %s written again", self.state.path)
+                self._state_error = None
+
+    def _bucket(self, account: config.AccountConfig) -> TokenBucket:
+        bucket = self._buckets.get(account.name)
+        if bucket is None or bucket.max_rate != account.max_requests_per_second:
+            bucket = TokenBucket(account.max_requests_per_second)
+            self._buckets[account.name] = bucket
+        return bucket
+
+    def _credential_observer(self, account: str) -> CredentialObserver:
+        """Feeds every fetch of temporary credentials of `account` into the self-metrics."""
+
+        def observe(source: str, code: str, expiration: float | None) -> None:
+            self.metrics.credential_refresh(account, source, code)
+            if expiration is not None:
+                self.metrics.set_credentials_expiry(account, source, expiration)
+
+        return observe
+
+    def _new_target(
+        self,
+        cfg: config.Config,
+        account: config.AccountConfig,
+        region: str,
+        credentials: _Credentials,
+        carried: Target | None = None,
+    ) -> _Wired:
+        client = None
+        gate = None
+        provider = credentials.provider
+        source: ListAsynJobsClient | _Unavailable
+        if isinstance(provider, CredentialsError):
+            source = _Unavailable(provider)
+            # No client, so no request observer creates the target's series (below it does).
+            self.metrics.register_target(account.name, region)
+        else:
+            signer = make_signer(
+                account.signature, provider.get, action=ACTION, version=API_VERSION
+            )
+            client = source = ListAsynJobsClient(
+                account.endpoint_for(region),
+                signer,
+                page_size=cfg.page_size,
+                max_pages=cfg.max_pages,
+                timeout=cfg.request_timeout,
+                observer=(gate := _Gate(self.metrics.request_observer(account.name, region))),
+                user_agent=f"{PROG}/{__version__}",
+                on_auth_expired=provider.invalidate,
+                pacer=self._bucket(account),
+            )
+        if carried is None:
+            store = JobStore(
+                lookback=cfg.lookback,
+                recent_failures=cfg.recent_failures,
+                processing_max_age=cfg.processing_max_age,
+            )
+        else:
+            store = carried.store
+            store.set_processing_max_age(cfg.processing_max_age)
+        target = Target(
+            account.name,
+            region,
+            source,
+            store,
+            lookback=cfg.lookback,
+            filters=account.filters,
+            policy=RefreshPolicy(
+                overlap=cfg.overlap, full_resync_interval=cfg.full_resync_interval
+            ),
+            # Same store, same data: readiness and `up` hold until the new target refreshes.
+            status=carried.status() if carried is not None else None,
+        )
+        return _Wired(target, account, credentials, client, gate)
+
+    # --- hooks for web ---
+
+    def prepare_scrape(self, budget: float | None) -> None:
+        self.refresher.ensure_fresh(None, timeout=budget or DEFAULT_SCRAPE_BUDGET)
+
+    def probe(self, account: str, region: str, budget: float | None) -> CollectorRegistry | None:
+        target = self.refresher.target((account, region))
+        if target is None:
+            return None
+        self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
+        registry = CollectorRegistry()
+        registry.register(JobsCollector(lambda: [target]))
+        return registry
+
+    def is_ready(self) -> bool:
+        return all(t.status().tried for t in self.refresher.targets())
+
+    def landing(self) -> LandingInfo:
+        rows = []
+        for t in self.refresher.targets():
+            st = t.status()
+            rows.append(
+                LandingTarget(
+                    t.account,
+                    t.region,
+                    st.up if st.tried else None,
+                    st.last_success,
+                    st.last_error,
+                )
+            )
+        return LandingInfo(version=__version__, targets=rows, telemetry_path=self.telemetry_path)
+
+    def reload(self) -> str | None:
+        """Re-read the config file; on error keep the running config and report why."""
+        if self.config_path is None:
+            return "reload is not available in --demo mode"
+        with self._lock:
+            try:
+                new_cfg = config.load(self.config_path, self.env)
+            except ConfigError as exc:
+                self.metrics.set_reload_ok(False)
+                log.error("config reload failed, keeping the running config: %s", exc)
+                return str(exc)
+            if not new_cfg.accounts:
+                self.metrics.set_reload_ok(False)
+                error = "accounts: at least one account is required"
+                log.error("config reload failed, keeping the running config: %s", error)
+                return error
+            old, old_credentials = self._wired, self._credentials
+            self._credentials = self._providers(new_cfg, old_credentials)
+            self._wired = self._wire(new_cfg, old, self._credentials)
+            self.cfg = new_cfg
+            replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
+            self.refresher.set_targets(
+                {k: w.target for k, w in self._wired.items()},
+                cache_ttl=new_cfg.cache_ttl,
+                max_workers=new_cfg.max_concurrent_refreshes,
+                # A client still paging for a refresh in flight is closed when that ends.
+                retired=lambda target: self._close(replaced[id(target)]),
+            )
+            for key, w in old.items():
+                if key not in self._wired:
+                    if w.gate is not None:
+                        w.gate.close()
+                    self.metrics.forget_target(*key)
+            for name, credentials in old_credentials.items():
+                if self._credentials.get(name) is not credentials:
+                    # Removed account or new credentials: the old source's series (an
+                    # expiry alerting forever, say) go; the new provider's fetches add theirs.
+                    credentials.gate.close()
+                    self.metrics.forget_account(name)
+            self.metrics.set_reload_ok(True)
+            log.info("config reloaded: %d targets", len(self._wired))
+            fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
+        if fresh:
+            # New targets are tried right away, so /-/ready and their series do not wait
+            # for the next scrape.
+            threading.Thread(
+                target=self.refresher.ensure_fresh, args=(fresh,), name="reload-warmup", daemon=True
+            ).start()
+        return None
+
+    def all_up(self) -> bool:
+        return all(t.status().up for t in self.refresher.targets())
+
+    def close(self) -> None:
+        for bucket in self._buckets.values():
+            bucket.close()
+        self.refresher.shutdown()
+        if self.state is not None:
+            try:
+                self.state.save(self.refresher.targets())
+            except OSError as exc:
+                log.error("cannot write state file %s: %s", self.state.path, exc)
+        for w in self._wired.values():
+            self._close(w)
+
+    @staticmethod
+    def _close(w: _Wired) -> None:
+        if w.client is not None:
+            w.client.close()
+
+
+def _same_globals(a: config.Config, b: config.Config) -> bool:
+    """Whether a target built under `a` is still right under `b` (accounts aside)."""
+    return replace(a, accounts=(), cache_ttl=0.0) == replace(b, accounts=(), cache_ttl=0.0)
+
+
+def _same_data(
+    a: config.Config,
+    account_a: config.AccountConfig,
+    b: config.Config,
+    account_b: config.AccountConfig,
+) -> bool:
+    """Whether a target's job store can carry over: same jobs, same counting window.
+
+    (Called for one region key, so name and region already match.)
+    """
+    return (
+        a.lookback == b.lookback
+        and a.recent_failures == b.recent_failures
+        and account_a.filters == account_b.filters
+        and account_a.endpoint == account_b.endpoint
+    )

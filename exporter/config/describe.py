@@ -1,0 +1,122 @@
+"""The `--check-config` summary of a Config: every setting, and no secret.
+
+Secrets show as "inline (redacted)" or by the file they are read from; an access key id
+is masked to its first and last four characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from exporter.config.model import (
+    DEFAULT_ENDPOINT,
+    SECRET_KEYS,
+    Config,
+    CredentialsConfig,
+    Filters,
+)
+from exporter.config.scalars import format_duration
+
+
+def summary(config: Config) -> str:
+    """A multi-line, secret-free description of `config` for `--check-config`."""
+    lines = [
+        f"lookback: {format_duration(config.lookback)}",
+        f"cache_ttl: {format_duration(config.cache_ttl)}"
+        + (" (no cache)" if config.cache_ttl == 0 else ""),
+        f"page_size: {config.page_size}",
+        f"request_timeout: {format_duration(config.request_timeout)}",
+        f"max_pages: {config.max_pages}",
+        f"recent_failures: {config.recent_failures}",
+        f"state_file: {config.state_file or '(none)'}",
+        f"overlap: {format_duration(config.overlap)}",
+        f"full_resync_interval: {format_duration(config.full_resync_interval)}",
+        f"processing_max_age: {format_duration(config.processing_max_age)}",
+        f"max_concurrent_refreshes: {config.max_concurrent_refreshes}",
+    ]
+    if not config.accounts:
+        lines.append("accounts: none")
+    else:
+        lines.append(f"accounts: {len(config.accounts)}")
+    for account in config.accounts:
+        endpoint = account.endpoint or f"{DEFAULT_ENDPOINT} (default)"
+        lines += [
+            f"  - name: {account.name}",
+            f"    regions: {', '.join(account.regions)}",
+            f"    endpoint: {endpoint}",
+            f"    signature: {account.signature}",
+            f"    credentials: {_credentials_summary(account.credentials)}",
+            f"    filters: {_filters_summary(account.filters)}",
+            f"    max_requests_per_second: {account.max_requests_per_second:g}",
+        ]
+    return "\n".join(lines)
+
+
+def mask_access_key_id(access_key_id: str) -> str:
+    """`LTAI5tExample1234` -> `LTAI****1234`; short ids are masked entirely."""
+    if len(access_key_id) < 12:
+        return "****"
+    return f"{access_key_id[:4]}****{access_key_id[-4:]}"
+
+
+def _credentials_summary(credentials: CredentialsConfig | None) -> str:
+    if credentials is None:
+        return "default chain"
+    if credentials.type:
+        return _typed_credentials_summary(credentials)
+    return f"config ({', '.join(_access_key_parts(credentials))})"
+
+
+def _typed_credentials_summary(c: CredentialsConfig) -> str:
+    parts: list[str] = []
+    if c.type in ("access_key", "sts"):
+        parts = _access_key_parts(c)
+    elif c.type in ("ram_role_arn", "oidc_role_arn"):
+        parts.append(f"role_arn={c.role_arn}")
+        if c.oidc_provider_arn:
+            parts.append(f"oidc_provider_arn={c.oidc_provider_arn}")
+        if c.oidc_token_file:
+            parts.append(f"oidc_token_file={c.oidc_token_file}")
+        if c.role_session_name:
+            parts.append(f"role_session_name={c.role_session_name}")
+        if c.external_id_file:
+            parts.append(f"external_id from file {c.external_id_file}")
+        parts += [f"{key} set" for key in ("external_id", "policy") if getattr(c, key)]
+        if c.duration is not None:
+            parts.append(f"duration={format_duration(c.duration)}")
+        if c.sts_endpoint:
+            parts.append(f"sts_endpoint={c.sts_endpoint}")
+        if c.type == "ram_role_arn":
+            parts.append(f"source: {_credentials_summary(c.source)}")
+    elif c.type == "ecs_ram_role":
+        parts.append(f"role_name={c.role_name}" if c.role_name else "role from instance metadata")
+    else:
+        parts.append(f"profile={c.profile}" if c.profile else "profile from environment/default")
+    return f"{c.type} ({', '.join(parts)})"
+
+
+def _access_key_parts(credentials: CredentialsConfig) -> list[str]:
+    parts = []
+    for key in SECRET_KEYS:
+        inline = getattr(credentials, key)
+        file_path = getattr(credentials, f"{key}_file")
+        if file_path is not None:
+            parts.append(f"{key} from file {file_path}")
+        elif inline is None:
+            parts.append(f"{key} not set")
+        elif key == "access_key_id":
+            parts.append(f"access_key_id={mask_access_key_id(inline)}")
+        else:
+            parts.append(f"{key} inline (redacted)")
+    return parts
+
+
+def _filters_summary(filters: Filters) -> str:
+    if filters == Filters():
+        return "none (all jobs)"
+    parts = []
+    for key in (f.name for f in fields(Filters)):
+        values = getattr(filters, key)
+        if values:
+            parts.append(f"{key}={','.join(values)}")
+    return "; ".join(parts)

@@ -1,0 +1,248 @@
+"""parse() and load(): a YAML document to a Config, with every problem reported at once.
+
+Each level of the document (the top level, an account, its filters) is one table of keys.
+A key is the name of the dataclass field it fills; its row says how the value is read and
+whether it is required, and the known-key check (with spelling hints) uses the same rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from exporter import yamlstrict
+from exporter.alibaba.api import MAX_PAGE_SIZE, RESOURCE_TYPES
+from exporter.config.credentials import credentials_block
+from exporter.config.model import SIGNATURES, AccountConfig, Config, Filters
+from exporter.config.scalars import (
+    Context,
+    Text,
+    any_string,
+    duration,
+    endpoint_problem,
+    integer,
+    mapping,
+    positive_number,
+    show,
+    string,
+    string_list,
+)
+from exporter.errors import ConfigError
+from exporter.yamlstrict import hint, kind, quote
+
+T = TypeVar("T")
+# (context, the value as YAML gave it, its key path) -> the value, or None once a problem
+# has been reported.
+Parser = Callable[[Context, Any, str], Any]
+
+_REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a mapping, named as the dataclass field it fills."""
+
+    name: str
+    parse: Parser  # called for a value that is given (not absent, not null)
+    # The problem reported when the key is absent; "": optional, the field's default applies.
+    missing: str = ""
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def parse(text: str, env: Mapping[str, str], source: str = "<config>") -> Config:
+    """Parse YAML `text`; `source` names it in document-level errors (usually the file path).
+
+    `env` supplies `${VAR}` expansions (injected so tests never touch os.environ).
+    Raises ConfigError carrying every problem found.
+    """
+    raw, duplicates = yamlstrict.load(text, source)
+    ctx = Context(env)
+    ctx.problems.extend(duplicates)
+    if raw is None:
+        ctx.problem(source, "the document is empty; expected a mapping with 'accounts'")
+    elif not isinstance(raw, dict):
+        ctx.problem(source, f"the top level must be a mapping, got {kind(raw)}")
+    config = _build(ctx, raw, "", TOP_LEVEL, Config) if isinstance(raw, dict) else None
+    if ctx.problems or config is None:
+        raise ConfigError(ctx.problems)
+    return config
+
+
+def load(path: str, env: Mapping[str, str]) -> Config:
+    """Read and parse the config file at `path` (errors in the document are named by `path`)."""
+    try:
+        # utf-8-sig: editors on Windows like to prepend a BOM, which is not YAML content.
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f'config.file: cannot read "{path}": {exc.strerror or exc}') from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f'config.file: cannot read "{path}": not UTF-8 text (byte {exc.start})'
+        ) from None
+    return parse(text, env, source=path)
+
+
+def _build(
+    ctx: Context, raw: object, path: str, table: tuple[Key, ...], make: Callable[..., T]
+) -> T | None:
+    """`make` from the keys of the mapping `raw`, read in table order; None if any was bad."""
+    data = mapping(ctx, raw, path, tuple(key.name for key in table))
+    if data is None:
+        return None
+    values: dict[str, Any] = {}
+    ok = True
+    for key in table:
+        key_path = yamlstrict.join(path, key.name)
+        value = data.get(key.name)
+        if value is None:
+            if key.missing:
+                ctx.problem(key_path, key.missing)
+                ok = False
+            continue
+        values[key.name] = key.parse(ctx, value, key_path)
+        ok = ok and values[key.name] is not None
+    return make(**values) if ok else None
+
+
+# --- accounts --------------------------------------------------------------------------
+
+
+def _accounts(ctx: Context, raw: object, path: str) -> tuple[AccountConfig, ...] | None:
+    if not isinstance(raw, list):
+        ctx.problem(path, f"must be a list of accounts, got {kind(raw)}")
+        return None
+    accounts = [
+        _build(ctx, item, f"{path}[{index}]", ACCOUNT, AccountConfig)
+        for index, item in enumerate(raw)
+    ]
+    valid = [account for account in accounts if account is not None]
+    return tuple(valid) if len(valid) == len(raw) else None
+
+
+def _account_name(ctx: Context, raw: object, path: str) -> str | None:
+    text = string(ctx, raw, path, "a non-empty string")
+    if text is None:
+        return None
+    if not text.value:
+        ctx.problem(path, "must be a non-empty string")
+        return None
+    name, account = text.value, path.removesuffix(".name")
+    if name in ctx.account_names:
+        ctx.problem(path, f"duplicate account name {quote(name)} (also {ctx.account_names[name]})")
+        return None
+    ctx.account_names[name] = account
+    return name
+
+
+def _regions(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    if items is None:
+        return None
+    if not items:
+        ctx.problem(path, "must list at least one region")
+        return None
+    ok = True
+    for index, text in items:
+        # The region is substituted into the endpoint's host name.
+        if not _REGION.fullmatch(text.value):
+            ctx.problem(
+                f"{path}[{index}]",
+                f"invalid region id {show(text)} "
+                "(lowercase letters, digits and '-', e.g. cn-hangzhou)",
+            )
+            ok = False
+    return tuple(text.value for _, text in items) if ok else None
+
+
+def _endpoint(ctx: Context, raw: object, path: str) -> str | None:
+    text = string(ctx, raw, path, "a URL template")
+    if text is None:
+        return None
+    template = text.value
+    if not template:
+        return ""
+    problem = endpoint_problem(template)
+    if problem is not None:
+        ctx.problem(path, problem)
+        return None
+    return template
+
+
+def _signature(ctx: Context, raw: object, path: str) -> str | None:
+    text = string(ctx, raw, path, '"v3" or "v1"')
+    if text is None:
+        return None
+    if text.value not in SIGNATURES:
+        ctx.problem(path, f'must be "v3" or "v1", got {show(text)}')
+        return None
+    return text.value
+
+
+def _filters(ctx: Context, raw: object, path: str) -> Filters | None:
+    return _build(ctx, raw, path, FILTERS, Filters)
+
+
+def _strings(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    return None if items is None else tuple(text.value for _, text in items)
+
+
+def _resource_types(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    if items is None or not _known_resource_types(ctx, items, path):
+        return None
+    return tuple(text.value for _, text in items)
+
+
+def _known_resource_types(ctx: Context, items: list[tuple[int, Text]], path: str) -> bool:
+    ok = True
+    for index, text in items:
+        if text.value not in RESOURCE_TYPES:
+            ctx.problem(
+                f"{path}[{index}]",
+                f"unknown resource type {show(text)}{hint(text.value, RESOURCE_TYPES)}; "
+                f"expected one of {', '.join(RESOURCE_TYPES)}",
+            )
+            ok = False
+    return ok
+
+
+# --- the tables: the keys of each level, in the order their problems are reported ------
+
+FILTERS = (
+    Key("resource_types", _resource_types),
+    Key("api_names", _strings),
+    Key("resource_ids", _strings),
+)
+ACCOUNT = (
+    Key("name", _account_name, missing="required"),
+    Key("regions", _regions, missing="required (a list of region ids, e.g. [cn-hangzhou])"),
+    Key("endpoint", _endpoint),
+    Key("signature", _signature),
+    Key("credentials", credentials_block),
+    Key("filters", _filters),
+    Key("max_requests_per_second", positive_number),
+)
+TOP_LEVEL = (
+    Key("lookback", partial(duration, zero_ok=False)),
+    Key("cache_ttl", partial(duration, zero_ok=True)),
+    Key("page_size", partial(integer, low=1, high=MAX_PAGE_SIZE)),
+    Key("request_timeout", partial(duration, zero_ok=False)),
+    Key("max_pages", partial(integer, low=1, high=None)),
+    Key("recent_failures", partial(integer, low=0, high=None)),
+    Key("state_file", any_string),
+    Key("overlap", partial(duration, zero_ok=False)),
+    Key("full_resync_interval", partial(duration, zero_ok=False)),
+    Key("processing_max_age", partial(duration, zero_ok=False)),
+    Key("max_concurrent_refreshes", partial(integer, low=1, high=256)),
+    Key("accounts", _accounts),
+)
+TOP_LEVEL_KEYS = tuple(key.name for key in TOP_LEVEL)
+ACCOUNT_KEYS = tuple(key.name for key in ACCOUNT)
+FILTERS_KEYS = tuple(key.name for key in FILTERS)

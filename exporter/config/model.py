@@ -1,0 +1,96 @@
+"""The configuration as frozen dataclasses; their field defaults are the defaults of the config.
+
+The loader fills a field from the YAML key of the same name, so a field added here is a key
+once it has a row in the loader's table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
+SIGNATURES = ("v3", "v1")
+# The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
+SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
+
+
+@dataclass(frozen=True)
+class Filters:
+    resource_types: tuple[str, ...] = ()
+    api_names: tuple[str, ...] = ()
+    resource_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    """Explicit credentials of one account. Each secret is given inline or as a `*_file` path.
+
+    `*_file` paths are kept (not read at load time) so that rotated Kubernetes secrets are
+    picked up; the loader checks that the files are readable.
+    """
+
+    access_key_id: str | None = field(default=None, repr=False)
+    access_key_id_file: str | None = None
+    access_key_secret: str | None = field(default=None, repr=False)
+    access_key_secret_file: str | None = None
+    security_token: str | None = field(default=None, repr=False)
+    security_token_file: str | None = None
+    # "" (a block written without `type`): access_key, or sts when a security token is set.
+    type: str = ""
+    role_arn: str | None = None  # ram_role_arn, oidc_role_arn
+    role_session_name: str | None = None
+    external_id: str | None = field(default=None, repr=False)  # ram_role_arn
+    external_id_file: str | None = None  # ram_role_arn: re-read when the file changes
+    policy: str | None = None  # an inline RAM policy (JSON) narrowing the role's permissions
+    duration: float | None = None  # STS DurationSeconds; None: 1h
+    sts_endpoint: str | None = None  # URL; None: env / sts.aliyuncs.com
+    oidc_provider_arn: str | None = None  # oidc_role_arn
+    oidc_token_file: str | None = None  # oidc_role_arn: re-read on every refresh
+    role_name: str | None = None  # ecs_ram_role; None: asked from the instance metadata
+    profile: str | None = None  # profile; None: ALIBABA_CLOUD_PROFILE, else the default
+    # ram_role_arn: the identity that assumes the role; None: the default chain.
+    source: CredentialsConfig | None = None
+
+    @property
+    def kind(self) -> str:
+        """The effective type: `type`, or what a block without it means."""
+        if self.type:
+            return self.type
+        return "sts" if self.security_token or self.security_token_file else "access_key"
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    regions: tuple[str, ...]
+    endpoint: str = ""  # template; "" means DEFAULT_ENDPOINT
+    signature: str = "v3"  # "v3" or "v1"
+    credentials: CredentialsConfig | None = None  # None: the default chain
+    filters: Filters = Filters()
+    # ALB's ListAsynJobs quota is not published; it is counted per main account, region
+    # and API and shared with Terraform, the console and ingress controllers. 5/s leaves
+    # room for them while a refresh (one call plus what is new) takes well under a second.
+    max_requests_per_second: float = 5.0
+
+    def endpoint_for(self, region: str) -> str:
+        """The base URL for one region: the template with `{region}` substituted."""
+        return (self.endpoint or DEFAULT_ENDPOINT).replace("{region}", region)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. `accounts` may be empty here; whether that is acceptable
+    (it is for `--demo`, it is not for a real deployment) is the CLI's decision."""
+
+    lookback: float = 3600.0  # seconds
+    cache_ttl: float = 30.0  # 0: every scrape refreshes
+    page_size: int = 100
+    request_timeout: float = 10.0
+    max_pages: int = 500
+    recent_failures: int = 10
+    state_file: str = ""
+    overlap: float = 60.0  # incremental listings reach back this far before the last one
+    full_resync_interval: float = 1800.0  # a complete page-through of the window this often
+    processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
+    max_concurrent_refreshes: int = 4
+    accounts: tuple[AccountConfig, ...] = ()

@@ -1,0 +1,196 @@
+"""The one table of every metric (name, type, help, labels) and the label-value rules.
+
+The collector, the self-metrics and the README's metric table are all checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+MetricType = Literal["gauge", "counter", "histogram"]
+
+# API strings become label values; a hostile or buggy API must not bloat the exposition.
+MAX_LABEL_VALUE_LENGTH = 256
+_ELLIPSIS = "…"
+
+TARGET = ("account", "region")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One row of the metric table; README and code are both checked against it."""
+
+    name: str  # the exposed name, counters with their `_total`
+    type: MetricType
+    help: str
+    labels: tuple[str, ...]
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "alb_async_jobs",
+        "gauge",
+        "ALB async jobs created within the lookback window, by current status.",
+        (*TARGET, "status", "resource_type", "api_name", "operate_type"),
+    ),
+    MetricSpec(
+        "alb_async_jobs_failed",
+        "gauge",
+        "Failed ALB async jobs created within the lookback window.",
+        (*TARGET, "resource_type", "api_name", "error_code"),
+    ),
+    MetricSpec(
+        "alb_async_jobs_finished_total",
+        "counter",
+        "ALB async jobs seen reaching Succeeded or Failed, each job counted once.",
+        (*TARGET, "status", "resource_type", "api_name", "operate_type"),
+    ),
+    MetricSpec(
+        "alb_async_jobs_failures_total",
+        "counter",
+        "Failed ALB async jobs, each job counted once.",
+        (*TARGET, "resource_type", "api_name", "error_code"),
+    ),
+    MetricSpec(
+        "alb_async_job_duration_seconds",
+        "histogram",
+        "ModifyTime minus CreateTime of finished ALB async jobs, observed once per job.",
+        (*TARGET, "status", "resource_type", "api_name"),
+    ),
+    MetricSpec(
+        "alb_async_job_processing_oldest_created_timestamp_seconds",
+        "gauge",
+        "CreateTime of the oldest ALB async job still Processing; absent when none.",
+        (*TARGET, "resource_type", "api_name"),
+    ),
+    MetricSpec(
+        "alb_async_jobs_vanished_total",
+        "counter",
+        "ALB async jobs seen Processing that dropped out of the results unfinished.",
+        (*TARGET, "resource_type", "api_name"),
+    ),
+    MetricSpec(
+        "alb_async_job_recent_failure_timestamp_seconds",
+        "gauge",
+        "Failure time (ModifyTime) of the most recent failed ALB async jobs.",
+        (*TARGET, "job_id", "resource_id", "resource_type", "api_name", "error_code"),
+    ),
+    MetricSpec(
+        "alb_exporter_up",
+        "gauge",
+        "1 if the last refresh of this account and region succeeded, else 0.",
+        TARGET,
+    ),
+    MetricSpec(
+        "alb_exporter_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the job data now served was fetched.",
+        TARGET,
+    ),
+    MetricSpec(
+        "alb_exporter_refresh_duration_seconds",
+        "gauge",
+        "Wall time of the last refresh of this account and region.",
+        TARGET,
+    ),
+    MetricSpec(
+        "alb_exporter_api_requests_total",
+        "counter",
+        "ListAsynJobs HTTP requests, by result code (OK, API error code, Timeout, ...).",
+        (*TARGET, "code"),
+    ),
+    MetricSpec(
+        "alb_exporter_api_request_duration_seconds",
+        "histogram",
+        "Duration of ListAsynJobs HTTP requests.",
+        TARGET,
+    ),
+    MetricSpec(
+        "alb_exporter_jobs_tracked",
+        "gauge",
+        "ALB async jobs held in memory for this account and region.",
+        TARGET,
+    ),
+    MetricSpec(
+        "alb_exporter_config_last_reload_successful",
+        "gauge",
+        "1 if the last configuration reload succeeded, else 0.",
+        (),
+    ),
+    MetricSpec(
+        "alb_exporter_credential_refreshes_total",
+        "counter",
+        "Fetches of temporary credentials (STS, metadata, ...), by result code.",
+        ("account", "source", "code"),
+    ),
+    MetricSpec(
+        "alb_exporter_credentials_expiry_timestamp_seconds",
+        "gauge",
+        "Unix time the temporary credentials in use expire.",
+        ("account", "source"),
+    ),
+    MetricSpec(
+        "alb_exporter_build_info",
+        "gauge",
+        "Always 1; labels carry the exporter and Python versions.",
+        ("version", "python_version"),
+    ),
+)
+
+_BY_NAME: Mapping[str, MetricSpec] = {spec.name: spec for spec in METRICS}
+
+# Families JobsCollector builds on every scrape, in exposition order; the rest of
+# METRICS belongs to SelfMetrics.
+JOB_COLLECTOR_METRICS: tuple[str, ...] = (
+    "alb_async_jobs",
+    "alb_async_jobs_failed",
+    "alb_async_jobs_finished_total",
+    "alb_async_jobs_failures_total",
+    "alb_async_job_duration_seconds",
+    "alb_async_job_processing_oldest_created_timestamp_seconds",
+    "alb_async_jobs_vanished_total",
+    "alb_async_job_recent_failure_timestamp_seconds",
+    "alb_exporter_up",
+    "alb_exporter_last_success_timestamp_seconds",
+    "alb_exporter_refresh_duration_seconds",
+    "alb_exporter_jobs_tracked",
+)
+
+# ListAsynJobs calls usually take tens of milliseconds; the request timeout caps them.
+API_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def spec(name: str) -> MetricSpec:
+    return _BY_NAME[name]
+
+
+def family_name(metric: MetricSpec) -> str:
+    """The name prometheus_client wants: it appends `_total` to counters itself."""
+    if metric.type == "counter" and metric.name.endswith("_total"):
+        return metric.name.removesuffix("_total")
+    return metric.name
+
+
+def cap_label(value: str) -> str:
+    """An API string made safe as a label value.
+
+    Values longer than MAX_LABEL_VALUE_LENGTH characters are cut to that length, the
+    last character replaced by "…". Lone surrogates (JSON can carry them) would make
+    the UTF-8 exposition fail, so they become U+FFFD.
+    """
+    if not value.isascii():
+        value = _valid_unicode(value)
+    if len(value) <= MAX_LABEL_VALUE_LENGTH:
+        return value
+    return value[: MAX_LABEL_VALUE_LENGTH - 1] + _ELLIPSIS
+
+
+def _valid_unicode(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Round trip through UTF-16: valid surrogate pairs join, lone ones become U+FFFD.
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value

@@ -1,0 +1,90 @@
+"""The landing page at `/`: what is configured and how each target last fared.
+
+Plain HTML with every interpolated value escaped; no scripts, no images.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+
+@dataclass(frozen=True)
+class LandingTarget:
+    """One configured target as shown on the landing page (no secrets)."""
+
+    account: str
+    region: str
+    up: bool | None  # None: not tried yet
+    last_success: float | None  # Unix time
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class LandingInfo:
+    version: str
+    targets: Sequence[LandingTarget]
+    telemetry_path: str
+
+
+def _utc(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return (
+        datetime.fromtimestamp(timestamp, tz=UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _link(href: str, text: str) -> str:
+    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
+
+
+def render_landing(info: LandingInfo) -> str:
+    """The `/` page: every interpolated value is escaped (names and errors are user data)."""
+    up_text = {None: "not tried yet", True: "yes", False: "no"}
+    rows = []
+    for target in info.targets:
+        probe = "/probe?" + urlencode({"account": target.account, "region": target.region})
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(target.account)}</td>"
+            f"<td>{html.escape(target.region)}</td>"
+            f"<td>{up_text[target.up]}</td>"
+            f"<td>{html.escape(_utc(target.last_success))}</td>"
+            f"<td>{html.escape(target.last_error or '')}</td>"
+            f"<td>{_link(probe, 'probe')}</td>"
+            "</tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="6">no targets configured</td></tr>')
+    body = "\n".join(rows)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>ALB Jobs Exporter</title>
+<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style>
+</head>
+<body>
+<h1>ALB Jobs Exporter</h1>
+<p>Version {html.escape(info.version)}</p>
+<ul>
+<li>{_link(info.telemetry_path, "Metrics")}</li>
+<li>{_link("/-/healthy", "Health")}</li>
+<li>{_link("/-/ready", "Readiness")}</li>
+</ul>
+<table>
+<thead><tr><th>account</th><th>region</th><th>up</th><th>last success (UTC)</th>\
+<th>last error</th><th>probe</th></tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+</body>
+</html>
+"""

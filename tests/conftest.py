@@ -1,0 +1,27 @@
+"""Fixtures shared by every test folder: a fake clock and in-process simulator servers.
+
+End-to-end process fixtures (simulator and exporter processes) are in tests/e2e/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from exporter.simulator import Simulator, SimulatorServer
+from tests.support.clock import FakeClock
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock at `tests.support.clock.T0` that moves only by `advance()`."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sim_server() -> Iterator[Callable[[Simulator], SimulatorServer]]:
+    """`sim_server(simulator)` serves it over loopback HTTP until the test ends."""
+    with ExitStack() as stack:
+        yield lambda simulator: stack.enter_context(SimulatorServer(simulator))

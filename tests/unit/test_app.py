@@ -1,0 +1,372 @@
+"""The wiring (exporter.app): what a reload keeps, replaces and cleans up, and the state
+file hook. The App runs in-process against the in-process simulator over loopback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter import config, simulator
+from exporter.alibaba.api import PROCESSING
+from exporter.app import App, _Gate
+from exporter.jobs.model import Job
+from exporter.jobs.target import Target, TargetKey
+from tests.support import procs
+
+KEY_ID = "LTAI5tCliTestKeyId000001"
+SECRET = "cli-Secret-Value-0a1b2c3d"
+REGIONS = ("cn-hangzhou", "cn-shanghai")
+KEYS: list[TargetKey] = [("prod", r) for r in REGIONS]
+ROLE = "acs:ram::2222222222222222:role/cli-reload"
+EXPIRY = "alb_exporter_credentials_expiry_timestamp_seconds"
+REFRESHES = "alb_exporter_credential_refreshes_total"
+
+
+@pytest.fixture
+def sim() -> Iterator[simulator.SimulatorServer]:
+    alb = simulator.Simulator(
+        REGIONS,
+        seed=5,
+        jobs_per_minute=6,
+        history_seconds=600,
+        credentials={KEY_ID: SECRET},
+    )
+    with simulator.SimulatorServer(alb) as server:
+        yield server
+
+
+def static_keys() -> str:
+    return f"      access_key_id: {KEY_ID}\n      access_key_secret: {SECRET}\n"
+
+
+def assumed_role(sim: simulator.SimulatorServer) -> str:
+    return (
+        f"      type: ram_role_arn\n      role_arn: {ROLE}\n"
+        f'      sts_endpoint: "{sim.url}/sts/"\n'
+        "      source:\n        type: access_key\n"
+        f"        access_key_id: {KEY_ID}\n        access_key_secret: {SECRET}\n"
+    )
+
+
+def write_config(
+    path: Path, endpoint: str, credentials: str = "", **settings: object
+) -> config.Config:
+    globals_ = {
+        "lookback": "1h",
+        "cache_ttl": "30s",
+        "request_timeout": "5s",
+        "overlap": "1m",
+        **settings,
+    }
+    text = "".join(f"{k}: {v}\n" for k, v in globals_.items())
+    text += (
+        "accounts:\n  - name: prod\n"
+        f"    regions: [{', '.join(REGIONS)}]\n"
+        f'    endpoint: "{endpoint}/{{region}}/"\n'
+        "    max_requests_per_second: 1000\n"
+        "    credentials:\n" + (credentials or static_keys())
+    )
+    path.write_text(text)
+    return config.load(str(path), {})
+
+
+@pytest.fixture
+def cfg_path(tmp_path: Path) -> Path:
+    return tmp_path / "config.yaml"
+
+
+@pytest.fixture
+def apps() -> Iterator[list[App]]:
+    made: list[App] = []
+    yield made
+    for app in made:
+        app.close()
+
+
+def start(apps: list[App], cfg: config.Config, path: Path) -> App:
+    app = App(cfg, {}, str(path))
+    apps.append(app)
+    return app
+
+
+def targets_of(app: App) -> dict[TargetKey, Target]:
+    return {t.key: t for t in app.refresher.targets()}
+
+
+def value(app: App, name: str, **labels: str) -> float | None:
+    return app.registry.get_sample_value(name, labels)
+
+
+# --- hooks for web -----------------------------------------------------------------------
+
+
+def test_the_landing_page_links_the_telemetry_path_given_to_the_app(
+    cfg_path: Path, apps: list[App]
+) -> None:
+    cfg = write_config(cfg_path, "http://127.0.0.1:9")
+    app = App(cfg, {}, str(cfg_path), telemetry_path="/custom/metrics")
+    apps.append(app)
+    assert app.landing().telemetry_path == "/custom/metrics"
+
+
+# --- reload ------------------------------------------------------------------------------
+
+
+def test_reload_of_a_global_setting_keeps_readiness_up_and_counters(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    assert app.is_ready() and app.all_up()
+    before = targets_of(app)
+    # The warm-up refresh after the reload is slow: what is served meanwhile must not drop.
+    sim.simulator.set_faults(latency=1.0)
+    write_config(cfg_path, sim.url, request_timeout="9s")
+    assert app.reload() is None
+    after = targets_of(app)
+    assert all(after[k] is not before[k] for k in KEYS)  # new clients for the new timeout
+    assert all(after[k].store is before[k].store for k in KEYS)  # same jobs, same counters
+    assert app.is_ready()
+    assert app.all_up()
+    assert all(after[k].status() == before[k].status() for k in KEYS)
+
+
+def test_reload_keeps_unchanged_targets_fresh(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    calls = len(sim.simulator.requests())
+    write_config(cfg_path, sim.url, recent_failures=10)  # the default: nothing changes
+    assert app.reload() is None
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    assert len(sim.simulator.requests()) == calls
+
+
+def test_reload_applies_processing_max_age_to_the_store_it_keeps(
+    cfg_path: Path, apps: list[App]
+) -> None:
+    # Nothing listens there: refreshes fail at once and leave the store to this test.
+    endpoint = "http://127.0.0.1:9"
+    app = start(apps, write_config(cfg_path, endpoint, processing_max_age="3h"), cfg_path)
+    key = KEYS[0]
+    store = targets_of(app)[key].store
+    t0 = time.time()
+    stuck = Job(
+        id="stuck",
+        api_name="CreateListener",
+        operate_type="Create",
+        resource_type="listener",
+        resource_id="lsn-1",
+        status=PROCESSING,
+        error_code="",
+        error_message="",
+        create_time=t0 - 1800,
+        modify_time=t0 - 1800,
+    )
+    store.update([stuck], (), t0, complete=False)
+    write_config(cfg_path, endpoint, processing_max_age="1h")
+    assert app.reload() is None
+    assert app.refresher.ensure_fresh(None, timeout=10)  # the warm-up, failed
+    assert targets_of(app)[key].store is store
+    # 90 minutes old: still tracked under 3h, given up under the reloaded 1h.
+    store.update([], (), t0 + 3600, complete=False)
+    assert store.processing_ids() == set()
+
+
+def test_reload_resizes_the_refresh_pool(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url, max_concurrent_refreshes=1), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    write_config(cfg_path, sim.url, max_concurrent_refreshes=2, cache_ttl="0s")
+    assert app.reload() is None
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    # Every answer now takes 4 s. With one worker the second region's request could only
+    # arrive after the first answer; with two, both regions are asked at once.
+    sim.simulator.set_faults(latency=4.0)
+    before = {r: sim.simulator.request_count(r) for r in REGIONS}
+    app.refresher.ensure_fresh(None, timeout=0)
+    procs.wait_until(
+        lambda: all(sim.simulator.request_count(r) > before[r] for r in REGIONS), timeout=3
+    )
+    sim.simulator.clear_faults()
+
+
+def test_reload_closes_a_replaced_client_only_after_its_refresh_ends(
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every refresh pages through the whole window (overlap >= lookback), 5 jobs a page.
+    settings = {"page_size": 5, "overlap": "2h", "cache_ttl": "0s"}
+    app = start(apps, write_config(cfg_path, sim.url, **settings), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    old = targets_of(app)
+    statuses = {k: t.status() for k, t in old.items()}
+    sim.simulator.set_faults(latency=0.1)
+    assert not app.refresher.ensure_fresh(None, timeout=0.3)  # paging, several pages to go
+    write_config(cfg_path, sim.url, **{**settings, "page_size": 7})
+    with caplog.at_level(logging.WARNING):
+        assert app.reload() is None
+        procs.wait_until(lambda: all(old[k].status() is not statuses[k] for k in KEYS))
+    # The old clients served their refreshes to the end.
+    assert all(old[k].status().up for k in KEYS), [old[k].status() for k in KEYS]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_changed_credentials_drop_the_old_sources_series(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    sim.simulator.sts_ttl = 3.0  # the provider fetches anew 2 s after each fetch
+    app = start(apps, write_config(cfg_path, sim.url, assumed_role(sim)), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    assert app.all_up()
+    expiry = value(app, EXPIRY, account="prod", source="ram_role_arn")
+    assert expiry is not None and expiry > time.time()
+    assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") == 1
+    # The provider the old clients sign with (a refresh in flight keeps using it).
+    old_provider = app._credentials["prod"].provider
+    assert not isinstance(old_provider, Exception)
+
+    write_config(cfg_path, sim.url, static_keys())
+    assert app.reload() is None
+    assert value(app, EXPIRY, account="prod", source="ram_role_arn") is None
+    assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") is None
+    # A fetch of the replaced provider finishing after the reload does not bring them back.
+    fetches = len(sim.simulator.identity_calls())
+    time.sleep(2.1)
+    old_provider.get()
+    assert len(sim.simulator.identity_calls()) == fetches + 1
+    assert value(app, EXPIRY, account="prod", source="ram_role_arn") is None
+    assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") is None
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    assert app.all_up()
+
+
+def test_unchanged_credentials_keep_their_provider_and_series(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url, assumed_role(sim)), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    expiry = value(app, EXPIRY, account="prod", source="ram_role_arn")
+    fetches = len(sim.simulator.identity_calls())
+    write_config(cfg_path, sim.url, assumed_role(sim), page_size=50)
+    assert app.reload() is None
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    # No second AssumeRole: the rebuilt targets use the provider they had.
+    assert len(sim.simulator.identity_calls()) == fetches
+    assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") == 1
+    assert value(app, EXPIRY, account="prod", source="ram_role_arn") == expiry
+
+
+def test_gate_drops_observations_once_closed() -> None:
+    seen: list[tuple[str, float]] = []
+    gate = _Gate(lambda code, seconds: seen.append((code, seconds)))
+    gate("OK", 1.0)
+    gate.close()
+    gate("OK", 2.0)
+    assert seen == [("OK", 1.0)]
+
+
+def test_concurrent_reloads_and_scrapes_do_not_crash(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url, cache_ttl="0s"), cfg_path)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                app.prepare_scrape(5)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=scrape) for _ in range(3)]
+    for th in threads:
+        th.start()
+    try:
+        for size in (10, 20, 30, 40):
+            write_config(cfg_path, sim.url, cache_ttl="0s", page_size=size)
+            assert app.reload() is None
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert errors == []
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    assert app.all_up()
+
+
+def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = cfg_path.parent / "not-a-dir"
+    blocker.write_text("a file where the state file's folder should be")
+    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
+    app = start(apps, cfg, cfg_path)
+    with caplog.at_level(logging.DEBUG, logger="exporter"):
+        for _ in range(4):
+            assert app.refresher.ensure_fresh(None, timeout=10)
+            time.sleep(0.05)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(":")[0] for r in errors] == [
+        f"cannot write state file {blocker}/state.json"
+    ]
+    assert all(r.exc_info is None for r in errors)  # an operator problem, not a traceback
+    assert all(t.status().up for t in app.refresher.targets())
+
+
+class _SlowHandler(logging.Handler):
+    """Holds the thread logging a record for a while, as a slow log sink would."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(0.2)
+
+
+def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = cfg_path.parent / "not-a-dir"
+    blocker.write_text("a file where the state file's folder should be")
+    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
+    app = start(apps, cfg, cfg_path)
+    # The hook as the refresh pool's workers call it, eight at once. The slow handler
+    # holds the first reporter between its check and its set of the last error, where
+    # the others would slip in unless that step is serialised.
+    release = threading.Barrier(8, timeout=10)
+
+    def finish(target: Target) -> None:
+        release.wait()
+        app._after_refresh(target)
+
+    exporter_log = logging.getLogger("exporter")
+    slow = _SlowHandler(logging.ERROR)
+    exporter_log.addHandler(slow)
+    try:
+        with caplog.at_level(logging.ERROR, logger="exporter"):
+            assert app.refresher.ensure_fresh(None, timeout=10)
+            target = app.refresher.targets()[0]
+            threads = [threading.Thread(target=finish, args=(target,)) for _ in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(timeout=10)
+    finally:
+        exporter_log.removeHandler(slow)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors

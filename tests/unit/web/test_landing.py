@@ -1,0 +1,82 @@
+"""The landing page (exporter.web.landing) as served at `/` over real loopback HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from html.parser import HTMLParser
+
+import httpx
+
+from exporter.web import LandingInfo, LandingTarget
+from tests.unit.web.fakes import FakeApp, serving
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.title = ""
+        self._in_title = False
+        self.scripts = 0
+        self.images = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_title = tag == "title"
+        self.scripts += tag == "script"
+        self.images += tag == "img"
+        if tag == "a":
+            self.links.extend(value or "" for name, value in attrs if name == "href")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = False
+
+
+def test_landing_page_escapes_and_links(client: httpx.Client, fake: FakeApp) -> None:
+    hostile = "<script>alert(1)</script>"
+    fake.targets = (
+        LandingTarget(
+            hostile, "cn-hangzhou", up=False, last_success=None, last_error="<img src=x>"
+        ),
+        LandingTarget("prod", "cn-shanghai", up=True, last_success=0.0, last_error=None),
+        LandingTarget("new", "cn-beijing", up=None, last_success=None, last_error=None),
+    )
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    text = response.text
+    assert text.startswith("<!DOCTYPE html>")
+    assert hostile not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;img src=x&gt;" in text
+    assert "1.2.3" in text
+    assert "1970-01-01T00:00:00Z" in text
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert page.title == "ALB Jobs Exporter"
+    assert (page.scripts, page.images) == (0, 0)
+    assert page.links == [
+        "/metrics",
+        "/-/healthy",
+        "/-/ready",
+        "/probe?account=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&region=cn-hangzhou",
+        "/probe?account=prod&region=cn-shanghai",
+        "/probe?account=new&region=cn-beijing",
+    ]
+    probe = client.get(page.links[4])
+    assert probe.status_code == 400  # FakeApp knows prod only in cn-hangzhou
+
+
+def test_landing_page_uses_telemetry_path_from_info(fake: FakeApp) -> None:
+    hooks = replace(
+        fake.hooks(),
+        landing=lambda: LandingInfo(version="x", targets=(), telemetry_path='/m?a=1&b="2"'),
+    )
+    with serving(hooks) as server, httpx.Client(base_url=server.url) as c:
+        text = c.get("/").text
+    assert 'href="/m?a=1&amp;b=&quot;2&quot;"' in text
+    assert "no targets configured" in text

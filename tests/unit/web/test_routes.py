@@ -1,0 +1,353 @@
+"""Routes of exporter.web (exporter.web.routes), exercised over real loopback HTTP."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.web import make_wsgi_app, scrape_budget
+from tests.unit.web.fakes import OPENMETRICS, FakeApp, serving
+
+# --- /metrics ---------------------------------------------------------------------
+
+
+def test_metrics_text_format(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "content-encoding" not in response.headers
+    assert response.content == generate_latest(fake.registry)
+    assert 'main_gauge{account="prod"} 1.0' in response.text
+    assert fake.scrape_budgets == [None]
+
+
+def test_metrics_openmetrics_when_asked(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get(
+        "/metrics", headers={"Accept": OPENMETRICS, "Accept-Encoding": "identity"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(OPENMETRICS)
+    assert response.content == generate_openmetrics(fake.registry)  # type: ignore[no-untyped-call]
+    assert response.text.endswith("# EOF\n")
+
+
+def test_metrics_gzip(client: httpx.Client, fake: FakeApp) -> None:
+    with client.stream("GET", "/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert int(response.headers["content-length"]) == len(raw)
+    assert gzip.decompress(raw) == generate_latest(fake.registry)
+
+
+@pytest.mark.parametrize(
+    ("header", "budget"),
+    [("10", 9.5), ("2.5", 2.0), ("0.3", 0.1), ("abc", None), ("-1", None), ("nan", None)],
+)
+def test_scrape_timeout_header_becomes_budget(
+    client: httpx.Client, fake: FakeApp, header: str, budget: float | None
+) -> None:
+    response = client.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": header})
+    assert response.status_code == 200
+    assert fake.scrape_budgets == [budget]
+
+
+@pytest.mark.parametrize(
+    ("header", "budget"),
+    [(None, None), ("", None), (" 15 ", 14.5), ("0.5", 0.1), ("inf", None), ("0", None)],
+)
+def test_scrape_budget(header: str | None, budget: float | None) -> None:
+    assert scrape_budget(header) == budget
+
+
+def test_custom_telemetry_path(fake: FakeApp) -> None:
+    with (
+        serving(fake.hooks(), telemetry_path="/custom/metrics") as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        assert c.get("/custom/metrics").status_code == 200
+        assert c.get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["metrics", "/", "/probe", "/-/metrics"])
+def test_telemetry_path_must_not_clash(fake: FakeApp, path: str) -> None:
+    with pytest.raises(ValueError, match="telemetry path"):
+        make_wsgi_app(fake.hooks(), path)
+
+
+# --- /probe -----------------------------------------------------------------------
+
+
+def test_probe_known_target_serves_only_its_registry(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get(
+        "/probe",
+        params={"account": "prod", "region": "cn-hangzhou"},
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "5", "Accept-Encoding": "identity"},
+    )
+    assert response.status_code == 200
+    assert response.content == generate_latest(fake.probe_registry)
+    assert "main_gauge" not in response.text
+    assert fake.probe_calls == [("prod", "cn-hangzhou", 4.5)]
+    assert fake.scrape_budgets == []
+
+
+def test_probe_openmetrics(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get(
+        "/probe",
+        params={"account": "prod", "region": "cn-hangzhou"},
+        headers={"Accept": OPENMETRICS},
+    )
+    assert response.headers["content-type"].startswith(OPENMETRICS)
+    assert response.content == generate_openmetrics(fake.probe_registry)  # type: ignore[no-untyped-call]
+
+
+def test_probe_unknown_target(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get("/probe", params={"account": "nope", "region": "cn-hangzhou"})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert (
+        response.text == "unknown target: account 'nope' region 'cn-hangzhou' is not configured\n"
+    )
+    assert fake.probe_calls == [("nope", "cn-hangzhou", None)]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "missing parameter account\n"),
+        ("region=cn-hangzhou", "missing parameter account\n"),
+        ("account=&region=cn-hangzhou", "missing parameter account\n"),
+        ("account=prod", "missing parameter region\n"),
+        ("account=prod&account=dev&region=r", "parameter account given more than once\n"),
+    ],
+)
+def test_probe_bad_parameters(
+    client: httpx.Client, fake: FakeApp, query: str, message: str
+) -> None:
+    response = client.get("/probe?" + query)
+    assert response.status_code == 400
+    assert response.text == message
+    assert fake.probe_calls == []
+
+
+# --- health, readiness, reload ----------------------------------------------------------
+
+
+def test_healthy(client: httpx.Client) -> None:
+    response = client.get("/-/healthy")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.text == "Healthy\n"
+
+
+def test_ready_follows_hook(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.get("/-/ready")
+    assert (response.status_code, response.text) == (503, "Not ready\n")
+    fake.ready = True
+    response = client.get("/-/ready")
+    assert (response.status_code, response.text) == (200, "Ready\n")
+
+
+def test_reload_ok(client: httpx.Client, fake: FakeApp) -> None:
+    response = client.post("/-/reload")
+    assert (response.status_code, response.text) == (200, "config reloaded\n")
+    assert fake.reloads == 1
+
+
+def test_reload_error_is_reported(client: httpx.Client, fake: FakeApp) -> None:
+    fake.reload_error = "accounts[0].regions: must not be empty"
+    response = client.post("/-/reload", content=b"ignored body")
+    assert response.status_code == 400
+    assert response.text == "accounts[0].regions: must not be empty\n"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT"])
+def test_reload_needs_post(client: httpx.Client, fake: FakeApp, method: str) -> None:
+    response = client.request(method, "/-/reload")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert fake.reloads == 0
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/-/healthy", "/-/ready", "/", "/probe"])
+def test_post_on_get_routes_is_405(client: httpx.Client, fake: FakeApp, path: str) -> None:
+    response = client.post(path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert fake.scrape_budgets == []
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/-/healthy", "/"])
+def test_head_is_get_without_body(client: httpx.Client, path: str) -> None:
+    identity = {"Accept-Encoding": "identity"}
+    get = client.get(path, headers=identity)
+    head = client.head(path, headers=identity)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+@pytest.mark.parametrize("path", ["/nope", "/metrics/", "/-/", "/favicon.ico"])
+def test_unknown_path_is_404(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert (response.status_code, response.text) == (404, "not found\n")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _raise(*args: object) -> Any:
+    raise RuntimeError("boom with secret AKIDsecret123")
+
+
+@pytest.mark.parametrize(
+    ("hook", "method", "path"),
+    [
+        ("prepare_scrape", "GET", "/metrics"),
+        ("probe", "GET", "/probe?account=a&region=b"),
+        ("is_ready", "GET", "/-/ready"),
+        ("reload", "POST", "/-/reload"),
+        ("landing", "GET", "/"),
+    ],
+)
+def test_hook_exception_is_500_without_details(
+    fake: FakeApp, caplog: pytest.LogCaptureFixture, hook: str, method: str, path: str
+) -> None:
+    overrides: dict[str, Any] = {hook: _raise}
+    hooks = replace(fake.hooks(), **overrides)
+    with (
+        caplog.at_level(logging.ERROR, logger="exporter.web.routes"),
+        serving(hooks) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        response = c.request(method, path)
+    assert (response.status_code, response.text) == (500, "internal error\n")
+    assert "secret" not in response.text
+    errors = [r for r in caplog.records if r.name == "exporter.web.routes" and r.exc_info]
+    assert len(errors) == 1
+    assert path.split("?")[0] in errors[0].getMessage()
+
+
+def test_collector_exception_is_500(fake: FakeApp) -> None:
+    class Broken:
+        def collect(self) -> Iterator[Any]:
+            raise RuntimeError("secret")
+
+    registry = CollectorRegistry()
+    registry.register(Broken())
+    with (
+        serving(replace(fake.hooks(), registry=registry)) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        response = c.get("/metrics")
+    assert (response.status_code, response.text) == (500, "internal error\n")
+
+
+# --- authentication seam -------------------------------------------------------------------
+
+
+def test_authenticate_hook_guards_every_route(fake: FakeApp) -> None:
+    good = "Basic " + base64.b64encode(b"alice:pw").decode()
+    seen: list[str | None] = []
+
+    def authenticate(environ: dict[str, Any]) -> bool:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        return environ.get("HTTP_AUTHORIZATION") == good
+
+    with (
+        serving(fake.hooks(), authenticate=authenticate) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        for path in ("/metrics", "/-/healthy", "/", "/nope"):
+            denied = c.get(path)
+            assert denied.status_code == 401
+            assert denied.headers["www-authenticate"].startswith("Basic realm=")
+        assert c.get("/metrics", headers={"Authorization": good}).status_code == 200
+    assert fake.scrape_budgets == [None]
+    assert seen[-1] == good
+
+
+def test_configured_headers_go_on_every_answer(fake: FakeApp) -> None:
+    configured = [("X-Frame-Options", "deny"), ("x-content-type-options", "nosniff")]
+    with (
+        serving(
+            fake.hooks(),
+            authenticate=lambda env: "HTTP_AUTHORIZATION" in env,
+            headers=lambda: configured,
+        ) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
+        for r in (c.get("/metrics"), c.get("/nope", headers={"Authorization": "x"})):
+            assert r.status_code in (401, 404)
+            assert r.headers["X-Frame-Options"] == "deny"
+            # A configured header replaces the default of the same name, not doubles it.
+            assert r.headers.get_list("X-Content-Type-Options") == ["nosniff"]
+
+
+# --- coalesced renders -------------------------------------------------------------------
+
+
+class _SlowCollector:
+    """Each collect() takes a while and exposes how many renders came before it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.renders = 0
+        self.started = threading.Event()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        self.renders += 1
+        generation = self.renders
+        self.started.set()
+        time.sleep(self.delay)
+        yield GaugeMetricFamily("render_generation", "which render this is", value=generation)
+
+
+def test_concurrent_scrapes_share_renders_started_after_they_arrived(fake: FakeApp) -> None:
+    collector = _SlowCollector(0.8)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    hooks = replace(fake.hooks(), registry=registry)
+    bodies: list[str] = []
+    lock = threading.Lock()
+    with serving(hooks) as server:
+
+        def scrape() -> None:
+            with httpx.Client(base_url=server.url, timeout=20) as c:
+                r = c.get("/metrics")
+            assert r.status_code == 200
+            with lock:
+                bodies.append(r.text)
+
+        first = threading.Thread(target=scrape)
+        first.start()
+        assert collector.started.wait(5)
+        # These arrive while render 1 runs: they must not get its (older) result, and
+        # they share one render between them instead of rendering five times.
+        later = [threading.Thread(target=scrape) for _ in range(5)]
+        for t in later:
+            t.start()
+        for t in [first, *later]:
+            t.join(timeout=20)
+    generations = sorted(
+        float(line.split()[-1])
+        for b in bodies
+        for line in b.splitlines()
+        if line.startswith("render_generation ")
+    )
+    assert generations == [1.0] + [2.0] * 5
+    assert collector.renders == 2
