@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, ParamSpec
 
@@ -20,14 +20,15 @@ from exporter.alibaba.credentials import CredentialObserver, CredentialProvider,
 from exporter.alibaba.ratelimit import TokenBucket
 from exporter.alibaba.signing import make_signer
 from exporter.errors import ConfigError, CredentialsError
-from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.events import JobEvents
+from exporter.jobs.model import Job, JobQuery, cap_text
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
-from exporter.web import LandingInfo, LandingTarget
+from exporter.web import LandingFailure, LandingInfo, LandingTarget
 
 log = logging.getLogger("exporter")
 
@@ -107,9 +108,10 @@ class App:
         self.metrics = SelfMetrics(self.registry)
         self._lock = threading.Lock()
         self.cfg = cfg
-        # One request budget per account, shared by its regions (ALB counts the quota per
-        # main account); kept across reloads while the account's rate is unchanged.
-        self._buckets: dict[str, TokenBucket] = {}
+        # One request budget per (account, region), ALB's quota scope (account x region x
+        # API): a throttled region slows down alone. Kept across reloads while the rate holds.
+        self._buckets: dict[TargetKey, TokenBucket] = {}
+        self.events = JobEvents(cfg.job_events.output, cfg.job_events.statuses)
         self._credentials = self._providers(cfg, {})
         self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
@@ -203,11 +205,12 @@ class App:
                     log.info("state file %s written again", self.state.path)
                 self._state_error = None
 
-    def _bucket(self, account: config.AccountConfig) -> TokenBucket:
-        bucket = self._buckets.get(account.name)
+    def _bucket(self, account: config.AccountConfig, region: str) -> TokenBucket:
+        key = (account.name, region)
+        bucket = self._buckets.get(key)
         if bucket is None or bucket.max_rate != account.max_requests_per_second:
             bucket = TokenBucket(account.max_requests_per_second)
-            self._buckets[account.name] = bucket
+            self._buckets[key] = bucket
         return bucket
 
     def _credential_observer(self, account: str) -> CredentialObserver:
@@ -249,7 +252,7 @@ class App:
                 observer=(gate := _Gate(self.metrics.request_observer(account.name, region))),
                 user_agent=f"{PROG}/{__version__}",
                 on_auth_expired=provider.invalidate,
-                pacer=self._bucket(account),
+                pacer=self._bucket(account, region),
             )
         if carried is None:
             store = JobStore(
@@ -272,8 +275,12 @@ class App:
             ),
             # Same store, same data: readiness and `up` hold until the new target refreshes.
             status=carried.status() if carried is not None else None,
+            on_counted=self._on_counted,
         )
         return _Wired(target, account, credentials, client, gate)
+
+    def _on_counted(self, account: str, region: str, jobs: Sequence[Job], now: float) -> None:
+        self.events.emit(account, region, jobs, now)
 
     # --- hooks for web ---
 
@@ -305,10 +312,38 @@ class App:
                     st.last_error,
                 )
             )
-        return LandingInfo(version=__version__, targets=rows, telemetry_path=self.telemetry_path)
+        return LandingInfo(
+            version=__version__,
+            targets=rows,
+            telemetry_path=self.telemetry_path,
+            failures=self._recent_failures(),
+        )
+
+    def _recent_failures(self) -> list[LandingFailure]:
+        failed = [
+            (job, t.account, t.region)
+            for t in self.refresher.targets()
+            for job in t.snapshot().recent_failures
+        ]
+        failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
+        return [
+            LandingFailure(
+                time=job.modify_time,
+                account=account,
+                region=region,
+                job_id=cap_text(job.id),
+                resource_id=cap_text(job.resource_id),
+                api_name=cap_text(job.api_name),
+                error_code=cap_text(job.error_code),
+                error_message=cap_text(job.error_message),
+            )
+            for job, account, region in failed[: self.cfg.recent_failures]
+        ]
 
     def reload(self) -> str | None:
         """Re-read the config file; on error keep the running config and report why."""
+        # SIGHUP is logrotate's "reopen your file", whatever becomes of the config.
+        self.events.reopen()
         if self.config_path is None:
             return "reload is not available in --demo mode"
         with self._lock:
@@ -326,6 +361,7 @@ class App:
             old, old_credentials = self._wired, self._credentials
             self._credentials = self._providers(new_cfg, old_credentials)
             self._wired = self._wire(new_cfg, old, self._credentials)
+            self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
             self.cfg = new_cfg
             replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
             self.refresher.set_targets(
@@ -369,6 +405,7 @@ class App:
                 self.state.save(self.refresher.targets())
             except OSError as exc:
                 log.error("cannot write state file %s: %s", self.state.path, exc)
+        self.events.close()
         for w in self._wired.values():
             self._close(w)
 
@@ -379,8 +416,13 @@ class App:
 
 
 def _same_globals(a: config.Config, b: config.Config) -> bool:
-    """Whether a target built under `a` is still right under `b` (accounts aside)."""
-    return replace(a, accounts=(), cache_ttl=0.0) == replace(b, accounts=(), cache_ttl=0.0)
+    """Whether a target built under `a` is still right under `b` (accounts aside; the job
+    events are the App's, not the targets')."""
+    return _globals(a) == _globals(b)
+
+
+def _globals(c: config.Config) -> config.Config:
+    return replace(c, accounts=(), cache_ttl=0.0, job_events=config.JobEventsConfig())
 
 
 def _same_data(

@@ -107,12 +107,14 @@ class RequestTimeoutError(TransportError):
 
 
 class MalformedResponseError(TransportError):
-    """An answer we cannot interpret: not JSON, not an object, or jobs of the wrong shape.
+    """A 2xx answer that is not a ListAsynJobs answer: not JSON, not an object, neither
+    `Jobs` nor `TotalCount`, or fields of the wrong type.
 
-    Its `code` stays "TransportError" (the metric label). A body that failed to parse may be
-    a truncated transfer and is retried; a well-formed body with the wrong shape will not
-    change on a retry, so it is not.
+    A body that failed to parse may be a truncated transfer and is retried; a well-formed
+    body with the wrong shape will not change on a retry, so it is not.
     """
+
+    code = "MalformedResponse"
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(f"malformed ListAsynJobs response: {message}")

@@ -102,9 +102,11 @@ def _json(content: bytes) -> tuple[Any, str | None]:
     if not content.strip():
         return None, "an empty body"
     try:
-        return json.loads(content), None
+        # A stray invalid byte in one job's ErrorMessage must not blind the whole target:
+        # it becomes U+FFFD and the job is still counted (and its event written).
+        return json.loads(content.decode("utf-8-sig", "replace")), None
     except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError, bad UTF-8 and over-long integer literals.
+        # ValueError covers JSONDecodeError and over-long integer literals.
         return None, f"a non-JSON body ({len(content)} bytes: {_short(str(exc), 120)})"
 
 
@@ -145,6 +147,10 @@ def parse_page(body: Any) -> tuple[list[Job], str | None]:
     """(jobs, next token or None) from a decoded 200 body; MalformedResponseError otherwise."""
     if not isinstance(body, dict):
         raise _malformed(f"body is a JSON {_kind(body)}, not an object")
+    if "Jobs" not in body and "TotalCount" not in body:
+        # Some other JSON object (a proxy's, a different API's): read as "no jobs", every
+        # tracked Processing job would look vanished and the stuck-job alerts resolve.
+        raise _malformed("neither Jobs nor TotalCount in the body")
     raw_jobs = body.get("Jobs")
     if raw_jobs is None:
         # An empty listing may come without Jobs, but not while TotalCount counts jobs: read

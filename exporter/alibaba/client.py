@@ -253,7 +253,7 @@ class ListAsynJobsClient:
                 f"{ACTION} request failed: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
         try:
-            # Parsed inside the attempt so a malformed 200 is observed as "TransportError".
+            # Parsed inside the attempt so a malformed 200 is observed as "MalformedResponse".
             page = parse_page(decode_answer(response))
         except ExporterError as exc:
             self._observe(_code_of(exc), started)

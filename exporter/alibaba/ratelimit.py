@@ -1,9 +1,10 @@
-"""A shared, adaptive request budget: one token bucket per Alibaba Cloud account.
+"""A shared, adaptive request budget: one token bucket per account and region.
 
 ALB counts its API quota per main account, region and API, and Terraform, the console and
-ingress controllers draw from the same quota, so every region and scrape of one account
-takes its calls from one bucket. A Throttling answer halves the rate (and `x-acs-retry-after`
-pauses the whole account); the rate then grows back linearly to the configured maximum.
+ingress controllers draw from the same quota, so every scrape of one account's region takes
+its calls from that region's bucket, and the regions do not share one. A Throttling answer
+halves that region's rate (and `x-acs-retry-after` pauses that region only); the rate then
+grows back linearly to the configured maximum.
 Knows nothing of HTTP or Prometheus: the client calls `acquire()` before each request and
 `throttled()` when the API says so.
 """

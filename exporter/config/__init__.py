@@ -27,6 +27,7 @@ from exporter.config.model import (
     Config,
     CredentialsConfig,
     Filters,
+    JobEventsConfig,
 )
 from exporter.config.scalars import format_duration, is_loopback_host
 
@@ -48,6 +49,7 @@ __all__ = [
     "Config",
     "CredentialsConfig",
     "Filters",
+    "JobEventsConfig",
     "format_duration",
     "is_loopback_host",
     "load",

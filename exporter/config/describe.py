@@ -33,6 +33,7 @@ def summary(config: Config) -> str:
         f"full_resync_interval: {format_duration(config.full_resync_interval)}",
         f"processing_max_age: {format_duration(config.processing_max_age)}",
         f"max_concurrent_refreshes: {config.max_concurrent_refreshes}",
+        f"job_events: {_job_events_summary(config)}",
     ]
     if not config.accounts:
         lines.append("accounts: none")
@@ -50,6 +51,13 @@ def summary(config: Config) -> str:
             f"    max_requests_per_second: {account.max_requests_per_second:g}",
         ]
     return "\n".join(lines)
+
+
+def _job_events_summary(config: Config) -> str:
+    events = config.job_events
+    if not events.output:
+        return "off"
+    return f"{events.output} ({', '.join(events.statuses)})"
 
 
 def mask_access_key_id(access_key_id: str) -> str:

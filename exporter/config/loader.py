@@ -16,13 +16,21 @@ from typing import Any, TypeVar
 from exporter import yamlstrict
 from exporter.alibaba.api import MAX_PAGE_SIZE, RESOURCE_TYPES
 from exporter.config.credentials import credentials_block
-from exporter.config.model import SIGNATURES, AccountConfig, Config, Filters
+from exporter.config.model import (
+    JOB_EVENT_STATUSES,
+    SIGNATURES,
+    AccountConfig,
+    Config,
+    Filters,
+    JobEventsConfig,
+)
 from exporter.config.scalars import (
     Context,
     Text,
     any_string,
     duration,
     endpoint_problem,
+    format_duration,
     integer,
     mapping,
     positive_number,
@@ -68,6 +76,8 @@ def parse(text: str, env: Mapping[str, str], source: str = "<config>") -> Config
     elif not isinstance(raw, dict):
         ctx.problem(source, f"the top level must be a mapping, got {kind(raw)}")
     config = _build(ctx, raw, "", TOP_LEVEL, Config) if isinstance(raw, dict) else None
+    if config is not None:
+        _check_resync(ctx, config)
     if ctx.problems or config is None:
         raise ConfigError(ctx.problems)
     return config
@@ -86,6 +96,28 @@ def load(path: str, env: Mapping[str, str]) -> Config:
             f'config.file: cannot read "{path}": not UTF-8 text (byte {exc.start})'
         ) from None
     return parse(text, env, source=path)
+
+
+def _check_resync(ctx: Context, config: Config) -> None:
+    # A job the API lists later than `overlap` is missed by the incremental listings and
+    # found only by the next full resync; unless that comes before the job leaves the
+    # window, it is never counted and never shown.
+    window = config.lookback - config.overlap
+    if window <= 0:
+        ctx.problem(
+            "overlap",
+            f"must be shorter than lookback ({format_duration(config.lookback)}),"
+            f" got {format_duration(config.overlap)}",
+        )
+    elif config.full_resync_interval >= window:
+        ctx.problem(
+            "full_resync_interval",
+            f"must be shorter than lookback - overlap "
+            f"({format_duration(config.lookback)} - {format_duration(config.overlap)}"
+            f" = {format_duration(window)}), got {format_duration(config.full_resync_interval)}:"
+            " a job the API lists later than overlap could leave the window before a full"
+            " resync finds it",
+        )
 
 
 def _build(
@@ -213,8 +245,35 @@ def _known_resource_types(ctx: Context, items: list[tuple[int, Text]], path: str
     return ok
 
 
+def _job_events(ctx: Context, raw: object, path: str) -> JobEventsConfig | None:
+    return _build(ctx, raw, path, JOB_EVENTS, JobEventsConfig)
+
+
+def _event_statuses(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    if items is None:
+        return None
+    if not items:
+        ctx.problem(path, "must list Failed and/or Succeeded (to emit none, leave output empty)")
+        return None
+    ok = True
+    for index, text in items:
+        if text.value not in JOB_EVENT_STATUSES:
+            ctx.problem(
+                f"{path}[{index}]",
+                f"must be Failed or Succeeded, got {show(text)}"
+                f"{hint(text.value, JOB_EVENT_STATUSES)}",
+            )
+            ok = False
+    return tuple(text.value for _, text in items) if ok else None
+
+
 # --- the tables: the keys of each level, in the order their problems are reported ------
 
+JOB_EVENTS = (
+    Key("output", any_string),
+    Key("statuses", _event_statuses),
+)
 FILTERS = (
     Key("resource_types", _resource_types),
     Key("api_names", _strings),
@@ -241,6 +300,7 @@ TOP_LEVEL = (
     Key("full_resync_interval", partial(duration, zero_ok=False)),
     Key("processing_max_age", partial(duration, zero_ok=False)),
     Key("max_concurrent_refreshes", partial(integer, low=1, high=256)),
+    Key("job_events", _job_events),
     Key("accounts", _accounts),
 )
 TOP_LEVEL_KEYS = tuple(key.name for key in TOP_LEVEL)

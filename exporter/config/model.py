@@ -77,6 +77,17 @@ class AccountConfig:
         return (self.endpoint or DEFAULT_ENDPOINT).replace("{region}", region)
 
 
+JOB_EVENT_STATUSES = ("Failed", "Succeeded")
+
+
+@dataclass(frozen=True)
+class JobEventsConfig:
+    """`job_events`: one JSON line per job counted as finished (SPEC "Job events")."""
+
+    output: str = ""  # "": off; "stdout"; or a file path, appended and reopened on SIGHUP
+    statuses: tuple[str, ...] = ("Failed",)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. `accounts` may be empty here; whether that is acceptable
@@ -93,4 +104,5 @@ class Config:
     full_resync_interval: float = 1800.0  # a complete page-through of the window this often
     processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
     max_concurrent_refreshes: int = 4
+    job_events: JobEventsConfig = JobEventsConfig()
     accounts: tuple[AccountConfig, ...] = ()

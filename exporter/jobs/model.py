@@ -43,3 +43,32 @@ class JobQuery:
     resource_type: str | None = None
     api_name: str | None = None
     resource_ids: tuple[str, ...] = ()
+
+
+# API strings are shown as label values and in events; a hostile or buggy API must not
+# bloat either.
+MAX_TEXT_LENGTH = 256
+_ELLIPSIS = "…"
+
+
+def cap_text(value: str) -> str:
+    """An API string made safe to show: as a label value, in a job event, on the landing page.
+
+    Values longer than MAX_TEXT_LENGTH characters are cut to that length, the
+    last character replaced by "…". Lone surrogates (JSON can carry them) would make
+    the UTF-8 exposition fail, so they become U+FFFD.
+    """
+    if not value.isascii():
+        value = _valid_unicode(value)
+    if len(value) <= MAX_TEXT_LENGTH:
+        return value
+    return value[: MAX_TEXT_LENGTH - 1] + _ELLIPSIS
+
+
+def _valid_unicode(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Round trip through UTF-16: valid surrogate pairs join, lone ones become U+FFFD.
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value

@@ -29,7 +29,10 @@ from exporter.jobs.target import Target, TargetKey, TargetState
 log = logging.getLogger(__name__)
 
 FORMAT = "alb-jobs-exporter-state"
-VERSION = 1
+VERSION = 2
+# Version 1 lacked the store's horizons and the listing position; it is still read (the
+# saved refresh position stands in for them), so an upgrade keeps the counters.
+READABLE_VERSIONS = (1, 2)
 # Written after a successful refresh at most this often (and always on shutdown): with
 # 100k jobs held the file is ~15 MB, so not on every 30 s refresh. A refresh that moved a
 # counter is written at once, so that a crash (no shutdown flush) cannot lose a count:
@@ -170,6 +173,10 @@ def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_a
                 "region": region,
                 "position": position.position,
                 "last_full": position.last_full,
+                "listed_to": position.listed_to,
+                "floor": store.floor,
+                "counting_since": store.counting_since,
+                "recovered_total": store.recovered_total,
                 # Compact rows: one list per job, `visible` as 0/1 at the end.
                 "jobs": [_job_row(job, job.id in store.visible) for job in store.jobs],
                 "finished_total": [[*k, v] for k, v in store.finished_total.items()],
@@ -193,12 +200,35 @@ def decode(raw: bytes) -> Restored:
         raise StateError(f"not JSON (truncated?): {str(exc)[:120]}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise StateError(f"not an {FORMAT} file")
-    if document.get("version") != VERSION:
-        raise StateError(f"version {document.get('version')!r} is not {VERSION}")
-    try:
-        return dict(_target(item) for item in document["targets"])
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise StateError(f"malformed content ({type(exc).__name__}: {str(exc)[:120]})") from None
+    version = document.get("version")
+    if version not in READABLE_VERSIONS:
+        raise StateError(f"version {version!r} is not one of {READABLE_VERSIONS}")
+    items = document.get("targets")
+    if not isinstance(items, list):
+        raise StateError("malformed content (no list of targets)")
+    restored: Restored = {}
+    for index, item in enumerate(items):
+        # One bad entry costs that target its history, not every target's.
+        try:
+            key, saved = _target(item, version)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            log.warning(
+                "state of %s is malformed (%s: %s); that target starts fresh",
+                _describe(item, index),
+                type(exc).__name__,
+                str(exc)[:120],
+            )
+            continue
+        restored[key] = saved
+    return restored
+
+
+def _describe(item: Any, index: int) -> str:
+    if isinstance(item, dict):
+        account, region = item.get("account"), item.get("region")
+        if isinstance(account, str) and isinstance(region, str):
+            return f"account={account} region={region}"
+    return f"targets[{index}]"
 
 
 def _job_row(job: Job, visible: bool) -> list[Any]:
@@ -217,7 +247,7 @@ def _job_row(job: Job, visible: bool) -> list[Any]:
     ]
 
 
-def _target(item: Any) -> tuple[TargetKey, tuple[TargetState, StoreState]]:
+def _target(item: Any, version: int) -> tuple[TargetKey, tuple[TargetState, StoreState]]:
     key = (_str(item["account"]), _str(item["region"]))
     jobs = []
     visible = set()
@@ -255,8 +285,15 @@ def _target(item: Any) -> tuple[TargetKey, tuple[TargetState, StoreState]]:
             cast(DurationKey, _labels(r, 3)): (tuple(_count(c) for c in r[3]), _time(r[4]))
             for r in item["durations"]
         },
+        floor=_optional_time(item["floor"]) if version >= 2 else None,
+        counting_since=_optional_time(item["counting_since"]) if version >= 2 else None,
+        recovered_total=_count(item["recovered_total"]) if version >= 2 else 0,
     )
-    position = TargetState(_optional_time(item["position"]), _optional_time(item["last_full"]))
+    position = TargetState(
+        _optional_time(item["position"]),
+        _optional_time(item["last_full"]),
+        _optional_time(item["listed_to"]) if version >= 2 else None,
+    )
     return key, (position, store)
 
 

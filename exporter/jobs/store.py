@@ -8,6 +8,7 @@ and an immutable snapshot that scrapes read without locking.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
@@ -80,8 +81,9 @@ class StoreSnapshot:
     recent_failures: tuple[Job, ...] = ()
     processing_ids: frozenset[str] = frozenset()
     jobs_tracked: int = 0
+    recovered_total: int = 0  # jobs a complete resync found that incremental listings missed
     updated_at: float | None = None  # the `now` of the last update; None before the first
-    primed: bool = False
+    primed: bool = False  # counting has started (a first update, or restored state)
 
 
 class _Histogram:
@@ -146,6 +148,8 @@ class StoreState:
     """Everything a store needs to continue after a restart (see `exporter.state`).
 
     `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
+    `floor` and `counting_since` are the store's two horizons (see `JobStore`); None in a
+    file written before they existed.
     """
 
     jobs: tuple[Job, ...]
@@ -155,6 +159,9 @@ class StoreState:
     vanished_total: Mapping[ApiKey, int]
     bounds: tuple[float, ...]
     durations: Mapping[DurationKey, tuple[tuple[int, ...], float]]
+    floor: float | None = None
+    counting_since: float | None = None
+    recovered_total: int = 0
 
 
 class JobStore:
@@ -171,17 +178,25 @@ class JobStore:
     the window). The window itself is applied here, by CreateTime, whatever the API's
     BeginTime filters on.
 
-    Counting rules (SPEC "Counter rules"):
+    Counting rules (SPEC "Counter rules") hold by construction, through two horizons that
+    only ever move forward and one writer at a time:
 
-    * The first successful update primes the store: terminal jobs never seen before are
-      remembered, not counted, so a restart never fakes a burst. Jobs restored from a
-      state file as Processing are counted when the priming update sees them terminal.
-    * Later, a job is counted once when it is seen terminal and was either held as not
-      terminal or never seen before.
-    * A job never seen before that was created before the window is ignored: a complete
-      listing by CreateTime would not return it, and it may be one the store counted and
-      forgot (see pruning), so counting it would break "once ever". Whether it shows up
-      must not depend on what BeginTime filters on (unconfirmed).
+    * `floor`, the newest window start seen (`now - lookback` of the newest update): a job
+      never seen before that was created before it is ignored, because it may be one the
+      store counted and forgot (see pruning). It never moves back, so a wall-clock step
+      backwards cannot re-admit pruned jobs as new.
+    * `counting_since`, the time of the first update ever (kept in the state file): what
+      that first update finds terminal is history, and later a job never seen before and
+      already terminal is counted if it finished (ModifyTime) at or after it. So a start
+      never fakes a burst, a job the API lists late is counted or not by when it
+      finished, and a restart with the state file is just a long gap: the jobs created
+      and finished while down are counted.
+    * A job is counted once, when it is first seen terminal: held as not terminal before,
+      or never seen (by the rule above).
+    * Updates carry a ticket from `begin()`, taken when the refresh started; an update
+      whose ticket is older than the last one applied is discarded whole. A reload that
+      hands the store to a new target while the old one's refresh is in flight cannot
+      apply an older view over a newer one.
     * A job seen Processing is tracked by id until it is seen terminal, vanishes (it was
       looked up by id and not returned: counted in vanished_total) or was created more
       than `processing_max_age` ago (given up, not counted as vanished).
@@ -211,7 +226,13 @@ class JobStore:
         self._max_age = max(float(processing_max_age), self._lookback)
         self._bounds = bounds
         self._update_lock = threading.Lock()
-        self._primed = False
+        self._floor: float | None = None
+        self._counting_since: float | None = None
+        self._priming = False  # within the first update ever
+        self._tickets = 0  # the last ticket handed out by begin()
+        self._applied = 0  # the ticket of the last update applied
+        self._recovered = 0
+        self._counted: list[Job] = []  # what the update under way counted
         self._jobs: dict[str, Job] = {}  # the latest version of every id held in memory
         self._visible: set[str] = set()  # ids shown in the gauges while within the window
         self._finished: dict[StatusKey, int] = {}
@@ -243,6 +264,12 @@ class JobStore:
         """Id -> CreateTime of every job held that is not terminal: the ones to re-check."""
         return self._open
 
+    def begin(self) -> int:
+        """A ticket for a refresh that starts now; pass it to `update`."""
+        with self._update_lock:
+            self._tickets += 1
+            return self._tickets
+
     def update(
         self,
         observed: Iterable[Job],
@@ -250,17 +277,34 @@ class JobStore:
         now: float,
         *,
         complete: bool = True,
-    ) -> None:
-        """Apply one successful refresh taken at `now`.
+        ticket: int | None = None,
+        resync_before: float | None = None,
+    ) -> tuple[Job, ...] | None:
+        """Apply one successful refresh taken at `now`: the jobs it counted (for the job
+        events), or None if it was superseded and changed nothing.
 
         `observed` is every job the refresh returned (listing plus lookups by id);
         `looked_up` the ids that were looked up by id; `complete` whether the listing
-        covered the whole window (see the class docstring).
+        covered the whole window (see the class docstring); `ticket` from `begin()` when
+        the refresh started (None: a ticket taken now). On a complete resync,
+        `resync_before` is the CreateTime the incremental listings had covered: jobs
+        never seen that were created before it were missed by them (`recovered_total`).
         """
         with self._update_lock:
-            horizon = now - self._lookback
-            returned = self._effective(self._relevant(dedupe(observed), horizon))
+            if ticket is None:
+                self._tickets += 1
+                ticket = self._tickets
+            if ticket < self._applied:
+                return None
+            self._applied = ticket
+            self._counted = []
+            # The first update ever primes: what it finds terminal was so before we looked.
+            self._priming = self._counting_since is None
+            floor = self._advance(now)
+            returned = self._effective(self._relevant(dedupe(observed), floor))
             for job in returned.values():
+                if complete and resync_before is not None and job.create_time < resync_before:
+                    self._recovered += job.id not in self._jobs
                 self._ensure_series(job)
                 self._apply(job)
             self._vanish(looked_up, returned)
@@ -268,15 +312,25 @@ class JobStore:
                 self._visible = set(returned)
             else:
                 self._visible.update(returned)
-            self._prune(now)
-            self._primed = True
+            self._prune(floor)
             self._publish(now)
+            counted, self._counted = tuple(self._counted), []
+            return counted
 
-    def _relevant(self, returned: dict[str, Job], horizon: float) -> dict[str, Job]:
+    def _advance(self, now: float) -> float:
+        """Move the horizons forward for an update at `now`; the floor to apply."""
+        floor = self._advance_floor(now)
+        if self._counting_since is None:
+            # At the API's resolution (ms): a job that finished in the same millisecond as
+            # the first listing was not "already terminal" when that listing began.
+            self._counting_since = math.floor(now * 1000) / 1000
+        return floor
+
+    def _relevant(self, returned: dict[str, Job], floor: float) -> dict[str, Job]:
         return {
             job_id: job
             for job_id, job in returned.items()
-            if job.create_time >= horizon or job_id in self._jobs
+            if job.create_time >= floor or job_id in self._jobs
         }
 
     def _effective(self, returned: dict[str, Job]) -> dict[str, Job]:
@@ -302,14 +356,21 @@ class JobStore:
 
     def _apply(self, job: Job) -> None:
         previous = self._jobs.get(job.id)
-        if job.terminal and (not previous.terminal if previous is not None else self._primed):
+        if job.terminal and (
+            not previous.terminal if previous is not None else self._finished_while_counting(job)
+        ):
             self._count(job)
         # `job` is never an older status than `previous` here (see _effective), so
         # overwriting keeps terminal jobs terminal. Undocumented statuses are shown in the
         # gauges and re-checked like Processing, but neither counted nor reported stuck.
         self._jobs[job.id] = job
 
+    def _finished_while_counting(self, job: Job) -> bool:
+        since = self._counting_since
+        return not self._priming and since is not None and job.modify_time >= since
+
     def _count(self, job: Job) -> None:
+        self._counted.append(job)
         rt, api = job.resource_type, job.api_name
         self._finished[(job.status, rt, api, job.operate_type)] += 1
         if job.status == FAILED:
@@ -329,21 +390,20 @@ class JobStore:
         del self._jobs[job_id]
         self._visible.discard(job_id)
 
-    def _prune(self, now: float) -> None:
-        horizon = now - self._lookback
-        give_up = now - self._max_age
+    def _prune(self, floor: float) -> None:
+        give_up = floor + self._lookback - self._max_age
         stale = [
             job_id
             for job_id, job in self._jobs.items()
-            if job.create_time < (horizon if job.terminal else give_up)
+            if job.create_time < (floor if job.terminal else give_up)
         ]
         for job_id in stale:
             self._forget(job_id)
 
     def _publish(self, now: float) -> None:
-        horizon = now - self._lookback
+        floor = self._floor if self._floor is not None else now - self._lookback
         jobs = self._jobs
-        window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= horizon]
+        window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= floor]
         unfinished = [job for job in jobs.values() if not job.terminal]
         processing = [job for job in unfinished if job.status == PROCESSING]
         self._open = MappingProxyType({job.id: job.create_time for job in unfinished})
@@ -358,8 +418,9 @@ class JobStore:
             recent_failures=self._newest_failures(window),
             processing_ids=frozenset(job.id for job in processing),
             jobs_tracked=len(jobs),
+            recovered_total=self._recovered,
             updated_at=now,
-            primed=self._primed,
+            primed=self._counting_since is not None,
         )
 
     def _newest_failures(self, window: Iterable[Job]) -> tuple[Job, ...]:
@@ -385,19 +446,30 @@ class JobStore:
                 vanished_total=dict(self._vanished),
                 bounds=self._bounds,
                 durations={k: h.raw() for k, h in self._durations.items()},
+                floor=self._floor,
+                counting_since=self._counting_since,
+                recovered_total=self._recovered,
             )
 
-    def restore(self, state: StoreState, now: float) -> None:
-        """Continue from `state` (before the first update). The next update still primes
-        (SPEC: only jobs held as not terminal are counted when first seen terminal then).
+    def restore(
+        self, state: StoreState, now: float, *, counting_since: float | None = None
+    ) -> None:
+        """Continue from `state` (before the first update), as after a long gap between
+        two refreshes: the horizons continue from the saved ones. `counting_since` stands
+        in for a state written before it was kept (the time that state was saved).
 
         Raises ValueError if the histogram buckets differ from this store's.
         """
         if state.bounds != self._bounds:
             raise ValueError("the duration buckets differ from this version's")
         with self._update_lock:
-            if self._primed:
+            if self._counting_since is not None:
                 raise ValueError("restore() must come before the first update")
+            self._floor = state.floor
+            self._counting_since = (
+                state.counting_since if state.counting_since is not None else counting_since
+            )
+            self._recovered = state.recovered_total
             self._jobs = {job.id: job for job in state.jobs}
             self._visible = {job_id for job_id in state.visible if job_id in self._jobs}
             self._finished = dict(state.finished_total)
@@ -407,8 +479,14 @@ class JobStore:
                 key: _Histogram.from_raw(self._bounds, counts, total)
                 for key, (counts, total) in state.durations.items()
             }
-            self._prune(now)
+            self._prune(self._advance_floor(now))
             self._publish(now)
+
+    def _advance_floor(self, now: float) -> float:
+        # The window start never moves back, whatever the wall clock does.
+        floor = now - self._lookback
+        self._floor = floor if self._floor is None else max(floor, self._floor)
+        return self._floor
 
 
 def _status_key(job: Job) -> StatusKey:

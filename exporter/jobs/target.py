@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -31,6 +31,10 @@ JOB_IDS_PER_CALL = MAX_IDS_PER_CALL
 # after its CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
 DEFAULT_OVERLAP = 60.0
 DEFAULT_FULL_RESYNC_INTERVAL = 1800.0
+
+
+# Told the jobs a refresh counted (the job events): account, region, jobs, refresh time.
+CountedHook = Callable[[str, str, Sequence[Job], float], None]
 
 
 class JobSource(Protocol):
@@ -96,6 +100,9 @@ class TargetState:
 
     position: float | None  # the clock time of the last successful refresh
     last_full: float | None  # the clock time of the last complete page-through
+    # The newest CreateTime (ALB's clock) the listings have covered; None in a file
+    # written before it was kept (`position` stands in for it then).
+    listed_to: float | None = None
 
 
 class Target:
@@ -113,9 +120,11 @@ class Target:
         policy: RefreshPolicy | None = None,
         clock: Callable[[], float] = time.time,
         status: TargetStatus | None = None,
+        on_counted: CountedHook | None = None,
     ) -> None:
         """`status` carries over the status of the target this one replaces on a reload
-        that keeps its store: readiness and `up` do not drop while the data is the same."""
+        that keeps its store: readiness and `up` do not drop while the data is the same.
+        `on_counted(account, region, jobs, now)` is told the jobs each refresh counted."""
         self.account = account
         self.region = region
         self.source = source
@@ -125,12 +134,17 @@ class Target:
         self._policy = policy or RefreshPolicy()
         self._clock = clock
         self._status = status or TargetStatus()
+        self._on_counted = on_counted
         self._last_error_logged: str | None = None
         # Held while the store and the position change together, so an export for the
         # state file never pairs a new position with old store content.
         self._state_lock = threading.Lock()
         self._position: float | None = None
         self._last_full: float | None = None
+        # Incremental listings start from here minus `overlap`. It is in ALB's clock (the
+        # newest CreateTime listed), not ours: a step or skew of our clock must not make
+        # a listing start after jobs it has not seen yet.
+        self._listed_to: float | None = None
         self._next_check: dict[str, float] = {}  # job id -> when to look it up again
 
     @property
@@ -145,18 +159,21 @@ class Target:
 
     def export_state(self) -> tuple[TargetState, StoreState]:
         with self._state_lock:
-            return TargetState(self._position, self._last_full), self.store.export()
+            state = TargetState(self._position, self._last_full, self._listed_to)
+            return state, self.store.export()
 
     def restore_state(self, target: TargetState, store: StoreState) -> None:
         """Continue from persisted state (before the first refresh); ValueError if unusable."""
         now = self._clock()
         with self._state_lock:
-            self.store.restore(store, now)
+            self.store.restore(store, now, counting_since=target.position)
             self._position = target.position
             self._last_full = target.last_full
+            self._listed_to = target.listed_to if target.listed_to is not None else target.position
 
     def refresh(self) -> None:
         started = time.monotonic()
+        ticket = self.store.begin()
         now = self._clock()
         try:
             observed = self._fetch(now)
@@ -168,11 +185,29 @@ class Target:
             self._failed(f"internal error: {type(exc).__name__}", type(exc).__name__, started)
             return
         with self._state_lock:
-            self.store.update(observed.jobs, observed.looked_up, now, complete=observed.complete)
+            counted = self.store.update(
+                observed.jobs,
+                observed.looked_up,
+                now,
+                complete=observed.complete,
+                ticket=ticket,
+                resync_before=observed.resync_before,
+            )
+            if counted is None:
+                # A newer refresh of the same store (a reload's new target) landed first:
+                # this older view is dropped whole, and this target is being retired.
+                log.debug("account=%s region=%s: superseded refresh dropped", *self.key)
+                return
             self._position = now
+            self._listed_to = observed.listed_to
             if observed.complete:
                 self._last_full = now
         self._schedule(observed, now)
+        if counted and self._on_counted is not None:
+            try:
+                self._on_counted(self.account, self.region, counted, now)
+            except Exception:  # the events are a side output: the refresh itself succeeded
+                log.exception("job events of account=%s region=%s failed", *self.key)
         if self._last_error_logged is not None:
             log.info("account=%s region=%s recovered", self.account, self.region)
             self._last_error_logged = None
@@ -198,15 +233,18 @@ class Target:
 
     def _fetch(self, now: float) -> _Observed:
         complete = self._complete_needed(now)
+        covered = self._listed_to
         begin = now - self._lookback
         if not complete:
-            assert self._position is not None
-            begin = self._position - self._policy.overlap
-        jobs = [
-            job
-            for job in self.source.list_jobs(window_query(self._filters, int(begin * 1000)))
-            if matches(self._filters, job)
-        ]
+            assert covered is not None
+            begin = covered - self._policy.overlap
+        listed = self.source.list_jobs(window_query(self._filters, int(begin * 1000)))
+        # What the listing covered, by ALB's clock: its newest CreateTime (never behind
+        # what earlier listings covered, nor ahead of what this one returned).
+        listed_to = max([begin, *(job.create_time for job in listed)])
+        if covered is not None and not complete:
+            listed_to = max(listed_to, covered)
+        jobs = [job for job in listed if matches(self._filters, job)]
         # Jobs held as not terminal that the listing did not return (older than the
         # listing, or dropped by the API) are looked up by id: all of them on a complete
         # refresh, the ones due on an incremental one.
@@ -216,7 +254,12 @@ class Target:
         recheck = sorted(candidates) if complete else self._due(candidates, now)
         if recheck:
             jobs.extend(self.source.list_jobs(JobQuery(job_ids=tuple(recheck))))
-        return _Observed(jobs, recheck, complete)
+        # A complete resync after earlier listings: what it finds that was created before
+        # they reached (less the overlap they re-read) is what they missed.
+        resync_before = None
+        if complete and covered is not None:
+            resync_before = covered - self._policy.overlap
+        return _Observed(jobs, recheck, complete, listed_to, resync_before)
 
     def _due(self, candidates: list[str], now: float) -> list[str]:
         """The candidates due for a look-up, topped up with the soonest-due others to fill
@@ -269,3 +312,5 @@ class _Observed:
     jobs: list[Job]
     looked_up: Collection[str]
     complete: bool
+    listed_to: float  # see Target._listed_to
+    resync_before: float | None

@@ -136,6 +136,7 @@ def _target_samples(
         recent.add((*t, *labels), job.modify_time)
     _add_status(samples, t, status)
     samples["alb_exporter_jobs_tracked"].add(t, snap.jobs_tracked)
+    samples["alb_exporter_resync_recovered_jobs_total"].add(t, snap.recovered_total)
     return samples
 
 

@@ -9,11 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from exporter.jobs.model import MAX_TEXT_LENGTH, cap_text
+
+# Label values are API strings; a hostile or buggy API must not bloat the exposition.
+MAX_LABEL_VALUE_LENGTH = MAX_TEXT_LENGTH
+cap_label = cap_text
+
 MetricType = Literal["gauge", "counter", "histogram"]
 
 # API strings become label values; a hostile or buggy API must not bloat the exposition.
-MAX_LABEL_VALUE_LENGTH = 256
-_ELLIPSIS = "…"
 
 TARGET = ("account", "region")
 
@@ -114,6 +118,13 @@ METRICS: tuple[MetricSpec, ...] = (
         TARGET,
     ),
     MetricSpec(
+        "alb_exporter_resync_recovered_jobs_total",
+        "counter",
+        "Jobs a full resync found that the incremental listings had missed (the API listed "
+        "them later than overlap); raise overlap when this moves.",
+        TARGET,
+    ),
+    MetricSpec(
         "alb_exporter_config_last_reload_successful",
         "gauge",
         "1 if the last configuration reload succeeded, else 0.",
@@ -156,6 +167,7 @@ JOB_COLLECTOR_METRICS: tuple[str, ...] = (
     "alb_exporter_last_success_timestamp_seconds",
     "alb_exporter_refresh_duration_seconds",
     "alb_exporter_jobs_tracked",
+    "alb_exporter_resync_recovered_jobs_total",
 )
 
 # ListAsynJobs calls usually take tens of milliseconds; the request timeout caps them.
@@ -171,26 +183,3 @@ def family_name(metric: MetricSpec) -> str:
     if metric.type == "counter" and metric.name.endswith("_total"):
         return metric.name.removesuffix("_total")
     return metric.name
-
-
-def cap_label(value: str) -> str:
-    """An API string made safe as a label value.
-
-    Values longer than MAX_LABEL_VALUE_LENGTH characters are cut to that length, the
-    last character replaced by "…". Lone surrogates (JSON can carry them) would make
-    the UTF-8 exposition fail, so they become U+FFFD.
-    """
-    if not value.isascii():
-        value = _valid_unicode(value)
-    if len(value) <= MAX_LABEL_VALUE_LENGTH:
-        return value
-    return value[: MAX_LABEL_VALUE_LENGTH - 1] + _ELLIPSIS
-
-
-def _valid_unicode(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # Round trip through UTF-16: valid surrogate pairs join, lone ones become U+FFFD.
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value

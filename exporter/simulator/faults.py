@@ -24,6 +24,7 @@ MALFORMED = (
     "wrong_types",
     "extra_fields",
     "not_json",
+    "no_jobs",
 )
 # `error_code` knob -> HTTP status, as the gateway answers them.
 SERVER_ERRORS = {

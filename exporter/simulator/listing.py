@@ -198,7 +198,10 @@ def render(body: dict[str, Any], malformed: str) -> tuple[int, tuple[tuple[str, 
             f"{body['RequestId']}</RequestId></ListAsynJobsResponse>"
         )
         return 200, (("Content-Type", "text/xml;charset=utf-8"),), xml.encode()
-    if malformed == "jobs_null":
+    if malformed == "no_jobs":
+        # A 2xx JSON answer that is not a ListAsynJobs answer (a proxy's, another API's).
+        body = {"RequestId": body["RequestId"]}
+    elif malformed == "jobs_null":
         body["Jobs"] = None
     elif malformed == "missing_fields":
         del body["TotalCount"]

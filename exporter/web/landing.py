@@ -1,4 +1,5 @@
-"""The landing page at `/`: what is configured and how each target last fared.
+"""The landing page at `/`: what is configured, how each target last fared, and the newest
+failed jobs with their messages (what the on-call engineer opens when a failure alert fires).
 
 Plain HTML with every interpolated value escaped; no scripts, no images.
 """
@@ -24,10 +25,25 @@ class LandingTarget:
 
 
 @dataclass(frozen=True)
+class LandingFailure:
+    """One recently failed job; its message is API text, shown escaped."""
+
+    time: float  # Unix time it failed (ModifyTime)
+    account: str
+    region: str
+    job_id: str
+    resource_id: str
+    api_name: str
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
 class LandingInfo:
     version: str
     targets: Sequence[LandingTarget]
     telemetry_path: str
+    failures: Sequence[LandingFailure] = ()  # newest first
 
 
 def _utc(timestamp: float | None) -> str:
@@ -85,6 +101,38 @@ def render_landing(info: LandingInfo) -> str:
 {body}
 </tbody>
 </table>
+<h2>Recent failed jobs</h2>
+{_failures(info.failures)}
 </body>
 </html>
 """
+
+
+def _failures(failures: Sequence[LandingFailure]) -> str:
+    if not failures:
+        return "<p>none in the lookback window</p>"
+    rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(value)}</td>"
+            for value in (
+                _utc(f.time),
+                f.account,
+                f.region,
+                f.job_id,
+                f.resource_id,
+                f.api_name,
+                f.error_code,
+                f.error_message,
+            )
+        )
+        + "</tr>"
+        for f in failures
+    )
+    return f"""<table>
+<thead><tr><th>failed (UTC)</th><th>account</th><th>region</th><th>job id</th>\
+<th>resource id</th><th>API name</th><th>error code</th><th>error message</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>"""

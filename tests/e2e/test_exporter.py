@@ -13,12 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from exporter.metrics.table import METRICS
-from tests.support import procs
-from tests.support.configs import access_key, account, write_config
+from tests.support import loopback, procs
+from tests.support.configs import UNPACED, access_key, account, write_config
 from tests.support.procs import control
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +29,8 @@ ENV_KEY_ID = "LTAI5tE2eEnvKeyId0000002"
 ENV_SECRET = "e2e-Env-Secret-1122334455"
 SIM_KEYS = {ACCESS_KEY_ID: SECRET, ENV_KEY_ID: ENV_SECRET}  # the prod and the env account's
 REGIONS = ("cn-hangzhou", "cn-shanghai")  # prod's; the env account's is eu-central-1
+CACHE_TTL = 0.3  # short, so that waiting for the next scrape to refresh costs little
+PAST_TTL = CACHE_TTL + 0.1  # a sleep after which the next scrape refreshes
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +46,17 @@ def truth(sim: procs.Proc, region: str) -> list[dict[str, Any]]:
 
 
 def prod_config(tmp: Path, sim: procs.Proc, *extra_accounts: dict[str, object]) -> Path:
-    prod = account(sim, "prod", REGIONS, access_key(ACCESS_KEY_ID, "${E2E_SECRET}"))
+    prod = account(sim, "prod", REGIONS, access_key(ACCESS_KEY_ID, "${E2E_SECRET}"), **UNPACED)
     # These tests jump the simulator's clock by minutes while the exporter's moves by seconds,
     # so backed-off re-checks of Processing jobs would not be due yet: page the whole window
-    # on every refresh. Incremental refreshes are covered by test_incremental and
-    # test_restart_e2e.
-    return write_config(tmp / "config.yaml", [prod, *extra_accounts], full_resync_interval="1s")
+    # on every refresh (refreshes are at least CACHE_TTL apart). Incremental refreshes are
+    # covered by test_incremental and test_restart_e2e.
+    return write_config(
+        tmp / "config.yaml",
+        [prod, *extra_accounts],
+        cache_ttl=CACHE_TTL,
+        full_resync_interval=CACHE_TTL / 3,
+    )
 
 
 def declared(text: str, name: str) -> bool:
@@ -128,7 +134,7 @@ def test_counters_count_each_finished_job_once(sim: procs.Proc, exporter: procs.
     seen = {j["Id"]: j for j in truth(sim, region)}
 
     control(sim, "POST", "/_sim/time", {"advance": 900})
-    time.sleep(1.2)  # past cache_ttl
+    time.sleep(PAST_TTL)
     _, after = procs.scrape(exporter.url)
     now = {j["Id"]: j for j in truth(sim, region)}
     want: Counter[tuple[str, ...]] = Counter()
@@ -147,7 +153,7 @@ def test_counters_count_each_finished_job_once(sim: procs.Proc, exporter: procs.
     assert got == {k: float(v) for k, v in want.items()}
 
     # Scraping again without any change must not count anything twice.
-    time.sleep(1.2)
+    time.sleep(PAST_TTL)
     _, again = procs.scrape(exporter.url)
     assert exported(again, "alb_async_jobs_finished_total", region, JOB_LABELS) == exported(
         after, "alb_async_jobs_finished_total", region, JOB_LABELS
@@ -168,7 +174,7 @@ def test_every_spec_family_is_exposed_and_promtool_accepts_it(exporter: procs.Pr
 
 
 def test_openmetrics_is_served_when_asked_for(exporter: procs.Proc) -> None:
-    r = httpx.get(
+    r = loopback.get(
         exporter.url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
     )
     assert r.status_code == 200
@@ -180,13 +186,13 @@ def test_probe_serves_one_target_and_rejects_unknown(exporter: procs.Proc) -> No
     _, samples = procs.scrape(exporter.url, "/probe?account=prod&region=cn-shanghai")
     regions = {dict(lbl).get("region") for (_, lbl) in samples if dict(lbl).get("region")}
     assert regions == {"cn-shanghai"}
-    assert httpx.get(exporter.url + "/probe?account=prod&region=nowhere").status_code == 400
+    assert loopback.get(exporter.url + "/probe?account=prod&region=nowhere").status_code == 400
 
 
 def test_health_endpoints_and_landing_page(exporter: procs.Proc) -> None:
-    assert httpx.get(exporter.url + "/-/healthy").status_code == 200
-    assert httpx.get(exporter.url + "/-/ready").status_code == 200
-    page = httpx.get(exporter.url + "/")
+    assert loopback.get(exporter.url + "/-/healthy").status_code == 200
+    assert loopback.get(exporter.url + "/-/ready").status_code == 200
+    page = loopback.get(exporter.url + "/")
     assert page.status_code == 200
     assert "prod" in page.text and "cn-hangzhou" in page.text and "/metrics" in page.text
 
@@ -197,8 +203,10 @@ def test_secrets_never_appear_in_logs_pages_or_errors(
     cfg = prod_config(
         tmp_path,
         sim,
-        account(sim, "wrong-secret", ["cn-hangzhou"], access_key(ACCESS_KEY_ID, WRONG_SECRET)),
-        account(sim, "from-env", ["eu-central-1"], signature="v1"),
+        account(
+            sim, "wrong-secret", ["cn-hangzhou"], access_key(ACCESS_KEY_ID, WRONG_SECRET), **UNPACED
+        ),
+        account(sim, "from-env", ["eu-central-1"], signature="v1", **UNPACED),
     )
     env = {
         **exporter_env(),
@@ -208,7 +216,7 @@ def test_secrets_never_appear_in_logs_pages_or_errors(
     with start_exporter(cfg, env=env) as proc:
         answers = []
         for _ in range(3):
-            time.sleep(1.1)
+            time.sleep(PAST_TTL)
             text, samples = procs.scrape(proc.url)
             answers.append(text)
         for path in (
@@ -219,8 +227,8 @@ def test_secrets_never_appear_in_logs_pages_or_errors(
             "/probe?account=x&region=y",
             "/nope",
         ):
-            answers.append(httpx.get(proc.url + path).text)
-        answers.append(httpx.post(proc.url + "/-/reload").text)
+            answers.append(loopback.get(proc.url + path).text)
+        answers.append(loopback.post(proc.url + "/-/reload").text)
         up = {
             dict(lbl)["account"]: v for lbl, v in procs.select(samples, "alb_exporter_up").items()
         }
@@ -304,7 +312,7 @@ def test_demo_serves_every_job_family_within_15_seconds() -> None:
         families = [m.name for m in METRICS if m.name.startswith("alb_async_job")]
 
         def complete() -> bool:
-            text = httpx.get(proc.url + "/metrics", timeout=15).text
+            text = loopback.get(proc.url + "/metrics", timeout=15).text
             return all(declared(text, name) for name in families) and "alb_async_jobs{" in text
 
         procs.wait_until(complete, timeout=15 - (time.monotonic() - started))

@@ -37,10 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.alibaba.signing import percent_encode
 from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH
 from exporter.web.server import MAX_WORKERS
-from tests.support import procs
+from tests.support import loopback, procs
 from tests.support.configs import access_key, account, write_config
 
-pytestmark = pytest.mark.e2e
+# timing: while a call hangs, scrapes answer at the deadline the exporter keeps (SCRAPE_TIMEOUT
+# minus its 0.5 s offset), a few tenths of a second inside the bound Suite.scrape checks.
+pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 
 KEY_ID = "LTAI5tFaultKeyId00000001"
 SECRET = "fault-Secret-Value-7c6b5a4f3e2d1c"
@@ -66,7 +68,8 @@ PAGE_SIZE = 5  # small, so that even a listing of the latest jobs spans several 
 JOB_LABELS = ("status", "resource_type", "api_name", "operate_type")
 JOB_FIELDS = ("Status", "ResourceType", "ApiName", "OperateType")
 COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
-TRANSPORT_CODES = ("OK", "Timeout", "TransportError")  # codes the simulator cannot log
+# Codes the simulator cannot log: the exporter's reading of an answer, not the API's Code.
+TRANSPORT_CODES = ("OK", "Timeout", "TransportError", "MalformedResponse")
 
 
 # --- the running system -------------------------------------------------------------------
@@ -182,13 +185,13 @@ class Suite:
     # --- the exporter, as Prometheus and a user see it ---
 
     def get(self, path: str) -> httpx.Response:
-        r = httpx.get(self.exporter.url + path, timeout=30)
+        r = loopback.get(self.exporter.url + path, timeout=30)
         self.answers.append(r.text)
         return r
 
     def scrape(self, path: str = "/metrics") -> procs.Samples:
         started = time.monotonic()
-        r = httpx.get(
+        r = loopback.get(
             self.exporter.url + path,
             headers={"X-Prometheus-Scrape-Timeout-Seconds": f"{SCRAPE_TIMEOUT:g}"},
             timeout=30,
@@ -225,7 +228,7 @@ class Suite:
                 return samples
             if time.monotonic() > deadline:
                 raise AssertionError(f"not within {timeout:g}s: {what} {explain(samples)}")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def log_lines(self, start: int = 0) -> list[str]:
         with self.exporter._lock:
@@ -523,7 +526,7 @@ def check_request_counts(suite: Suite) -> None:
         seen = suite.control("GET", "/_sim/state")["request_counts"]
         return all(sum(codes(samples, t).values()) == seen.get(t[1], 0) for t in SIM_TARGETS)
 
-    procs.wait_until(balanced, timeout=15, interval=0.3)
+    procs.wait_until(balanced, timeout=15, interval=0.1)
 
 
 def check_logged_once(logs: list[str], code: str) -> None:
@@ -596,7 +599,7 @@ def test_hostile_job_strings_keep_the_exposition_valid_and_capped(suite: Suite) 
     text = suite.answers[-1]
     validate_exposition(text)
     om = suite.exporter.url + "/metrics"
-    om_text = httpx.get(
+    om_text = loopback.get(
         om, headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=30
     ).text
     suite.answers.append(om_text)
@@ -714,7 +717,7 @@ def test_call_hanging_past_the_timeout(suite: Suite) -> None:
 
 
 def test_truncated_json(suite: Suite) -> None:
-    outage(suite, "TransportError", cause="non-JSON body", malformed="truncated")
+    outage(suite, "MalformedResponse", cause="non-JSON body", malformed="truncated")
 
 
 def test_html_error_page_with_status_502(suite: Suite) -> None:
@@ -722,7 +725,7 @@ def test_html_error_page_with_status_502(suite: Suite) -> None:
 
 
 def test_xml_instead_of_json(suite: Suite) -> None:
-    outage(suite, "TransportError", cause="non-JSON body", malformed="not_json")
+    outage(suite, "MalformedResponse", cause="non-JSON body", malformed="not_json")
 
 
 def test_connection_refused_then_restarted(suite: Suite) -> None:
@@ -768,7 +771,7 @@ def test_connection_refused_then_restarted(suite: Suite) -> None:
 def test_200_with_jobs_null(suite: Suite) -> None:
     # Reading "Jobs": null as "no jobs" would zero the gauges and count every tracked
     # Processing job as vanished: an outage disguised as a quiet account.
-    ep = outage(suite, "TransportError", retried=False, cause="Jobs", malformed="jobs_null")
+    ep = outage(suite, "MalformedResponse", retried=False, cause="Jobs", malformed="jobs_null")
     vanished = "alb_async_jobs_vanished_total"
     assert by_labels(ep.after, vanished, FAULTED, ("resource_type", "api_name")) == by_labels(
         ep.base, vanished, FAULTED, ("resource_type", "api_name")
@@ -777,18 +780,42 @@ def test_200_with_jobs_null(suite: Suite) -> None:
 
 def test_200_with_missing_fields(suite: Suite) -> None:
     outage(
-        suite, "TransportError", retried=False, cause="has no Status", malformed="missing_fields"
+        suite,
+        "MalformedResponse",
+        retried=False,
+        cause="has no Status",
+        malformed="missing_fields",
     )
 
 
 def test_200_with_wrong_types(suite: Suite) -> None:
     outage(
         suite,
-        "TransportError",
+        "MalformedResponse",
         retried=False,
         cause="not epoch milliseconds",
         malformed="wrong_types",
     )
+
+
+def test_200_that_is_not_a_listing_answer(suite: Suite) -> None:
+    # A proxy's own JSON ({"RequestId": ...}): read as "no jobs" it made every tracked
+    # Processing job vanish and the stuck-job series disappear while up stayed 1.
+    ep = outage(
+        suite,
+        "MalformedResponse",
+        retried=False,
+        cause="neither Jobs nor TotalCount",
+        malformed="no_jobs",
+    )
+    vanished = "alb_async_jobs_vanished_total"
+    assert by_labels(ep.after, vanished, FAULTED, ("resource_type", "api_name")) == by_labels(
+        ep.base, vanished, FAULTED, ("resource_type", "api_name")
+    )
+    stuck = "alb_async_job_processing_oldest_created_timestamp_seconds"
+    before = by_labels(ep.base, stuck, FAULTED, ("resource_type", "api_name"))
+    assert before  # there were Processing jobs to lose
+    assert by_labels(ep.during, stuck, FAULTED, ("resource_type", "api_name")) == before
 
 
 def test_200_with_extra_fields_is_accepted(suite: Suite) -> None:
@@ -890,7 +917,7 @@ def _storm(suite: Suite, rounds: int, workers: int = 16, per_worker: int = 4) ->
     paths = ["/metrics", "/metrics", f"/probe?account={FAULTED[0]}&region={FAULTED[1]}"]
 
     def hammer(i: int) -> int:
-        with httpx.Client(timeout=30) as c:
+        with loopback.client(timeout=30) as c:
             for j in range(per_worker):
                 r = c.get(
                     suite.exporter.url + paths[(i + j) % len(paths)],

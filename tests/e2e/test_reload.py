@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import procs
+from tests.support import loopback, procs
 from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
 
@@ -31,6 +31,7 @@ RELOAD_METRIC = "alb_exporter_config_last_reload_successful"
 EXPIRY = "alb_exporter_credentials_expiry_timestamp_seconds"
 CRED_REFRESHES = "alb_exporter_credential_refreshes_total"
 JOB_LABELS = ("status", "resource_type", "api_name", "operate_type")
+CACHE_TTL = 0.3  # short, so that waiting for the next scrape to refresh costs little
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,9 @@ def write_reload_config(
         account(sim, name, regions, keys, max_requests_per_second=200)
         for name, regions in accounts.items()
     ]
-    write_config(path, entries, page_size=page_size, request_timeout=request_timeout)
+    write_config(
+        path, entries, cache_ttl=CACHE_TTL, page_size=page_size, request_timeout=request_timeout
+    )
 
 
 @pytest.fixture
@@ -105,11 +108,11 @@ def finished(samples: procs.Samples, account: str, region: str) -> dict[frozense
 
 
 def reload_post(proc: procs.Proc) -> httpx.Response:
-    return httpx.post(proc.url + "/-/reload", timeout=30)
+    return loopback.post(proc.url + "/-/reload", timeout=30)
 
 
 def scrape_after_ttl(proc: procs.Proc) -> procs.Samples:
-    time.sleep(1.1)  # past cache_ttl, so the scrape refreshes
+    time.sleep(CACHE_TTL + 0.1)  # past cache_ttl, so the scrape refreshes
     return procs.scrape(proc.url)[1]
 
 
@@ -125,7 +128,7 @@ def test_post_reload_adds_a_target_and_sighup_removes_one(
     r = reload_post(exporter)
     assert (r.status_code, r.text) == (200, "config reloaded\n")
     # The new target is tried at once: readiness and its series do not wait for a scrape.
-    procs.wait_until(lambda: httpx.get(exporter.url + "/-/ready").status_code == 200)
+    procs.wait_until(lambda: loopback.get(exporter.url + "/-/ready").status_code == 200)
     _, samples = procs.scrape(exporter.url)
     assert targets(samples) == {
         ("prod", "cn-hangzhou"),
@@ -185,7 +188,7 @@ def test_bad_config_is_rejected_and_the_old_one_keeps_serving(
     exporter.popen.send_signal(signal.SIGHUP)
     procs.wait_until(lambda: exporter.output().count("config reload failed") >= 3, timeout=10)
     assert exporter.popen.poll() is None
-    assert httpx.get(exporter.url + "/-/healthy").status_code == 200
+    assert loopback.get(exporter.url + "/-/healthy").status_code == 200
 
     cfg_file.write_text(good)
     assert reload_post(exporter).status_code == 200
@@ -262,9 +265,9 @@ def test_readiness_and_up_hold_across_a_reload_that_rebuilds_the_clients(
             cfg_file, sim, {"prod": ("cn-hangzhou", "cn-shanghai")}, request_timeout="9s"
         )
         assert reload_post(exporter).status_code == 200
-        assert httpx.get(exporter.url + "/-/ready").status_code == 200
+        assert loopback.get(exporter.url + "/-/ready").status_code == 200
         # A short scrape deadline: served from what the targets hold, not waiting for them.
-        r = httpx.get(
+        r = loopback.get(
             exporter.url + "/metrics",
             headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.6"},
             timeout=10,

@@ -1,6 +1,8 @@
 """End to end with `state_file`: kill and restart the real exporter process against the
-real simulator process; counters never decrease, no job is counted twice, and a job seen
-Processing that finished while the exporter was down is counted once.
+real simulator process; counters never decrease, no job is counted twice, and a restart
+is a long gap between two refreshes: a job seen Processing that finished while the
+exporter was down, and a job created and finished while it was down, are counted once;
+a job that finished before the first ever start is not counted.
 
 Also: a scrape whose timeout the refresh cannot meet is answered in time with the previous
 data, and concurrent scrapes share one upstream refresh.
@@ -100,23 +102,27 @@ def test_kill_and_restart_counts_once_and_never_decreases(
         # Killed without a chance to flush: what was counted had to be written already.
         first.stop(signal.SIGKILL)
 
-    # While it is down: JOB-B (seen Processing) finishes; JOB-D is born and dies unseen.
+    # While it is down: JOB-B (seen Processing) finishes; JOB-D and JOB-E are born and
+    # finish unseen.
     put_jobs(
         sim,
         {"Id": "JOB-B", "Status": "Succeeded"},
         {"Id": "JOB-D", "Status": "Failed", "ErrorCode": "Other", "CreateTime": now_ms(sim)},
+        {"Id": "JOB-E", "Status": "Succeeded", "CreateTime": now_ms(sim)},
     )
     with start_exporter(config, ready=False) as second:
         c2 = counters(second.url)
         assert "ignoring state file" not in second.output()
         assert_no_decrease(c1, c2)
-        # JOB-A is not counted twice; JOB-B is counted once; JOB-D was never seen
-        # Processing and is terminal at this first refresh: not counted (SPEC).
+        # JOB-A is not counted twice; JOB-B is counted once; JOB-D and JOB-E, born and
+        # finished while it was down, once each (SPEC: a restart is a long gap); JOB-C,
+        # terminal before the first ever start, still not.
         assert value(c2, "alb_async_jobs_failures_total", error_code="Conflict.Lock") == 1
-        assert value(c2, "alb_async_jobs_finished_total", status="Succeeded") == 1
-        assert value(c2, "alb_async_jobs_finished_total", status="Failed") == 1
+        assert value(c2, "alb_async_jobs_failures_total", error_code="Other") == 1
+        assert value(c2, "alb_async_jobs_finished_total", status="Succeeded") == 2
+        assert value(c2, "alb_async_jobs_finished_total", status="Failed") == 2
         _, everything = procs.scrape(second.url)
-        assert value(everything, "alb_async_job_duration_seconds_count") == 2
+        assert value(everything, "alb_async_job_duration_seconds_count") == 4
         assert second.stop(signal.SIGTERM) == 0  # flushes the state on the way out
 
     with start_exporter(config, ready=False) as third:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import loopback
 
 REPO = Path(__file__).resolve().parents[2]
 _URL = re.compile(r"listening on (https?://[^\s\"]+)")
@@ -197,13 +198,13 @@ class Exporters(_Launcher):
     ) -> Proc:
         proc = self._start(exporter_args(config, *extra, listen=listen), env)
         if ready:
-            wait_until(lambda: httpx.get(proc.url + "/-/ready").status_code == 200)
+            wait_until(lambda: loopback.get(proc.url + "/-/ready").status_code == 200)
         return proc
 
 
 def control(sim: Proc, method: str, path: str, body: object = None) -> Any:
     """Call the simulator's loopback control API (/_sim/...) and return its JSON answer."""
-    r = httpx.request(method, sim.url + path, json=body, timeout=10)
+    r = loopback.request(method, sim.url + path, json=body, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -236,7 +237,7 @@ def parse(text: str) -> Samples:
 
 
 def scrape(url: str, path: str = "/metrics") -> tuple[str, Samples]:
-    r = httpx.get(url + path, timeout=30)
+    r = loopback.get(url + path, timeout=30)
     assert r.status_code == 200, r.text
     return r.text, parse(r.text)
 

@@ -187,13 +187,14 @@ def test_reload_resizes_the_refresh_pool(
     write_config(cfg_path, sim.url, max_concurrent_refreshes=2, cache_ttl="0s")
     assert app.reload() is None
     assert app.refresher.ensure_fresh(None, timeout=10)
-    # Every answer now takes 4 s. With one worker the second region's request could only
-    # arrive after the first answer; with two, both regions are asked at once.
-    sim.simulator.set_faults(latency=4.0)
+    # Every answer now takes 2.5 s. With one worker the second region's request could only
+    # arrive after the first answer; with two, both regions are asked at once. (Closing the
+    # app at the end waits for these answers: the latency is what the test costs.)
+    sim.simulator.set_faults(latency=2.5)
     before = {r: sim.simulator.request_count(r) for r in REGIONS}
     app.refresher.ensure_fresh(None, timeout=0)
     procs.wait_until(
-        lambda: all(sim.simulator.request_count(r) > before[r] for r in REGIONS), timeout=3
+        lambda: all(sim.simulator.request_count(r) > before[r] for r in REGIONS), timeout=2
     )
     sim.simulator.clear_faults()
 
@@ -204,8 +205,8 @@ def test_reload_closes_a_replaced_client_only_after_its_refresh_ends(
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Every refresh pages through the whole window (overlap >= lookback), 5 jobs a page.
-    settings = {"page_size": 5, "overlap": "2h", "cache_ttl": "0s"}
+    # Every refresh pages through the whole window (a full resync each time), 5 jobs a page.
+    settings = {"page_size": 5, "full_resync_interval": 0.001, "cache_ttl": "0s"}
     app = start(apps, write_config(cfg_path, sim.url, **settings), cfg_path)
     assert app.refresher.ensure_fresh(None, timeout=10)
     old = targets_of(app)
@@ -370,3 +371,22 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
         exporter_log.removeHandler(slow)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
+
+
+def test_a_throttled_region_pauses_alone(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    # ALB's quota scope is account x region x API: one region's Throttling with a long
+    # x-acs-retry-after must not hold up the account's other regions (SPEC: the budget
+    # is per region). With one bucket per account the healthy region would wait 30 s.
+    app = start(apps, write_config(cfg_path, sim.url, cache_ttl="0s"), cfg_path)
+    throttled, healthy = KEYS
+    sim.simulator.set_faults(throttled[1], throttle_every=1, retry_after_ms=30_000)
+    assert app.refresher.ensure_fresh([throttled], timeout=10)
+    assert targets_of(app)[throttled].status().last_error is not None
+    assert "Throttling" in (targets_of(app)[throttled].status().last_error or "")
+    requests = sim.simulator.request_count(healthy[1])
+    assert app.refresher.ensure_fresh([healthy], timeout=5)
+    assert targets_of(app)[healthy].status().up
+    assert sim.simulator.request_count(healthy[1]) > requests
+    sim.simulator.clear_faults()

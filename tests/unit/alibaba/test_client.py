@@ -270,7 +270,7 @@ def test_pages_through_next_tokens_until_absent(make_client: Any) -> None:
     assert all(api.params(i)["BeginTime"] == str(T0_MS) for i in range(3))
 
 
-@pytest.mark.parametrize("last", [{"Jobs": [], "NextToken": ""}, {"Jobs": []}, {}])
+@pytest.mark.parametrize("last", [{"Jobs": [], "NextToken": ""}, {"Jobs": []}, {"TotalCount": 0}])
 def test_an_empty_or_absent_next_token_ends_the_listing(make_client: Any, last: Any) -> None:
     api = FakeApi(page(api_job("j1"), token="t1"), httpx.Response(200, json=last))
     assert [job.id for job in make_client(api).list_jobs(JobQuery())] == ["j1"]
@@ -709,7 +709,7 @@ def test_job_fields_and_times_are_parsed(make_client: Any) -> None:
     ("body", "expected"),
     [
         ({"Jobs": None}, []),
-        ({"RequestId": "r"}, []),
+        ({"RequestId": "r", "TotalCount": 0}, []),
         ({"Jobs": [], "NextToken": None}, []),
         (
             {"Jobs": [{"Id": "j", "Status": "Processing", "CreateTime": T0_MS}]},
@@ -734,7 +734,8 @@ MALFORMED = [
     ("truncated", b'{"Jobs": [{"Id": "a", "Status": "Succ', True),
     ("html", b"<html>oops</html>", True),
     ("empty", b"", True),
-    ("not-utf8", b'{"Jobs": "\xff"}', True),
+    # Bad UTF-8 is read as U+FFFD (one bad byte must not blind a target): the shape is wrong.
+    ("not-utf8", b'{"Jobs": "\xff"}', False),
     ("array", b"[]", False),
     ("string", b'"hello"', False),
     ("null", b"null", False),
@@ -742,6 +743,10 @@ MALFORMED = [
     ("jobs-object", b'{"Jobs": {"Job": []}}', False),
     ("jobs-string", b'{"Jobs": "none"}', False),
     ("token-number", b'{"Jobs": [], "NextToken": 7}', False),
+    # Not a ListAsynJobs answer (a proxy's own JSON): reading it as "no jobs" would make
+    # every tracked Processing job look vanished.
+    ("no-jobs-no-total", b'{"RequestId": "r"}', False),
+    ("empty-object", b"{}", False),
     ("job-not-object", b'{"Jobs": ["job-1"]}', False),
     ("no-id", b'{"Jobs": [{"Status": "Failed", "CreateTime": 1}]}', False),
     ("empty-id", b'{"Jobs": [{"Id": "", "Status": "Failed", "CreateTime": 1}]}', False),
@@ -779,19 +784,19 @@ MALFORMED = [
 @pytest.mark.parametrize(
     ("body", "retried"), [(b, r) for _, b, r in MALFORMED], ids=[n for n, _, _ in MALFORMED]
 )
-def test_malformed_200_bodies_are_transport_errors(
+def test_malformed_200_bodies_are_malformed_responses(
     make_client: Any, rec: Recorder, body: bytes, retried: bool
 ) -> None:
     api = FakeApi(httpx.Response(200, content=body))
     with pytest.raises(MalformedResponseError) as caught:
         make_client(api).list_jobs(JobQuery())
     assert isinstance(caught.value, errors.TransportError)
-    assert caught.value.code == "TransportError"
+    assert caught.value.code == "MalformedResponse"
     assert str(caught.value).startswith("malformed ListAsynJobs response: ")
     # An unparsable body may be a truncated transfer; a wrong shape will not change.
     attempts = 3 if retried else 1
     assert len(api.requests) == attempts
-    assert rec.codes == ["TransportError"] * attempts
+    assert rec.codes == ["MalformedResponse"] * attempts
 
 
 def test_a_malformed_later_page_discards_the_listing(make_client: Any) -> None:

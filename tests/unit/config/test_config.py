@@ -205,8 +205,10 @@ def test_empty_accounts_are_left_to_the_cli() -> None:
     ],
 )
 def test_duration_forms(value: str, seconds: float) -> None:
-    config = parse(f"lookback: {value}\nrequest_timeout: {value}\ncache_ttl: {value}\n", {})
-    assert (config.lookback, config.request_timeout, config.cache_ttl) == (seconds,) * 3
+    # processing_max_age, not lookback: a lookback this short needs a shorter resync too.
+    text = f"processing_max_age: {value}\nrequest_timeout: {value}\ncache_ttl: {value}\n"
+    config = parse(text, {})
+    assert (config.processing_max_age, config.request_timeout, config.cache_ttl) == (seconds,) * 3
 
 
 @pytest.mark.parametrize("value", ["0", "0s", "0.0"])
@@ -216,7 +218,8 @@ def test_cache_ttl_zero_means_no_cache(value: str) -> None:
 
 @given(st.integers(min_value=1, max_value=10**9))
 def test_format_duration_is_read_back_exactly(seconds: int) -> None:
-    assert parse(f"lookback: {format_duration(seconds)}\n", {}).lookback == seconds
+    text = f"processing_max_age: {format_duration(seconds)}\n"
+    assert parse(text, {}).processing_max_age == seconds
 
 
 def test_format_duration_examples() -> None:
@@ -484,6 +487,7 @@ def test_summary_of_the_defaults() -> None:
             "full_resync_interval: 30m",
             "processing_max_age: 7d",
             "max_concurrent_refreshes: 4",
+            "job_events: off",
             "accounts: 1",
             "  - name: prod",
             "    regions: cn-hangzhou",
@@ -510,7 +514,7 @@ def test_mask_access_key_id(key_id: str, masked: str) -> None:
 
 def test_load_reads_the_file_and_names_it_in_document_errors(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("\ufefflookback: 5m\n" + ACCOUNT, encoding="utf-8")
+    path.write_text("\ufefflookback: 5m\nfull_resync_interval: 2m\n" + ACCOUNT, encoding="utf-8")
     assert load(str(path), {}).lookback == 300.0
 
     path.write_text("- a\n")
@@ -770,4 +774,21 @@ def test_typed_credentials_summaries() -> None:
         "credentials: ram_role_arn (role_arn=acs:ram::1:role/r, source: default chain)",
         "credentials: sts (access_key_id=STS.****1234, access_key_secret inline (redacted), "
         "security_token inline (redacted))",
+    ]
+
+
+def test_job_events_block() -> None:
+    config = parse("job_events:\n  output: /var/log/alb/events.jsonl\n" + ACCOUNT, {})
+    assert (config.job_events.output, config.job_events.statuses) == (
+        "/var/log/alb/events.jsonl",
+        ("Failed",),
+    )
+    both = parse("job_events: {output: stdout, statuses: [Failed, Succeeded]}\n" + ACCOUNT, {})
+    assert both.job_events.statuses == ("Failed", "Succeeded")
+    assert "job_events: stdout (Failed, Succeeded)" in summary(both)
+    with pytest.raises(ConfigError) as caught:
+        parse("job_events: {output: stdout, statuses: [Faild], format: json}\n" + ACCOUNT, {})
+    assert caught.value.problems == [
+        "job_events.format: unknown key",
+        'job_events.statuses[0]: must be Failed or Succeeded, got "Faild" (did you mean Failed?)',
     ]

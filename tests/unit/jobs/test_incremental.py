@@ -57,10 +57,12 @@ class CountingSource:
         self.client = client
         self.sim = sim
         self.queries: list[JobQuery] = []
+        self.listed: list[list[Job]] = []  # what each query returned
 
     def list_jobs(self, query: JobQuery) -> list[Job]:
         self.queries.append(query)
-        return self.client.list_jobs(query)
+        self.listed.append(self.client.list_jobs(query))
+        return self.listed[-1]
 
 
 @dataclass
@@ -210,15 +212,25 @@ def test_incremental_equals_full_repage_after_every_refresh(
             apply(p.sim, op)
             p.refresh()
             assert exported(p.incremental.snapshot()) == exported(p.full.snapshot()), op
-        # The incremental target really listed only since its previous refresh.
-        assert begin_times(p) == [
-            ms(p.times[0] - LOOKBACK),
-            *(ms(t - OVERLAP) for t in p.times[:-1]),
-        ]
+        # The incremental target really listed only what it had not listed yet: from the
+        # newest CreateTime its listings returned (ALB's clock, not ours), less the overlap,
+        # never later than its previous refresh less the overlap.
+        begins = begin_times(p)
+        assert begins[0] == ms(p.times[0] - LOOKBACK)
+        covered = p.times[0] - LOOKBACK
+        for begin, listed, previous in zip(begins[1:], window_results(p), p.times, strict=False):
+            covered = max([covered, *(job.create_time for job in listed)])
+            assert begin == ms(covered - OVERLAP)
+            assert begin <= ms(previous - OVERLAP)
 
 
 def begin_times(p: Pair) -> list[int]:
     return [q.begin_time_ms for q in p.inc_source.queries if q.begin_time_ms is not None]
+
+
+def window_results(p: Pair) -> list[list[Job]]:
+    source = p.inc_source
+    return [r for q, r in zip(source.queries, source.listed, strict=True) if not q.job_ids]
 
 
 def ms(seconds: float) -> int:

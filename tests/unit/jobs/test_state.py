@@ -15,24 +15,14 @@ from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.state import FORMAT, StateFile, decode, encode, write_atomically
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target
+from tests.support.jobs import job as make_job
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0
 
 
 def job(job_id: str, status: str, create: float, modify: float | None = None) -> Job:
-    return Job(
-        id=job_id,
-        api_name="CreateListener",
-        operate_type="Create",
-        resource_type="listener",
-        resource_id="lsn-1",
-        status=status,
-        error_code="E1" if status == FAILED else "",
-        error_message="boom" if status == FAILED else "",
-        create_time=create,
-        modify_time=create if modify is None else modify,
-    )
+    return make_job(job_id, status, create, modify, error_code="E1", message="boom")
 
 
 class Source:
@@ -99,10 +89,12 @@ def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path
     assert dict(second.snapshot().finished_total) == dict(before.finished_total)
     second.refresh()
     snap = second.snapshot()
-    # "runs" was seen Processing: counted once. "unseen" was never seen Processing: SPEC
-    # says a job terminal at the first refresh is not counted. "quick" is not recounted.
-    assert counted(second) == 2
+    # "runs" was seen Processing: counted once. "unseen" was born and finished while down:
+    # a restart is a long gap between two refreshes, so it is counted once too (SPEC).
+    # "quick" is not recounted, "history" (terminal before the first ever start) never.
+    assert counted(second) == 3
     assert snap.finished_total[(SUCCEEDED, "listener", "CreateListener", "Create")] == 1
+    assert snap.failures_total[("listener", "CreateListener", "E1")] == 2
     assert snap.processing_ids == frozenset({"stuck"})
     for name in ("finished_total", "failures_total", "vanished_total"):
         for key, value in getattr(before, name).items():
@@ -113,7 +105,7 @@ def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path
     third = make_target(source, clock)
     StateFile(path).restore([third])
     third.refresh()
-    assert counted(third) == 2
+    assert counted(third) == 3
     assert third.snapshot().durations == snap.durations
 
 
@@ -227,3 +219,63 @@ def test_size_is_bounded_by_the_window_and_tracked_jobs(tmp_path: Path) -> None:
     # Two or three refreshes' worth of jobs are within the hour, not the day's 960.
     assert len(store.jobs) <= 3 * 20
     assert all(j.create_time >= clock.now - LOOKBACK for j in store.jobs)
+
+
+def _two_targets(clock: Clock, *, refresh: bool = True) -> tuple[Target, Target]:
+    first = make_target(Source([job("a", PROCESSING, T0 - 5)]), clock)
+    second = Target(
+        "acct",
+        "cn-shanghai",
+        Source([job("b", PROCESSING, T0 - 5)]),
+        JobStore(LOOKBACK, 5),
+        lookback=LOOKBACK,
+        clock=clock,
+    )
+    for t in (first, second):
+        if refresh:
+            t.refresh()
+    return first, second
+
+
+def test_one_bad_target_entry_costs_that_target_its_history_not_everyones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    first, second = _two_targets(clock)
+    document = json.loads(encode({t.key: t.export_state() for t in (first, second)}, T0))
+    document["targets"][1]["jobs"][0] = ["not", "a", "job", "row"]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(document))
+    again = _two_targets(clock, refresh=False)
+    with caplog.at_level(logging.WARNING, logger="exporter.jobs.state"):
+        assert StateFile(str(path)).restore(again) == 1
+    assert "account=acct region=cn-shanghai is malformed" in caplog.text
+    assert "that target starts fresh" in caplog.text
+
+
+def test_a_version_1_file_is_still_read_and_its_saved_position_starts_the_count(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    t = make_target(Source([job("seen", PROCESSING, T0 - 5)]), clock)
+    t.refresh()
+    document = json.loads(encode({t.key: t.export_state()}, T0))
+    document["version"] = 1
+    for key in ("listed_to", "floor", "counting_since", "recovered_total"):
+        del document["targets"][0][key]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(document))
+    # Down after the v1 save: "seen" finishes, "new" is born and finishes; "old" finished
+    # before the saved position and was never held: history.
+    source = Source(
+        [
+            job("seen", SUCCEEDED, T0 - 5, T0 + 10),
+            job("new", FAILED, T0 + 20, T0 + 30),
+            job("old", SUCCEEDED, T0 - 50, T0 - 40),
+        ]
+    )
+    clock.now = T0 + 60
+    upgraded = make_target(source, clock)
+    assert StateFile(str(path)).restore([upgraded]) == 1
+    upgraded.refresh()
+    assert counted(upgraded) == 2

@@ -183,6 +183,10 @@ alb_exporter_refresh_duration_seconds{account="prod",region="cn-hangzhou"} 1.5
 # TYPE alb_exporter_jobs_tracked gauge
 alb_exporter_jobs_tracked{account="dev",region="cn-shanghai"} 0.0
 alb_exporter_jobs_tracked{account="prod",region="cn-hangzhou"} 4.0
+# HELP alb_exporter_resync_recovered_jobs_total Jobs a full resync found that the incremental listings had missed (the API listed them later than overlap); raise overlap when this moves.
+# TYPE alb_exporter_resync_recovered_jobs_total counter
+alb_exporter_resync_recovered_jobs_total{account="dev",region="cn-shanghai"} 0.0
+alb_exporter_resync_recovered_jobs_total{account="prod",region="cn-hangzhou"} 0.0
 """  # noqa: E501
 
 
@@ -246,6 +250,7 @@ SPEC_TABLE = {
     "alb_exporter_api_requests_total": ("counter", (*TARGET, "code")),
     "alb_exporter_api_request_duration_seconds": ("histogram", TARGET),
     "alb_exporter_jobs_tracked": ("gauge", TARGET),
+    "alb_exporter_resync_recovered_jobs_total": ("counter", TARGET),
     "alb_exporter_config_last_reload_successful": ("gauge", ()),
     "alb_exporter_credential_refreshes_total": ("counter", ("account", "source", "code")),
     "alb_exporter_credentials_expiry_timestamp_seconds": ("gauge", ("account", "source")),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from exporter.simulator import (
@@ -14,13 +13,14 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from tests.support import loopback
 from tests.unit.simulator import helpers
 from tests.unit.simulator.helpers import KEY, REGIONS, SECRET, ShiftableClock
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _http_client() -> Iterator[None]:
-    with httpx.Client(timeout=5.0) as client:
+    with loopback.client(timeout=5.0) as client:
         helpers._HTTP.append(client)
         yield
         helpers._HTTP.clear()

@@ -13,6 +13,7 @@ import httpx
 from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.signing import Credential, canonical_query, make_signer
 from exporter.simulator import SimulatorServer
+from tests.support import loopback
 
 KEY = "LTAI5tSimTestKey00000001"
 SECRET = "sim-test-Secret-7c1e9a"
@@ -116,6 +117,6 @@ def jobs_of(pages: list[dict[str, Any]]) -> list[Job]:
 
 
 def control(server: SimulatorServer, method: str, path: str, body: object = None) -> Any:
-    r = httpx.request(method, server.url + path, json=body, timeout=5)
+    r = loopback.request(method, server.url + path, json=body, timeout=5)
     assert r.status_code == 200, r.text
     return r.json()

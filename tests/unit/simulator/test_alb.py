@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-import httpx
 import pytest
 
 from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.signing import canonical_query
 from exporter.simulator import Simulator, SimulatorServer
+from tests.support import loopback
 from tests.unit.simulator.helpers import (
     KEY,
     REGIONS,
@@ -53,7 +53,7 @@ def test_unknown_regions_are_created_on_first_use(sim: Simulator, server: Simula
     assert got and got == sim.jobs("eu-central-1")
     assert sim.regions == [*REGIONS, "eu-central-1"]
     assert {j["Id"] for j in got}.isdisjoint(j["Id"] for j in sim.jobs("cn-hangzhou"))
-    r = httpx.post(server.url + "/not/a/region")
+    r = loopback.post(server.url + "/not/a/region")
     api_error(r, 404, "InvalidApi.NotFound")
 
 
@@ -91,14 +91,14 @@ def test_form_body_parameters_are_read_and_signed(sim: Simulator, server: Simula
     }
     form = {"ApiName": "CreateRule", "MaxResults": "100"}
     common["Signature"] = v1_signature("POST", {**common, **form}, SECRET)
-    r = httpx.post(
+    r = loopback.post(
         server.url + "/?" + canonical_query(common),
         content=canonical_query(form).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert ok(r)["Jobs"] == [j for j in sim.jobs() if j["ApiName"] == "CreateRule"][:100]
     form["ApiName"] = "DeleteRule"  # a body changed after signing
-    r = httpx.post(
+    r = loopback.post(
         server.url + "/?" + canonical_query({**common, "SignatureNonce": "form-nonce-2"}),
         content=canonical_query(form).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},

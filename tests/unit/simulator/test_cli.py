@@ -8,10 +8,10 @@ import subprocess
 import sys
 import threading
 
-import httpx
 import pytest
 
 from exporter.simulator import parse_duration
+from tests.support import loopback
 from tests.unit.simulator.helpers import KEY, REPO, SECRET, api_error, call, ok
 
 
@@ -78,7 +78,7 @@ def test_cli_serves_until_sigterm() -> None:
         assert 40 < body["TotalCount"] < 100
         api_error(call(url, region="cn-shanghai"), 400, "Throttling.User")
         ok(call(url, region="cn-hangzhou", scheme="v1"))
-        state = httpx.get(url + "/_sim/state").json()
+        state = loopback.get(url + "/_sim/state").json()
         assert state["regions"] == ["cn-hangzhou", "cn-shanghai"]
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=15)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from exporter.simulator import SimRequest, Simulator, SimulatorServer
+from tests.support import loopback
 from tests.unit.simulator.helpers import REGIONS, all_pages, call, control, jobs_of, ok
 
 
@@ -43,12 +43,14 @@ def test_job_control_over_http(sim: Simulator, server: SimulatorServer) -> None:
     job = result["jobs"][0]
     assert job["ErrorCode"] == "506" and job["ModifyTime"] == now_ms - 4000
     assert job in control(server, "GET", "/_sim/jobs?region=cn-shanghai")
-    bad = httpx.post(server.url + "/_sim/jobs", json={"jobs": [{"Bogus": 1}]})
+    bad = loopback.post(server.url + "/_sim/jobs", json={"jobs": [{"Bogus": 1}]})
     assert bad.status_code == 400
     control(server, "DELETE", "/_sim/jobs?region=cn-shanghai&id=HTTP-1")
     assert job not in control(server, "GET", "/_sim/jobs?region=cn-shanghai")
-    assert httpx.delete(server.url + "/_sim/jobs?region=cn-shanghai&id=HTTP-1").status_code == 404
-    assert httpx.get(server.url + "/_sim/nope").status_code == 404
+    assert (
+        loopback.delete(server.url + "/_sim/jobs?region=cn-shanghai&id=HTTP-1").status_code == 404
+    )
+    assert loopback.get(server.url + "/_sim/nope").status_code == 404
     sts = control(server, "POST", "/_sim/sts", {"ttl": 60})
     ok(
         call(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from exporter.simulator import FAULT_KNOBS, Simulator, SimulatorServer
+from tests.support import loopback
 from tests.unit.simulator.helpers import all_pages, api_error, call, control, jobs_of, ok
 
 
@@ -43,9 +44,9 @@ def test_faults_switch_while_running_via_control_endpoint(
     assert sim.faults("cn-shanghai").error_rate == 1.0 and sim.faults("cn-hangzhou").error_rate == 0
     control(server, "DELETE", "/_sim/faults?region=cn-shanghai")
     ok(call(server, region="cn-shanghai"))
-    bad = httpx.post(server.url + "/_sim/faults", json={"throttel": 1})
+    bad = loopback.post(server.url + "/_sim/faults", json={"throttel": 1})
     assert bad.status_code == 400 and "throttel" in bad.json()["error"]
-    assert httpx.post(server.url + "/_sim/faults", json={"throttle": 2}).status_code == 400
+    assert loopback.post(server.url + "/_sim/faults", json={"throttle": 2}).status_code == 400
 
 
 def test_deny_answers_403_with_access_denied_detail(
@@ -90,6 +91,7 @@ def test_latency_and_hang(sim: Simulator, server: SimulatorServer) -> None:
         "wrong_types",
         "extra_fields",
         "not_json",
+        "no_jobs",
     ],
 )
 def test_malformed_answers(sim: Simulator, server: SimulatorServer, kind: str) -> None:
@@ -105,7 +107,9 @@ def test_malformed_answers(sim: Simulator, server: SimulatorServer, kind: str) -
             r.json()
         return
     body = r.json()
-    if kind == "jobs_null":
+    if kind == "no_jobs":
+        assert list(body) == ["RequestId"]
+    elif kind == "jobs_null":
         assert body["Jobs"] is None
     elif kind == "missing_fields":
         assert "TotalCount" not in body

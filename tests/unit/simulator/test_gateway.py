@@ -16,6 +16,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from tests.support import loopback
 from tests.unit.simulator.helpers import KEY, SECRET, ShiftableClock, api_error, call, ok
 
 
@@ -89,9 +90,9 @@ def test_sts_tokens(
 
 
 def test_incomplete_or_missing_signature_parts(server: SimulatorServer) -> None:
-    api_error(httpx.post(server.url + "/"), 400, "MissingParameter")
+    api_error(loopback.post(server.url + "/"), 400, "MissingParameter")
     api_error(
-        httpx.post(server.url + "/", headers={"Authorization": "ACS3-HMAC-SHA256 x"}),
+        loopback.post(server.url + "/", headers={"Authorization": "ACS3-HMAC-SHA256 x"}),
         400,
         "IncompleteSignature",
     )
@@ -109,16 +110,18 @@ def test_incomplete_or_missing_signature_parts(server: SimulatorServer) -> None:
         "SignatureNonce": "n1",
         "Timestamp": format_timestamp(time.time()),
     }
-    api_error(httpx.post(server.url + "/?" + canonical_query(params)), 400, "IncompleteSignature")
+    api_error(
+        loopback.post(server.url + "/?" + canonical_query(params)), 400, "IncompleteSignature"
+    )
     body = api_error(
-        httpx.post(server.url + "/?" + canonical_query({**params, "Timestamp": ""})),
+        loopback.post(server.url + "/?" + canonical_query({**params, "Timestamp": ""})),
         400,
         "MissingParameter",
     )
     assert '"Timestamp"' in body["Message"]
     bad_time = {**params, "Timestamp": "yesterday", "Signature": "x"}
     api_error(
-        httpx.post(server.url + "/?" + canonical_query(bad_time)), 400, "InvalidTimeStamp.Format"
+        loopback.post(server.url + "/?" + canonical_query(bad_time)), 400, "InvalidTimeStamp.Format"
     )
 
 
@@ -136,7 +139,7 @@ def test_body_hash_must_match(server: SimulatorServer) -> None:
 
     credential = Credential(KEY, SECRET)
     auth = Tamper(make_signer("v3", lambda: credential, action=ACTION, version=API_VERSION))
-    r = httpx.post(server.url + "/", auth=auth)
+    r = loopback.post(server.url + "/", auth=auth)
     body = api_error(r, 400, "SignatureDoesNotMatch")
     assert "x-acs-content-sha256" in body["Message"]
 

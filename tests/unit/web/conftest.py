@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support import loopback
 from tests.unit.web.fakes import FakeApp, serving
 
 
@@ -17,5 +18,5 @@ def fake() -> FakeApp:
 
 @pytest.fixture
 def client(fake: FakeApp) -> Iterator[httpx.Client]:
-    with serving(fake.hooks()) as server, httpx.Client(base_url=server.url, timeout=10) as c:
+    with serving(fake.hooks()) as server, loopback.client(base_url=server.url, timeout=10) as c:
         yield c

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import httpx
 
 from exporter.web import LandingInfo, LandingTarget
+from tests.support import loopback
 from tests.unit.web.fakes import FakeApp, serving
 
 
@@ -76,7 +77,27 @@ def test_landing_page_uses_telemetry_path_from_info(fake: FakeApp) -> None:
         fake.hooks(),
         landing=lambda: LandingInfo(version="x", targets=(), telemetry_path='/m?a=1&b="2"'),
     )
-    with serving(hooks) as server, httpx.Client(base_url=server.url) as c:
+    with serving(hooks) as server, loopback.client(base_url=server.url) as c:
         text = c.get("/").text
     assert 'href="/m?a=1&amp;b=&quot;2&quot;"' in text
     assert "no targets configured" in text
+
+
+def test_recent_failures_are_listed_newest_first_and_escaped() -> None:
+    from exporter.web import LandingFailure, render_landing
+
+    failures = [
+        LandingFailure(1_700_000_060.0, "prod", "cn-hangzhou", "J-2", "lsn-2", "CreateRule",
+                       "Conflict.Lock", '</td><script>alert("x")</script>'),
+        LandingFailure(1_700_000_000.0, "prod", "cn-shanghai", "J-1", "alb-1",
+                       "CreateLoadBalancer", "QuotaExceeded", "quota & <more>"),
+    ]  # fmt: skip
+    page = render_landing(LandingInfo("1.0", [], "/metrics", failures))
+    parser = _Page()
+    parser.feed(page)
+    assert parser.scripts == 0
+    assert "&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "quota &amp; &lt;more&gt;" in page
+    assert page.index("J-2") < page.index("J-1")
+    assert "<td>2023-11-14T22:14:20Z</td><td>prod</td><td>cn-hangzhou</td><td>J-2</td>" in page
+    assert "none in the lookback window" in render_landing(LandingInfo("1.0", [], "/metrics"))

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.web import make_wsgi_app, scrape_budget
+from tests.support import loopback
 from tests.unit.web.fakes import OPENMETRICS, FakeApp, serving
 
 # --- /metrics ---------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_scrape_budget(header: str | None, budget: float | None) -> None:
 def test_custom_telemetry_path(fake: FakeApp) -> None:
     with (
         serving(fake.hooks(), telemetry_path="/custom/metrics") as server,
-        httpx.Client(base_url=server.url) as c,
+        loopback.client(base_url=server.url) as c,
     ):
         assert c.get("/custom/metrics").status_code == 200
         assert c.get("/metrics").status_code == 404
@@ -230,7 +231,7 @@ def test_hook_exception_is_500_without_details(
     with (
         caplog.at_level(logging.ERROR, logger="exporter.web.routes"),
         serving(hooks) as server,
-        httpx.Client(base_url=server.url) as c,
+        loopback.client(base_url=server.url) as c,
     ):
         response = c.request(method, path)
     assert (response.status_code, response.text) == (500, "internal error\n")
@@ -249,7 +250,7 @@ def test_collector_exception_is_500(fake: FakeApp) -> None:
     registry.register(Broken())
     with (
         serving(replace(fake.hooks(), registry=registry)) as server,
-        httpx.Client(base_url=server.url) as c,
+        loopback.client(base_url=server.url) as c,
     ):
         response = c.get("/metrics")
     assert (response.status_code, response.text) == (500, "internal error\n")
@@ -268,7 +269,7 @@ def test_authenticate_hook_guards_every_route(fake: FakeApp) -> None:
 
     with (
         serving(fake.hooks(), authenticate=authenticate) as server,
-        httpx.Client(base_url=server.url) as c,
+        loopback.client(base_url=server.url) as c,
     ):
         for path in ("/metrics", "/-/healthy", "/", "/nope"):
             denied = c.get(path)
@@ -287,7 +288,7 @@ def test_configured_headers_go_on_every_answer(fake: FakeApp) -> None:
             authenticate=lambda env: "HTTP_AUTHORIZATION" in env,
             headers=lambda: configured,
         ) as server,
-        httpx.Client(base_url=server.url) as c,
+        loopback.client(base_url=server.url) as c,
     ):
         for r in (c.get("/metrics"), c.get("/nope", headers={"Authorization": "x"})):
             assert r.status_code in (401, 404)
@@ -327,7 +328,7 @@ def test_concurrent_scrapes_share_renders_started_after_they_arrived(fake: FakeA
     with serving(hooks) as server:
 
         def scrape() -> None:
-            with httpx.Client(base_url=server.url, timeout=20) as c:
+            with loopback.client(base_url=server.url, timeout=20) as c:
                 r = c.get("/metrics")
             assert r.status_code == 200
             with lock:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from exporter.web import Server, WebHooks, make_wsgi_app, parse_listen_address
+from tests.support import loopback
 from tests.support.tlsutil import make_ca
 from tests.unit.web.fakes import POLL, FakeApp, serving
 
@@ -49,7 +50,7 @@ def test_requests_are_served_concurrently(fake: FakeApp) -> None:
     with serving(hooks) as server:
 
         def scrape() -> None:
-            with httpx.Client(base_url=server.url, timeout=10) as c:
+            with loopback.client(base_url=server.url, timeout=10) as c:
                 results.append(c.get("/metrics").status_code)
 
         threads = [threading.Thread(target=scrape) for _ in range(2)]
@@ -76,7 +77,7 @@ def test_shutdown_waits_for_in_flight_request(fake: FakeApp) -> None:
     results: list[httpx.Response] = []
 
     def scrape() -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with loopback.client(base_url=server.url, timeout=10) as c:
             results.append(c.get("/metrics"))
 
     client_thread = threading.Thread(target=scrape)
@@ -92,7 +93,7 @@ def test_shutdown_waits_for_in_flight_request(fake: FakeApp) -> None:
     assert not serve.is_alive() and not client_thread.is_alive()
     assert [r.status_code for r in results] == [200]
     assert 'main_gauge{account="prod"}' in results[0].text
-    with pytest.raises(httpx.ConnectError), httpx.Client(base_url=server.url) as c:
+    with pytest.raises(httpx.ConnectError), loopback.client(base_url=server.url) as c:
         c.get("/-/healthy")
 
 
@@ -115,7 +116,7 @@ def test_worker_pool_bounds_threads_and_queues_the_rest(fake: FakeApp) -> None:
     with serving(hooks, max_workers=3, max_queued=50) as server:
 
         def scrape() -> None:
-            with httpx.Client(base_url=server.url, timeout=20) as c:
+            with loopback.client(base_url=server.url, timeout=20) as c:
                 code = c.get("/metrics").status_code
             with lock:
                 results.append(code)
@@ -142,7 +143,7 @@ def test_connections_beyond_the_queue_are_closed(fake: FakeApp) -> None:
         done: list[int] = []
 
         def scrape() -> None:
-            with httpx.Client(base_url=server.url, timeout=20) as c:
+            with loopback.client(base_url=server.url, timeout=20) as c:
                 done.append(c.get("/metrics").status_code)
 
         first = threading.Thread(target=scrape)
@@ -153,14 +154,14 @@ def test_connections_beyond_the_queue_are_closed(fake: FakeApp) -> None:
         queued = socket.create_connection(("127.0.0.1", server.port))  # waits in the queue
         time.sleep(0.2)
         with (
-            httpx.Client(base_url=server.url, timeout=5) as c,
+            loopback.client(base_url=server.url, timeout=5) as c,
             pytest.raises(httpx.TransportError),
         ):
             c.get("/-/healthy")  # no room: closed at once rather than kept waiting
         gate.set()
         first.join(timeout=20)
         queued.close()
-        with httpx.Client(base_url=server.url, timeout=5) as c:
+        with loopback.client(base_url=server.url, timeout=5) as c:
             assert c.get("/-/healthy").status_code == 200
     assert done == [200]
 
@@ -184,7 +185,7 @@ def test_ssl_context_may_be_a_callable_asked_per_connection(fake: FakeApp, tmp_p
     with serving(fake.hooks(), "localhost:0", ssl_context=current) as server:
         assert server.url.startswith("https://")
         for _ in range(2):
-            with httpx.Client(base_url=server.url, verify=client_ctx) as c:
+            with loopback.client(base_url=server.url, verify=client_ctx) as c:
                 assert c.get("/-/healthy").status_code == 200
     assert len(asked) == 2
 
@@ -217,7 +218,7 @@ def test_shutdown_without_serve_forever(fake: FakeApp) -> None:
 
 def test_ipv6_loopback(fake: FakeApp) -> None:
     _require_ipv6_loopback()
-    with serving(fake.hooks(), "[::1]:0") as server, httpx.Client(base_url=server.url) as c:
+    with serving(fake.hooks(), "[::1]:0") as server, loopback.client(base_url=server.url) as c:
         assert server.url == f"http://[::1]:{server.port}"
         assert c.get("/-/healthy").text == "Healthy\n"
 
@@ -227,7 +228,7 @@ def test_wildcard_port_is_dual_stack(fake: FakeApp) -> None:
     with serving(fake.hooks(), ":0") as server:
         assert server.url == f"http://localhost:{server.port}"
         for host in ("127.0.0.1", "[::1]"):
-            with httpx.Client(base_url=f"http://{host}:{server.port}") as c:
+            with loopback.client(base_url=f"http://{host}:{server.port}") as c:
                 assert c.get("/-/healthy").status_code == 200, host
 
 
@@ -256,15 +257,15 @@ def test_tls_via_ssl_context(fake: FakeApp, tmp_path: Path) -> None:
     client_ctx = ssl.create_default_context(cafile=str(ca_file))
     with serving(fake.hooks(), "localhost:0", ssl_context=server_ctx) as server:
         assert server.url.startswith("https://localhost:")
-        with httpx.Client(base_url=server.url, verify=client_ctx) as c:
+        with loopback.client(base_url=server.url, verify=client_ctx) as c:
             assert c.get("/-/healthy").text == "Healthy\n"
         # A plain-HTTP client fails its handshake without disturbing the server.
         with (
-            httpx.Client(base_url=server.url.replace("https", "http")) as plain,
+            loopback.client(base_url=server.url.replace("https", "http")) as plain,
             pytest.raises(httpx.HTTPError),
         ):
             plain.get("/-/healthy")
-        with httpx.Client(base_url=server.url, verify=client_ctx) as c:
+        with loopback.client(base_url=server.url, verify=client_ctx) as c:
             assert c.get("/-/healthy").status_code == 200
 
 
