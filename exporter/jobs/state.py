@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from exporter.errors import StateError
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
-from exporter.jobs.store import StoreState
+from exporter.jobs.snapshot import StoreState
 from exporter.jobs.target import Target, TargetKey, TargetState
 
 log = logging.getLogger(__name__)

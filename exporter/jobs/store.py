@@ -7,17 +7,15 @@ and an immutable snapshot that scrapes read without locking.
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
 
 from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
+from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, frozen
 
 # ALB jobs take from about a second (a rule change) to tens of minutes (a load
 # balancer with many zones), so the buckets span 1 s .. 1 h.
@@ -40,87 +38,6 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 DEFAULT_PROCESSING_MAX_AGE = 7 * 86400.0
 
 
-@dataclass(frozen=True)
-class HistogramSnapshot:
-    """One histogram label set: cumulative counts per upper bound, the last bound +Inf."""
-
-    buckets: tuple[tuple[float, int], ...]
-    sum: float
-    count: int
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
-    # A read-only view of a private copy: the snapshot cannot change under a scrape.
-    return MappingProxyType(dict(mapping))
-
-
-def _empty() -> Mapping[K, V]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class StoreSnapshot:
-    """Everything one target exposes, as of `updated_at`; never mutated after creation.
-
-    Gauges (`jobs_by_status`, `failed`, `recent_failures`) describe the jobs of the last
-    refresh created within the lookback window; counters and histograms accumulate over
-    the store's lifetime and never lose a label set.
-    """
-
-    jobs_by_status: Mapping[StatusKey, int] = field(default_factory=_empty)
-    failed: Mapping[ErrorKey, int] = field(default_factory=_empty)
-    finished_total: Mapping[StatusKey, int] = field(default_factory=_empty)
-    failures_total: Mapping[ErrorKey, int] = field(default_factory=_empty)
-    vanished_total: Mapping[ApiKey, int] = field(default_factory=_empty)
-    durations: Mapping[DurationKey, HistogramSnapshot] = field(default_factory=_empty)
-    oldest_processing: Mapping[ApiKey, float] = field(default_factory=_empty)
-    recent_failures: tuple[Job, ...] = ()
-    processing_ids: frozenset[str] = frozenset()
-    jobs_tracked: int = 0
-    recovered_total: int = 0  # jobs a complete resync found that incremental listings missed
-    updated_at: float | None = None  # the `now` of the last update; None before the first
-    primed: bool = False  # counting has started (a first update, or restored state)
-
-
-class _Histogram:
-    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts."""
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
-        self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
-        self._sum = 0.0
-
-    def observe(self, value: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
-        self._counts[bisect.bisect_left(self._bounds, value)] += 1
-        self._sum += value
-
-    def raw(self) -> tuple[tuple[int, ...], float]:
-        return tuple(self._counts), self._sum
-
-    @classmethod
-    def from_raw(cls, bounds: tuple[float, ...], counts: Iterable[int], total: float) -> _Histogram:
-        histogram = cls(bounds)
-        values = [int(c) for c in counts]
-        if len(values) != len(bounds) + 1 or min(values) < 0:
-            raise ValueError("histogram counts do not match the buckets")
-        histogram._counts = values
-        histogram._sum = float(total)
-        return histogram
-
-    def snapshot(self) -> HistogramSnapshot:
-        cumulative: list[tuple[float, int]] = []
-        running = 0
-        for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
-            running += count
-            cumulative.append((bound, running))
-        return HistogramSnapshot(tuple(cumulative), self._sum, running)
-
-
 def dedupe(observed: Iterable[Job]) -> dict[str, Job]:
     """One version per id: the newest ModifyTime; on a tie a terminal version beats
     Processing (paging over a changing list can return a job twice)."""
@@ -141,27 +58,6 @@ def _newer(candidate: Job, current: Job) -> bool:
 def _duration(job: Job) -> float:
     # Clock skew between ALB hosts can put ModifyTime before CreateTime.
     return max(0.0, job.modify_time - job.create_time)
-
-
-@dataclass(frozen=True)
-class StoreState:
-    """Everything a store needs to continue after a restart (see `exporter.state`).
-
-    `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
-    `floor` and `counting_since` are the store's two horizons (see `JobStore`); None in a
-    file written before they existed.
-    """
-
-    jobs: tuple[Job, ...]
-    visible: frozenset[str]
-    finished_total: Mapping[StatusKey, int]
-    failures_total: Mapping[ErrorKey, int]
-    vanished_total: Mapping[ApiKey, int]
-    bounds: tuple[float, ...]
-    durations: Mapping[DurationKey, tuple[tuple[int, ...], float]]
-    floor: float | None = None
-    counting_since: float | None = None
-    recovered_total: int = 0
 
 
 class JobStore:
@@ -238,9 +134,9 @@ class JobStore:
         self._finished: dict[StatusKey, int] = {}
         self._failures: dict[ErrorKey, int] = {}
         self._vanished: dict[ApiKey, int] = {}
-        self._durations: dict[DurationKey, _Histogram] = {}
+        self._durations: dict[DurationKey, Histogram] = {}
         self._snapshot = StoreSnapshot()
-        self._open: Mapping[str, float] = _empty()
+        self._open: Mapping[str, float] = empty()
 
     @property
     def lookback(self) -> float:
@@ -349,7 +245,7 @@ class JobStore:
         for status in TERMINAL:
             self._finished.setdefault((status, rt, api, op), 0)
             if (status, rt, api) not in self._durations:
-                self._durations[(status, rt, api)] = _Histogram(self._bounds)
+                self._durations[(status, rt, api)] = Histogram(self._bounds)
         self._vanished.setdefault((rt, api), 0)
         if job.status == FAILED:
             self._failures.setdefault((rt, api, job.error_code), 0)
@@ -408,13 +304,13 @@ class JobStore:
         processing = [job for job in unfinished if job.status == PROCESSING]
         self._open = MappingProxyType({job.id: job.create_time for job in unfinished})
         self._snapshot = StoreSnapshot(
-            jobs_by_status=_frozen(Counter(_status_key(job) for job in window)),
-            failed=_frozen(Counter(_error_key(job) for job in window if job.status == FAILED)),
-            finished_total=_frozen(self._finished),
-            failures_total=_frozen(self._failures),
-            vanished_total=_frozen(self._vanished),
-            durations=_frozen({k: h.snapshot() for k, h in self._durations.items()}),
-            oldest_processing=_frozen(_oldest(processing)),
+            jobs_by_status=frozen(Counter(_status_key(job) for job in window)),
+            failed=frozen(Counter(_error_key(job) for job in window if job.status == FAILED)),
+            finished_total=frozen(self._finished),
+            failures_total=frozen(self._failures),
+            vanished_total=frozen(self._vanished),
+            durations=frozen({k: h.snapshot() for k, h in self._durations.items()}),
+            oldest_processing=frozen(_oldest(processing)),
             recent_failures=self._newest_failures(window),
             processing_ids=frozenset(job.id for job in processing),
             jobs_tracked=len(jobs),
@@ -476,7 +372,7 @@ class JobStore:
             self._failures = dict(state.failures_total)
             self._vanished = dict(state.vanished_total)
             self._durations = {
-                key: _Histogram.from_raw(self._bounds, counts, total)
+                key: Histogram.from_raw(self._bounds, counts, total)
                 for key, (counts, total) in state.durations.items()
             }
             self._prune(self._advance_floor(now))

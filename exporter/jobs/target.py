@@ -17,7 +17,8 @@ from exporter.alibaba.api import MAX_IDS_PER_CALL
 from exporter.config import Filters
 from exporter.errors import ExporterError
 from exporter.jobs.model import Job, JobQuery
-from exporter.jobs.store import JobStore, StoreSnapshot, StoreState
+from exporter.jobs.snapshot import StoreSnapshot, StoreState
+from exporter.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 

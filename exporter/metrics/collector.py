@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
-from exporter.jobs.store import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,

@@ -768,10 +768,16 @@ def test_connection_refused_then_restarted(suite: Suite) -> None:
 # --- malformed 200 answers ----------------------------------------------------------------
 
 
+def malformed(suite: Suite, kind: str, *, cause: str) -> Episode:
+    """A well-formed 200 that is not a ListAsynJobs answer: not retried (it would not
+    change), counted as MalformedResponse."""
+    return outage(suite, "MalformedResponse", retried=False, cause=cause, malformed=kind)
+
+
 def test_200_with_jobs_null(suite: Suite) -> None:
     # Reading "Jobs": null as "no jobs" would zero the gauges and count every tracked
     # Processing job as vanished: an outage disguised as a quiet account.
-    ep = outage(suite, "MalformedResponse", retried=False, cause="Jobs", malformed="jobs_null")
+    ep = malformed(suite, "jobs_null", cause="Jobs")
     vanished = "alb_async_jobs_vanished_total"
     assert by_labels(ep.after, vanished, FAULTED, ("resource_type", "api_name")) == by_labels(
         ep.base, vanished, FAULTED, ("resource_type", "api_name")
@@ -779,35 +785,17 @@ def test_200_with_jobs_null(suite: Suite) -> None:
 
 
 def test_200_with_missing_fields(suite: Suite) -> None:
-    outage(
-        suite,
-        "MalformedResponse",
-        retried=False,
-        cause="has no Status",
-        malformed="missing_fields",
-    )
+    malformed(suite, "missing_fields", cause="has no Status")
 
 
 def test_200_with_wrong_types(suite: Suite) -> None:
-    outage(
-        suite,
-        "MalformedResponse",
-        retried=False,
-        cause="not epoch milliseconds",
-        malformed="wrong_types",
-    )
+    malformed(suite, "wrong_types", cause="not epoch milliseconds")
 
 
 def test_200_that_is_not_a_listing_answer(suite: Suite) -> None:
     # A proxy's own JSON ({"RequestId": ...}): read as "no jobs" it made every tracked
     # Processing job vanish and the stuck-job series disappear while up stayed 1.
-    ep = outage(
-        suite,
-        "MalformedResponse",
-        retried=False,
-        cause="neither Jobs nor TotalCount",
-        malformed="no_jobs",
-    )
+    ep = malformed(suite, "no_jobs", cause="neither Jobs nor TotalCount")
     vanished = "alb_async_jobs_vanished_total"
     assert by_labels(ep.after, vanished, FAULTED, ("resource_type", "api_name")) == by_labels(
         ep.base, vanished, FAULTED, ("resource_type", "api_name")

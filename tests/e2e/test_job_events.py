@@ -78,17 +78,17 @@ def events(path: Path, scrape: procs.Proc | None = None) -> list[dict[str, Any]]
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def jobs(sim: procs.Proc, prefix: str, failed: int, succeeded: int) -> None:
+def processing(sim: procs.Proc, ids: list[str]) -> None:
+    """Jobs created a second ago, still running: the exporter sees them start."""
     t = now_ms(sim)
-    fresh = [
-        {"Id": f"{prefix}-f{i}", "Status": "Processing", "CreateTime": t - 1000}
-        for i in range(failed)
-    ]
-    fresh += [
-        {"Id": f"{prefix}-s{i}", "Status": "Processing", "CreateTime": t - 1000}
-        for i in range(succeeded)
-    ]
-    procs.put_jobs(sim, REGION, *fresh)
+    procs.put_jobs(
+        sim, REGION, *[{"Id": i, "Status": "Processing", "CreateTime": t - 1000} for i in ids]
+    )
+
+
+def jobs(sim: procs.Proc, prefix: str, failed: int, succeeded: int) -> None:
+    ids = [f"{prefix}-f{i}" for i in range(failed)] + [f"{prefix}-s{i}" for i in range(succeeded)]
+    processing(sim, ids)
 
 
 def finish(sim: procs.Proc, prefix: str, failed: int, succeeded: int) -> None:
@@ -182,12 +182,7 @@ def test_hostile_messages_stay_one_json_line_and_render_escaped(
     tmp_path: Path, sim: procs.Proc, start_exporter: procs.Exporters
 ) -> None:
     out = tmp_path / "events.jsonl"
-    t = now_ms(sim)
-    procs.put_jobs(
-        sim,
-        REGION,
-        *[{"Id": f"h{i}", "Status": "Processing", "CreateTime": t - 1000} for i in range(6)],
-    )
+    processing(sim, [f"h{i}" for i in range(len(HOSTILE))])
     with start_exporter(config(tmp_path, sim, output=str(out))) as proc:
         failed = [
             {"Id": f"h{i}", "Status": "Failed", "ErrorCode": "E", "ErrorMessage": message}

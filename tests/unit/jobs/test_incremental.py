@@ -22,7 +22,8 @@ from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEE
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs.model import Job, JobQuery
-from exporter.jobs.store import JobStore, StoreSnapshot
+from exporter.jobs.snapshot import StoreSnapshot
+from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.model import Job
-from exporter.jobs.store import HistogramSnapshot, JobStore, StoreSnapshot, dedupe
+from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.store import JobStore, dedupe
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.model import Job
-from exporter.jobs.store import JobStore, StoreSnapshot
+from exporter.jobs.snapshot import StoreSnapshot
+from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import JobsCollector, TargetView
 from exporter.metrics.self_metrics import SelfMetrics

@@ -34,7 +34,8 @@ from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer, percent_encode
 from exporter.errors import MalformedResponseError
 from exporter.jobs.model import Job, JobQuery
-from exporter.jobs.store import JobStore, StoreSnapshot
+from exporter.jobs.snapshot import StoreSnapshot
+from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from exporter.simulator import FAULT_KNOBS, Simulator, SimulatorServer
+from exporter.simulator.faults import MALFORMED
 from tests.support import loopback
 from tests.unit.simulator.helpers import all_pages, api_error, call, control, jobs_of, ok
 
@@ -81,19 +82,7 @@ def test_latency_and_hang(sim: Simulator, server: SimulatorServer) -> None:
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "truncated",
-        "html502",
-        "jobs_null",
-        "missing_fields",
-        "wrong_types",
-        "extra_fields",
-        "not_json",
-        "no_jobs",
-    ],
-)
+@pytest.mark.parametrize("kind", MALFORMED)
 def test_malformed_answers(sim: Simulator, server: SimulatorServer, kind: str) -> None:
     sim.set_faults(malformed=kind)
     r = call(server)

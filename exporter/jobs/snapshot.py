@@ -1,0 +1,116 @@
+"""What a job store publishes (an immutable snapshot per update) and persists (its state),
+and the histogram it keeps inside."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    """One histogram label set: cumulative counts per upper bound, the last bound +Inf."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+    count: int
+
+
+K = TypeVar("K")
+
+
+V = TypeVar("V")
+
+
+def frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    # A read-only view of a private copy: the snapshot cannot change under a scrape.
+    return MappingProxyType(dict(mapping))
+
+
+def empty() -> Mapping[K, V]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Everything one target exposes, as of `updated_at`; never mutated after creation.
+
+    Gauges (`jobs_by_status`, `failed`, `recent_failures`) describe the jobs of the last
+    refresh created within the lookback window; counters and histograms accumulate over
+    the store's lifetime and never lose a label set.
+    """
+
+    jobs_by_status: Mapping[StatusKey, int] = field(default_factory=empty)
+    failed: Mapping[ErrorKey, int] = field(default_factory=empty)
+    finished_total: Mapping[StatusKey, int] = field(default_factory=empty)
+    failures_total: Mapping[ErrorKey, int] = field(default_factory=empty)
+    vanished_total: Mapping[ApiKey, int] = field(default_factory=empty)
+    durations: Mapping[DurationKey, HistogramSnapshot] = field(default_factory=empty)
+    oldest_processing: Mapping[ApiKey, float] = field(default_factory=empty)
+    recent_failures: tuple[Job, ...] = ()
+    processing_ids: frozenset[str] = frozenset()
+    jobs_tracked: int = 0
+    recovered_total: int = 0  # jobs a complete resync found that incremental listings missed
+    updated_at: float | None = None  # the `now` of the last update; None before the first
+    primed: bool = False  # counting has started (a first update, or restored state)
+
+
+class Histogram:
+    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def raw(self) -> tuple[tuple[int, ...], float]:
+        return tuple(self._counts), self._sum
+
+    @classmethod
+    def from_raw(cls, bounds: tuple[float, ...], counts: Iterable[int], total: float) -> Histogram:
+        histogram = cls(bounds)
+        values = [int(c) for c in counts]
+        if len(values) != len(bounds) + 1 or min(values) < 0:
+            raise ValueError("histogram counts do not match the buckets")
+        histogram._counts = values
+        histogram._sum = float(total)
+        return histogram
+
+    def snapshot(self) -> HistogramSnapshot:
+        cumulative: list[tuple[float, int]] = []
+        running = 0
+        for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramSnapshot(tuple(cumulative), self._sum, running)
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """Everything a store needs to continue after a restart (see `exporter.state`).
+
+    `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
+    `floor` and `counting_since` are the store's two horizons (see `JobStore`); None in a
+    file written before they existed.
+    """
+
+    jobs: tuple[Job, ...]
+    visible: frozenset[str]
+    finished_total: Mapping[StatusKey, int]
+    failures_total: Mapping[ErrorKey, int]
+    vanished_total: Mapping[ApiKey, int]
+    bounds: tuple[float, ...]
+    durations: Mapping[DurationKey, tuple[tuple[int, ...], float]]
+    floor: float | None = None
+    counting_since: float | None = None
+    recovered_total: int = 0
