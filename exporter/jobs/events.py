@@ -123,6 +123,8 @@ class JobEvents:
                 stream.flush()
             except OSError as exc:
                 self._report(f"cannot write job_events.output {self._output}: {exc}")
+                if stream is self._file:
+                    self._close_file()  # the next event tries a fresh handle
             else:
                 self._error = None
 

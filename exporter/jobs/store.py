@@ -77,10 +77,11 @@ class JobStore:
     Counting rules (SPEC "Counter rules") hold by construction, through two horizons that
     only ever move forward and one writer at a time:
 
-    * `floor`, the newest window start seen (`now - lookback` of the newest update): a job
-      never seen before that was created before it is ignored, because it may be one the
-      store counted and forgot (see pruning). It never moves back, so a wall-clock step
-      backwards cannot re-admit pruned jobs as new.
+    * `floor`, the newest window start seen (`now - lookback` of the newest update, but
+      never past the newest CreateTime held): a job never seen before that was created
+      before it is ignored, because it may be one the store counted and forgot (see
+      pruning). It never moves back, so a wall-clock step backwards cannot re-admit
+      pruned jobs as new.
     * `counting_since`, the time of the first update ever (kept in the state file): what
       that first update finds terminal is history, and later a job never seen before and
       already terminal is counted if it finished (ModifyTime) at or after it. So a start
@@ -123,6 +124,7 @@ class JobStore:
         self._bounds = bounds
         self._update_lock = threading.Lock()
         self._floor: float | None = None
+        self._newest: float | None = None  # the newest CreateTime ever held
         self._counting_since: float | None = None
         self._priming = False  # within the first update ever
         self._tickets = 0  # the last ticket handed out by begin()
@@ -198,6 +200,7 @@ class JobStore:
             self._priming = self._counting_since is None
             floor = self._advance(now)
             returned = self._effective(self._relevant(dedupe(observed), floor))
+            self._note_newest(returned.values())
             for job in returned.values():
                 if complete and resync_before is not None and job.create_time < resync_before:
                     self._recovered += job.id not in self._jobs
@@ -208,7 +211,7 @@ class JobStore:
                 self._visible = set(returned)
             else:
                 self._visible.update(returned)
-            self._prune(floor)
+            self._prune(now)
             self._publish(now)
             counted, self._counted = tuple(self._counted), []
             return counted
@@ -286,18 +289,31 @@ class JobStore:
         del self._jobs[job_id]
         self._visible.discard(job_id)
 
-    def _prune(self, floor: float) -> None:
-        give_up = floor + self._lookback - self._max_age
+    def _window_start(self, now: float) -> float:
+        # The window by our clock, but never reaching back before the floor: after a clock
+        # step back, jobs that left the window stay out.
+        start = now - self._lookback
+        return start if self._floor is None else max(start, self._floor)
+
+    def _prune(self, now: float) -> None:
+        start = self._window_start(now)
+        give_up = start + self._lookback - self._max_age
         stale = [
-            job_id
-            for job_id, job in self._jobs.items()
-            if job.create_time < (floor if job.terminal else give_up)
+            job
+            for job in self._jobs.values()
+            if job.create_time < (start if job.terminal else give_up)
         ]
-        for job_id in stale:
-            self._forget(job_id)
+        for job in stale:
+            self._forget(job.id)
+        forgotten = max((job.create_time for job in stale if job.terminal), default=None)
+        if forgotten is not None:
+            # Never admit a forgotten job again, even if a listing returns it: it may have
+            # been counted. (Forgotten jobs were held, so this stays below `_newest`.)
+            barrier = math.nextafter(forgotten, math.inf)
+            self._floor = barrier if self._floor is None else max(barrier, self._floor)
 
     def _publish(self, now: float) -> None:
-        floor = self._floor if self._floor is not None else now - self._lookback
+        floor = self._window_start(now)
         jobs = self._jobs
         window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= floor]
         unfinished = [job for job in jobs.values() if not job.terminal]
@@ -375,13 +391,26 @@ class JobStore:
                 key: Histogram.from_raw(self._bounds, counts, total)
                 for key, (counts, total) in state.durations.items()
             }
-            self._prune(self._advance_floor(now))
+            self._note_newest(self._jobs.values())
+            self._advance_floor(now)
+            self._prune(now)
             self._publish(now)
 
+    def _note_newest(self, held: Iterable[Job]) -> None:
+        newest = max((job.create_time for job in held), default=None)
+        if newest is not None:
+            self._newest = newest if self._newest is None else max(newest, self._newest)
+
     def _advance_floor(self, now: float) -> float:
-        # The window start never moves back, whatever the wall clock does.
-        floor = now - self._lookback
-        self._floor = floor if self._floor is None else max(floor, self._floor)
+        # The window start never moves back, whatever the wall clock does; and it never
+        # moves past the newest CreateTime ever held (ALB's clock), so that a step of our
+        # clock far forward and back cannot leave it in the future, dropping new jobs.
+        # Before anything was held there is nothing to protect: it does not move at all.
+        candidate = now - self._lookback
+        if self._newest is None:
+            return candidate if self._floor is None else self._floor  # nothing held yet
+        candidate = min(candidate, self._newest)
+        self._floor = candidate if self._floor is None else max(candidate, self._floor)
         return self._floor
 
 

@@ -32,6 +32,9 @@ JOB_IDS_PER_CALL = MAX_IDS_PER_CALL
 # after its CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
 DEFAULT_OVERLAP = 60.0
 DEFAULT_FULL_RESYNC_INTERVAL = 1800.0
+# How far our wall clock may be off ALB's (a skew, or before an NTP step) without an
+# incremental listing skipping jobs: the issue's bar is steps of up to 10 minutes.
+CLOCK_TOLERANCE = 600.0
 
 
 # Told the jobs a refresh counted (the job events): account, region, jobs, refresh time.
@@ -240,11 +243,7 @@ class Target:
             assert covered is not None
             begin = covered - self._policy.overlap
         listed = self.source.list_jobs(window_query(self._filters, int(begin * 1000)))
-        # What the listing covered, by ALB's clock: its newest CreateTime (never behind
-        # what earlier listings covered, nor ahead of what this one returned).
-        listed_to = max([begin, *(job.create_time for job in listed)])
-        if covered is not None and not complete:
-            listed_to = max(listed_to, covered)
+        listed_to = self._covered(now, begin, listed, None if complete else covered)
         jobs = [job for job in listed if matches(self._filters, job)]
         # Jobs held as not terminal that the listing did not return (older than the
         # listing, or dropped by the API) are looked up by id: all of them on a complete
@@ -261,6 +260,17 @@ class Target:
         if complete and covered is not None:
             resync_before = covered - self._policy.overlap
         return _Observed(jobs, recheck, complete, listed_to, resync_before)
+
+    @staticmethod
+    def _covered(now: float, begin: float, listed: list[Job], covered: float | None) -> float:
+        """What a listing covered, by ALB's clock: its newest CreateTime, never behind what
+        earlier listings covered. Two guards, both `CLOCK_TOLERANCE` wide: a CreateTime
+        that far ahead of our clock is bogus and ignored (it would make later listings
+        skip jobs); and the position follows our clock less that much, so a burst followed
+        by a quiet spell is not re-read on every refresh until the next one."""
+        newest = [job.create_time for job in listed if job.create_time <= now + CLOCK_TOLERANCE]
+        earlier = [] if covered is None else [covered]
+        return max([begin, *newest, now - CLOCK_TOLERANCE, *earlier])
 
     def _due(self, candidates: list[str], now: float) -> list[str]:
         """The candidates due for a look-up, topped up with the soonest-due others to fill

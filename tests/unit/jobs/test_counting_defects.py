@@ -41,6 +41,7 @@ class Alb:
         self.jobs: dict[str, Job] = {}
         self.listed_from: dict[str, float] = {}
         self.hook: Callable[[], None] | None = None  # runs after the next listing
+        self.listed: list[int] = []  # how many jobs each listing (not look-up) returned
 
     def put(self, *jobs: Job, listed_at: float | None = None) -> None:
         for j in jobs:
@@ -58,6 +59,7 @@ class Alb:
                 for j in self.jobs.values()
                 if j.create_time >= begin and self.listed_from[j.id] <= now
             ]
+            self.listed.append(len(found))
         hook, self.hook = self.hook, None
         if hook is not None:
             hook()
@@ -132,6 +134,23 @@ def test_2_a_wall_clock_step_backwards_does_not_count_pruned_jobs_again() -> Non
     assert t.status().up
     assert finished(t) == 60
     assert durations(t) == 60
+
+
+def test_2b_a_step_forward_past_the_window_and_back_loses_no_new_job() -> None:
+    alb_time, ours = FakeClock(), FakeClock()
+    alb = Alb(alb_time)
+    t = target(alb, ours)
+    alb.put(job("before", SUCCEEDED, T0 - 5, T0 - 1))
+    t.refresh()
+    ours.advance(2 * LOOKBACK)  # our clock runs 20 min ahead for a while...
+    t.refresh()
+    ours.advance(-2 * LOOKBACK)  # ...and is corrected
+    for clock in (alb_time, ours):
+        clock.advance(30)
+    alb.put(job("after", FAILED, T0 + 20, T0 + 25))
+    t.refresh()
+    assert finished(t) == 1  # "after" is counted; the window start did not stay 20 min ahead
+    assert t.snapshot().failed == {("rule", "CreateRule", "Conflict.Lock"): 1}
 
 
 def test_3_a_reload_overlapping_a_refresh_in_flight_does_not_count_twice() -> None:
@@ -227,3 +246,35 @@ def test_5_a_2xx_answer_that_is_not_a_listing_is_down_and_loses_no_job() -> None
     assert t.snapshot().oldest_processing == {("rule", "CreateRule"): T0 - 300}
     assert sum(t.snapshot().vanished_total.values()) == 0
     client.close()
+
+
+def test_review_a_burst_then_a_quiet_spell_is_not_re_read_for_long() -> None:
+    # Incremental listings start from the newest CreateTime listed; in a quiet spell that
+    # position also follows our clock (less 10 min), so a burst is not re-read until the
+    # next full resync (or a new job).
+    clock = FakeClock()
+    alb = Alb(clock)
+    t = target(alb, clock)
+    t.refresh()
+    alb.put(*(job(f"b{i}", SUCCEEDED, T0 + 1 + i / 10) for i in range(300)))
+    clock.advance(60)
+    t.refresh()
+    assert finished(t) == 300
+    for _ in range(24):  # 12 quiet minutes, a refresh every 30 s, no full resync
+        clock.advance(30)
+        t.refresh()
+    assert alb.listed[-1] == 0
+
+
+def test_review_a_createtime_far_in_the_future_does_not_make_listings_skip_jobs() -> None:
+    clock = FakeClock()
+    alb = Alb(clock)
+    t = target(alb, clock)
+    t.refresh()
+    alb.put(job("bogus", SUCCEEDED, T0 + 3600, T0 + 3600), listed_at=T0)
+    clock.advance(30)
+    t.refresh()
+    alb.put(job("normal", FAILED, T0 + 40, T0 + 45))
+    clock.advance(30)
+    t.refresh()
+    assert t.snapshot().failures_total == {("rule", "CreateRule", "Conflict.Lock"): 1}
