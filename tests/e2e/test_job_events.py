@@ -63,6 +63,7 @@ def config(tmp: Path, sim: procs.Proc, **job_events: object) -> Path:
     return write_config(
         tmp / "config.yaml",
         [prod],
+        cache_ttl=0.3,  # each wait below ends at a scrape that refreshes: keep it short
         state_file=str(tmp / "state.json"),
         job_events=job_events,
         recent_failures=20,
