@@ -35,6 +35,7 @@ class Proc:
     url: str = ""
     lines: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    pump: threading.Thread | None = None  # reads the output until the process closes it
 
     def output(self) -> str:
         with self._lock:
@@ -53,6 +54,10 @@ class Proc:
     def close(self) -> int:
         """Stops the process if it still runs, closes its pipe and returns its exit code."""
         code = self.stop() if self.popen.poll() is None else self.popen.returncode
+        if self.pump is not None:
+            # The process has exited, so its end of the pipe is closed and the pump reaches
+            # EOF; closing our end while it still reads would fail it in its thread.
+            self.pump.join(timeout=10)
         if self.popen.stdout:
             self.popen.stdout.close()
         return code
@@ -99,7 +104,8 @@ def start(
     )
     proc = Proc(popen)
     found = threading.Event()
-    threading.Thread(target=_pump, args=(proc, popen.stdout, found), daemon=True).start()
+    proc.pump = threading.Thread(target=_pump, args=(proc, popen.stdout, found), daemon=True)
+    proc.pump.start()
     if wait_for_url and not found.wait(timeout):
         popen.kill()
         popen.wait()
