@@ -38,9 +38,10 @@ typecheck: $(STAMP)
 #    processes start once; `make check` runs the in-process part the same way);
 # 2. then the `timing` tests alone: their real-time bounds (a scrape within its deadline,
 #    keys used before they expire) have too little slack to share the CPU;
-# 3. all along, the `slow` tests (hypothesis: CPU only, no clock, no deadline) at the lowest
-#    priority, on the CPU the others leave idle (the timing tests, a core most of the time).
-#    Their output follows the rest.
+# 3. all along, the `slow` tests at the lowest priority, on the CPU the others leave idle
+#    (the timing tests, a core most of the time): hypothesis, in-process and CPU-bound, with
+#    no example deadline and no real-time bound but 10 s HTTP timeouts on loopback, so being
+#    slowed down cannot fail them. Their output follows the rest.
 unit: $(STAMP) tools
 	log=$$(mktemp); status=0; \
 	nice -n 19 $(BIN)/python -m pytest -p no:cacheprovider -m "slow and not timing" \
