@@ -12,10 +12,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test check lint typecheck unit tools clean bench
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml ci/venv.sh
+	sh ci/venv.sh $(PYTHON) $(VENV)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -63,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache .hypothesis
