@@ -34,8 +34,11 @@ typecheck: $(STAMP)
 # The whole suite in three parts; each always runs, and the recipe fails if any failed:
 # 1. everything not marked `timing` or `slow`, on both cores, a file to a worker (a module's
 #    processes start once; `make check` runs the in-process part the same way);
-# 2. then the `timing` tests alone: their real-time bounds (a scrape within its deadline,
-#    keys used before they expire) have too little slack to share the CPU;
+# 2. then the `timing` tests, apart from the rest: their real-time bounds (a scrape within
+#    its deadline, keys used before they expire) have too little slack to share the CPU with
+#    CPU-bound tests. They mostly wait (hanging calls, expiring keys, Prometheus's scrape
+#    interval), so two files run side by side, a file to a worker, and the fault suite is two
+#    files (tests/e2e/faults/) so that neither worker waits for the other for long;
 # 3. all along, the `slow` tests at the lowest priority, on the CPU the others leave idle
 #    (the timing tests, a core most of the time): hypothesis, in-process and CPU-bound, with
 #    no example deadline and no real-time bound but 10 s HTTP timeouts on loopback, so being
@@ -45,7 +48,7 @@ unit: $(STAMP) tools
 	nice -n 19 $(BIN)/python -m pytest -p no:cacheprovider -m "slow and not timing" \
 		>"$$log" 2>&1 & slow=$$!; \
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not timing and not slow" || status=1; \
-	$(BIN)/python -m pytest -m timing || status=1; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m timing || status=1; \
 	wait $$slow || status=1; \
 	echo "== the slow tests (run meanwhile at nice 19):"; cat "$$log"; rm -f "$$log"; \
 	exit $$status

@@ -25,10 +25,3 @@ def start_exporter() -> Iterator[procs.Exporters]:
     with procs.Exporters() as exporters:
         yield exporters
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # test_restart.py keeps a 2 s scrape deadline for 50 concurrent scrapes, 0.5 s inside the
-    # client's timeout: a `timing` test, marked here until its own pytestmark says so.
-    for item in items:
-        if item.path.name == "test_restart.py":
-            item.add_marker(pytest.mark.timing)

@@ -24,7 +24,8 @@ from tests.support import procs
 from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
 
-pytestmark = pytest.mark.e2e
+# timing: a 2 s scrape deadline for 50 concurrent scrapes, 0.5 s inside the client's timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 
 KEY_ID = "LTAI5tRestartTestKey0001"
 SECRET = "restart-Secret-Value-0001"

@@ -4,7 +4,8 @@ the parser or to smuggle secrets into logs.
 Label values are the API's strings, escaped by the exposition and capped by one documented
 rule (`collector.cap_label`, docs/reliability.md): at most 256 characters (code points);
 a longer value keeps its first 255 and ends with "…"; lone surrogates become U+FFFD.
-The end-to-end counterparts (the real exporter and simulator) are in test_faults_e2e.py.
+The end-to-end counterparts (the real exporter and simulator) are in
+tests/e2e/faults/test_answer_faults.py.
 """
 
 from __future__ import annotations
