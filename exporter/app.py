@@ -259,7 +259,7 @@ class App:
             store = JobStore(
                 lookback=cfg.lookback,
                 recent_failures=cfg.recent_failures,
-                duration_buckets=cfg.metrics.duration_buckets,
+                duration_buckets=cfg.metrics.duration_buckets or config.DEFAULT_DURATION_BUCKETS,
                 processing_max_age=cfg.processing_max_age,
             )
         else:
@@ -366,8 +366,11 @@ class App:
             self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
             # The metrics block applies in place: the stores keep their counters (the
             # histograms re-bucketed) and the collector exposes the new choice next scrape.
-            for w in self._wired.values():
-                w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
+            # An empty list only hides the histogram: the stores keep their buckets, so
+            # turning it back on loses nothing.
+            if new_cfg.metrics.duration_buckets:
+                for w in self._wired.values():
+                    w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
             self.jobs_collector.configure(_exposition(new_cfg.metrics))
             self.cfg = new_cfg
             replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}

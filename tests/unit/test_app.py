@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,30 @@ def test_reload_applies_the_metrics_block_in_place(
         for s in f.samples
         if s.name.startswith("alb_async_job_duration_seconds_")
     )
+
+
+def test_an_empty_bucket_list_hides_the_histogram_and_turning_it_back_loses_nothing(
+    cfg_path: Path, apps: list[App]
+) -> None:
+    endpoint = "http://127.0.0.1:9"  # refreshes fail at once: the store is the test's
+    app = start(apps, write_config(cfg_path, endpoint), cfg_path)
+    store = targets_of(app)[KEYS[0]].store
+    t0 = time.time()
+    running = Job("j", "CreateRule", "Create", "rule", "rule-1", PROCESSING, "", "", t0, t0)
+    store.update([running], (), t0)
+    store.update([replace(running, status="Succeeded", modify_time=t0 + 7)], (), t0 + 10)
+    count = "alb_async_job_duration_seconds_count"
+    labels = {"account": "prod", "region": KEYS[0][1], "status": "Succeeded"}
+    assert value(app, count, **labels) == 1
+
+    write_config(cfg_path, endpoint, metrics="{duration_buckets: []}")
+    assert app.reload() is None
+    assert count not in _families(app)
+
+    write_config(cfg_path, endpoint)
+    assert app.reload() is None
+    assert value(app, count, **labels) == 1
+    assert value(app, "alb_async_job_duration_seconds_bucket", **labels, le="10.0") == 1
 
 
 def test_a_bad_metrics_block_is_refused_and_the_running_one_kept(

@@ -527,6 +527,22 @@ def test_summary_of_the_defaults() -> None:
     assert "accounts: none" in summary(Config())
 
 
+def test_summary_of_a_metrics_block() -> None:
+    text = (
+        "metrics:\n  duration_buckets: []\n  duration_labels: [api_name, status]\n"
+        "  disable: [alb_async_jobs, alb_async_jobs_failed]\n" + ACCOUNT
+    )
+    assert (
+        "metrics: duration_buckets=none (no histogram); duration_labels=status,api_name;"
+        " disable=alb_async_jobs,alb_async_jobs_failed"
+    ) in summary(parse(text, {})).splitlines()
+    text = "metrics:\n  duration_buckets: [0.5, 90]\n  duration_labels: []\n" + ACCOUNT
+    assert (
+        "metrics: duration_buckets=0.5s,1m30s; duration_labels=none (account and region only);"
+        " disable=none"
+    ) in summary(parse(text, {})).splitlines()
+
+
 @pytest.mark.parametrize(
     ("key_id", "masked"),
     [("LTAI5tEXAMPLE1234", "LTAI****1234"), ("LTAI5tEXAMPL", "LTAI****AMPL"), ("short", "****")],
