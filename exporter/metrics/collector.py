@@ -121,7 +121,8 @@ class ExpositionOptions:
 
     `duration_labels`: the histogram's labels besides account and region, a subset of
     DURATION_KEY_LABELS; label sets that differ only in the others are summed.
-    `disabled`: job families not exposed at all.
+    `disabled`: job families not exposed at all. These defaults expose everything; the
+    exporter's own defaults are the config's (`metrics` block), converted by the app.
     """
 
     duration_labels: tuple[str, ...] = DURATION_KEY_LABELS
@@ -227,8 +228,9 @@ def _family(metric: MetricSpec, samples: _Samples) -> Metric:
 class JobsCollector(Collector):
     """Job metrics of every target, built fresh from the targets' snapshots on each scrape.
 
-    Every family is yielded on every scrape, with no samples if need be, so all job
-    metrics are in the exposition from the start. A target whose view raises is logged
+    Every family not disabled by the options is yielded on every scrape, with no samples
+    if need be, so all job metrics are in the exposition from the start; the duration
+    histogram is summed onto the options' labels. A target whose view raises is logged
     and left out; the other targets are still exposed. Example::
 
         # HELP alb_async_jobs ALB async jobs created within the lookback window, ...
