@@ -26,7 +26,7 @@ from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
-from exporter.metrics.collector import JobsCollector
+from exporter.metrics.collector import ExpositionOptions, JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.web import LandingFailure, LandingInfo, LandingTarget
 
@@ -128,7 +128,8 @@ class App:
             max_workers=cfg.max_concurrent_refreshes,
             after_refresh=self._after_refresh,
         )
-        self.registry.register(JobsCollector(self.refresher.targets))
+        self.jobs_collector = JobsCollector(self.refresher.targets, _exposition(cfg.metrics))
+        self.registry.register(self.jobs_collector)
         self.metrics.set_reload_ok(True)
 
     def _providers(
@@ -258,6 +259,7 @@ class App:
             store = JobStore(
                 lookback=cfg.lookback,
                 recent_failures=cfg.recent_failures,
+                duration_buckets=cfg.metrics.duration_buckets or config.DEFAULT_DURATION_BUCKETS,
                 processing_max_age=cfg.processing_max_age,
             )
         else:
@@ -293,7 +295,7 @@ class App:
             return None
         self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
         registry = CollectorRegistry()
-        registry.register(JobsCollector(lambda: [target]))
+        registry.register(JobsCollector(lambda: [target], _exposition(self.cfg.metrics)))
         return registry
 
     def is_ready(self) -> bool:
@@ -362,6 +364,14 @@ class App:
             self._credentials = self._providers(new_cfg, old_credentials)
             self._wired = self._wire(new_cfg, old, self._credentials)
             self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
+            # The metrics block applies in place: the stores keep their counters (the
+            # histograms re-bucketed) and the collector exposes the new choice next scrape.
+            # An empty list only hides the histogram: the stores keep their buckets, so
+            # turning it back on loses nothing.
+            if new_cfg.metrics.duration_buckets:
+                for w in self._wired.values():
+                    w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
+            self.jobs_collector.configure(_exposition(new_cfg.metrics))
             self.cfg = new_cfg
             replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
             self.refresher.set_targets(
@@ -417,12 +427,23 @@ class App:
 
 def _same_globals(a: config.Config, b: config.Config) -> bool:
     """Whether a target built under `a` is still right under `b` (accounts aside; the job
-    events are the App's, not the targets')."""
+    events are the App's, not the targets'; the metrics block is applied in place)."""
     return _globals(a) == _globals(b)
 
 
 def _globals(c: config.Config) -> config.Config:
-    return replace(c, accounts=(), cache_ttl=0.0, job_events=config.JobEventsConfig())
+    # The metrics block is applied to the targets in place by reload (no rebuild needed).
+    return replace(
+        c,
+        accounts=(),
+        cache_ttl=0.0,
+        job_events=config.JobEventsConfig(),
+        metrics=config.MetricsConfig(),
+    )
+
+
+def _exposition(metrics: config.MetricsConfig) -> ExpositionOptions:
+    return ExpositionOptions(metrics.duration_labels, metrics.disabled())
 
 
 def _same_data(

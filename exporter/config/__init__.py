@@ -20,7 +20,11 @@ from exporter.config.credentials import (
 from exporter.config.describe import mask_access_key_id, summary
 from exporter.config.loader import ACCOUNT_KEYS, FILTERS_KEYS, TOP_LEVEL_KEYS, load, parse
 from exporter.config.model import (
+    DEFAULT_DURATION_BUCKETS,
+    DEFAULT_DURATION_LABELS,
     DEFAULT_ENDPOINT,
+    DURATION_LABELS,
+    JOB_FAMILIES,
     SECRET_KEYS,
     SIGNATURES,
     AccountConfig,
@@ -28,6 +32,7 @@ from exporter.config.model import (
     CredentialsConfig,
     Filters,
     JobEventsConfig,
+    MetricsConfig,
 )
 from exporter.config.scalars import format_duration, is_loopback_host
 
@@ -37,8 +42,12 @@ __all__ = [
     "CREDENTIALS_KEYS",
     "CREDENTIALS_TYPE_KEYS",
     "CREDENTIAL_TYPES",
+    "DEFAULT_DURATION_BUCKETS",
+    "DEFAULT_DURATION_LABELS",
     "DEFAULT_ENDPOINT",
+    "DURATION_LABELS",
     "FILTERS_KEYS",
+    "JOB_FAMILIES",
     "MAX_CREDENTIALS_NESTING",
     "SECRET_KEYS",
     "SIGNATURES",
@@ -50,6 +59,7 @@ __all__ = [
     "CredentialsConfig",
     "Filters",
     "JobEventsConfig",
+    "MetricsConfig",
     "format_duration",
     "is_loopback_host",
     "load",

@@ -14,6 +14,7 @@ from exporter.config.model import (
     Config,
     CredentialsConfig,
     Filters,
+    MetricsConfig,
 )
 from exporter.config.scalars import format_duration
 
@@ -33,6 +34,7 @@ def summary(config: Config) -> str:
         f"full_resync_interval: {format_duration(config.full_resync_interval)}",
         f"processing_max_age: {format_duration(config.processing_max_age)}",
         f"max_concurrent_refreshes: {config.max_concurrent_refreshes}",
+        f"metrics: {_metrics_summary(config.metrics)}",
         f"job_events: {_job_events_summary(config)}",
     ]
     if not config.accounts:
@@ -58,6 +60,24 @@ def _job_events_summary(config: Config) -> str:
     if not events.output:
         return "off"
     return f"{events.output} ({', '.join(events.statuses)})"
+
+
+def _metrics_summary(metrics: MetricsConfig) -> str:
+    default = MetricsConfig()
+
+    def mark(key: str) -> str:
+        return " (default)" if getattr(metrics, key) == getattr(default, key) else ""
+
+    buckets = ",".join(format_duration(b) for b in metrics.duration_buckets)
+    labels = ",".join(metrics.duration_labels)
+    return "; ".join(
+        [
+            f"duration_buckets={buckets or 'none (no histogram)'}{mark('duration_buckets')}",
+            f"duration_labels={labels or 'none (account and region only)'}"
+            + mark("duration_labels"),
+            f"disable={','.join(metrics.disable) or 'none'}",
+        ]
+    )
 
 
 def mask_access_key_id(access_key_id: str) -> str:

@@ -7,6 +7,7 @@ whether it is required, and the known-key check (with spelling hints) uses the s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from exporter import yamlstrict
 from exporter.alibaba.api import MAX_PAGE_SIZE, RESOURCE_TYPES
 from exporter.config.credentials import credentials_block
 from exporter.config.model import (
+    DURATION_LABELS,
     JOB_EVENT_STATUSES,
+    JOB_FAMILIES,
     SIGNATURES,
     AccountConfig,
     Config,
     Filters,
     JobEventsConfig,
+    MetricsConfig,
 )
 from exporter.config.scalars import (
     Context,
@@ -268,8 +272,92 @@ def _event_statuses(ctx: Context, raw: object, path: str) -> tuple[str, ...] | N
     return tuple(text.value for _, text in items) if ok else None
 
 
+def _metrics(ctx: Context, raw: object, path: str) -> MetricsConfig | None:
+    return _build(ctx, raw, path, METRICS, MetricsConfig)
+
+
+def _buckets(ctx: Context, raw: object, path: str) -> tuple[float, ...] | None:
+    if not isinstance(raw, list):
+        ctx.problem(path, f"must be a list of upper bounds in seconds, got {kind(raw)}")
+        return None
+    bounds: list[float] = []
+    last_index = -1  # the item the last accepted bound came from
+    ok = True
+    for index, item in enumerate(raw):
+        item_path = f"{path}[{index}]"
+        if isinstance(item, float) and math.isinf(item) and item > 0:
+            ctx.problem(item_path, "the +Inf bucket is always there; list finite bounds only")
+            ok = False
+            continue
+        bound = duration(ctx, item, item_path, zero_ok=False)
+        if bound is None:
+            ok = False
+            continue
+        if bounds and bound == bounds[-1]:
+            ctx.problem(item_path, f"duplicate of {path}[{last_index}]")
+            ok = False
+            continue
+        if bounds and bound < bounds[-1]:
+            # Prometheus needs ascending, distinct `le` bounds; an order that the exporter
+            # silently fixed would hide a typo (10 for 100, say).
+            ctx.problem(
+                item_path,
+                f"must be greater than the bound before it ({format_duration(bounds[-1])}),"
+                f" got {format_duration(bound)} (list the bounds in ascending order)",
+            )
+            ok = False
+            continue
+        bounds.append(bound)
+        last_index = index
+    return tuple(bounds) if ok else None
+
+
+def _duration_labels(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    if items is None:
+        return None
+    ok = True
+    for index, text in items:
+        if text.value not in DURATION_LABELS:
+            ctx.problem(
+                f"{path}[{index}]",
+                f"unknown label {show(text)}{hint(text.value, DURATION_LABELS)}; "
+                f"expected some of {', '.join(DURATION_LABELS)}",
+            )
+            ok = False
+    if not ok:
+        return None
+    chosen = {text.value for _, text in items}
+    return tuple(label for label in DURATION_LABELS if label in chosen)  # exposition order
+
+
+def _disable(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    items = string_list(ctx, raw, path)
+    if items is None:
+        return None
+    ok = True
+    for index, text in items:
+        if text.value in JOB_FAMILIES:
+            continue
+        ok = False
+        if text.value.startswith("alb_exporter_"):
+            # The self-metrics say whether the job data can be trusted (up, staleness,
+            # throttling): without them an empty job family would look like "no jobs".
+            problem = f"{show(text)} is one of the exporter's own metrics, which cannot be disabled"
+        else:
+            problem = f"unknown metric family {show(text)}{hint(text.value, JOB_FAMILIES)}"
+        families = ", ".join(JOB_FAMILIES)
+        ctx.problem(f"{path}[{index}]", f"{problem}; expected one of the job families: {families}")
+    return tuple(text.value for _, text in items) if ok else None
+
+
 # --- the tables: the keys of each level, in the order their problems are reported ------
 
+METRICS = (
+    Key("duration_buckets", _buckets),
+    Key("duration_labels", _duration_labels),
+    Key("disable", _disable),
+)
 JOB_EVENTS = (
     Key("output", any_string),
     Key("statuses", _event_statuses),
@@ -300,6 +388,7 @@ TOP_LEVEL = (
     Key("full_resync_interval", partial(duration, zero_ok=False)),
     Key("processing_max_age", partial(duration, zero_ok=False)),
     Key("max_concurrent_refreshes", partial(integer, low=1, high=256)),
+    Key("metrics", _metrics),
     Key("job_events", _job_events),
     Key("accounts", _accounts),
 )

@@ -88,6 +88,62 @@ class JobEventsConfig:
     statuses: tuple[str, ...] = ("Failed",)
 
 
+# The job families `metrics.disable` may name: exporter.metrics.table's job data families
+# (a test holds the two equal; config cannot import metrics). The exporter's own
+# alb_exporter_* families are never disabled: they say whether the job data can be trusted.
+JOB_FAMILIES = (
+    "alb_async_jobs",
+    "alb_async_jobs_failed",
+    "alb_async_jobs_finished_total",
+    "alb_async_jobs_failures_total",
+    "alb_async_job_duration_seconds",
+    "alb_async_job_processing_oldest_created_timestamp_seconds",
+    "alb_async_jobs_vanished_total",
+    "alb_async_job_recent_failure_timestamp_seconds",
+)
+# The labels of alb_async_job_duration_seconds (besides account and region) that
+# `metrics.duration_labels` may keep, in exposition order.
+DURATION_LABELS = ("status", "resource_type", "api_name")
+# Per status only: an api_name has one resource_type, so (status, api_name) would be the
+# finest split, and at 18 API names x 2 statuses the histogram alone is hundreds of series
+# per target that nobody graphs one by one. The dashboard groups durations by status.
+DEFAULT_DURATION_LABELS = ("status",)
+# ALB jobs take from about a second (a rule change) to minutes (a load balancer with many
+# zones); most finish in 5-60 s. Beyond 30 min a job is stuck (AlbAsyncJobStuck), so
+# longer ones share +Inf.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """`metrics`: cardinality controls. The defaults keep every dashboard panel and alert."""
+
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS  # (): no histogram
+    duration_labels: tuple[str, ...] = DEFAULT_DURATION_LABELS
+    disable: tuple[str, ...] = ()
+
+    @property
+    def histogram_enabled(self) -> bool:
+        return bool(self.duration_buckets) and "alb_async_job_duration_seconds" not in self.disable
+
+    def disabled(self) -> frozenset[str]:
+        """The job families left out of the exposition (an empty bucket list included)."""
+        if self.histogram_enabled:
+            return frozenset(self.disable)
+        return frozenset((*self.disable, "alb_async_job_duration_seconds"))
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. `accounts` may be empty here; whether that is acceptable
@@ -104,5 +160,6 @@ class Config:
     full_resync_interval: float = 1800.0  # a complete page-through of the window this often
     processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
     max_concurrent_refreshes: int = 4
+    metrics: MetricsConfig = MetricsConfig()
     job_events: JobEventsConfig = JobEventsConfig()
     accounts: tuple[AccountConfig, ...] = ()

@@ -4,6 +4,7 @@ and the histogram it keeps inside."""
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -84,6 +85,24 @@ class Histogram:
             raise ValueError("histogram counts do not match the buckets")
         histogram._counts = values
         histogram._sum = float(total)
+        return histogram
+
+    def rebucket(self, bounds: tuple[float, ...]) -> Histogram:
+        """This histogram's observations under other bucket bounds; count and sum are kept.
+
+        Exact where each new bound is an old one. A new bound that was not starts from the
+        cumulative count of the nearest old bound below it (0 if none): the buckets stay
+        cumulative and every later observation lands exactly, so rate() and quantiles over
+        windows after the change are exact, and no series goes down (no false reset).
+        """
+        cumulative = list(itertools.accumulate(self._counts))
+        at = [
+            cumulative[i - 1] if (i := bisect.bisect_right(self._bounds, b)) else 0 for b in bounds
+        ]
+        at.append(cumulative[-1])  # +Inf: every observation
+        histogram = Histogram(bounds)
+        histogram._counts = [at[0], *(b - a for a, b in itertools.pairwise(at))]
+        histogram._sum = self._sum
         return histogram
 
     def snapshot(self) -> HistogramSnapshot:

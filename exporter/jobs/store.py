@@ -11,27 +11,13 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
+from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, frozen
-
-# ALB jobs take from about a second (a rule change) to tens of minutes (a load
-# balancer with many zones), so the buckets span 1 s .. 1 h.
-DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    1800.0,
-    3600.0,
-)
 
 # Jobs still Processing this long after creation are given up (no longer re-checked). ALB
 # jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.
@@ -117,7 +103,7 @@ class JobStore:
             raise ValueError("recent_failures must not be negative")
         if processing_max_age <= 0:
             raise ValueError("processing_max_age must be positive")
-        bounds = tuple(sorted(float(b) for b in duration_buckets if b != float("inf")))
+        bounds = _bounds(duration_buckets)
         self._lookback = float(lookback)
         self._recent_failures = recent_failures
         self._max_age = max(float(processing_max_age), self._lookback)
@@ -150,6 +136,20 @@ class JobStore:
         if seconds <= 0:
             raise ValueError("processing_max_age must be positive")
         self._max_age = max(float(seconds), self._lookback)
+
+    def set_duration_buckets(self, buckets: Iterable[float]) -> None:
+        """Apply reloaded `metrics.duration_buckets` to a store kept across the reload: the
+        histograms are re-bucketed (`Histogram.rebucket`), counts and sums kept."""
+        bounds = _bounds(buckets)
+        with self._update_lock:
+            if bounds == self._bounds:
+                return
+            self._bounds = bounds
+            self._durations = {k: h.rebucket(bounds) for k, h in self._durations.items()}
+            self._snapshot = replace(
+                self._snapshot,
+                durations=frozen({k: h.snapshot() for k, h in self._durations.items()}),
+            )
 
     def snapshot(self) -> StoreSnapshot:
         return self._snapshot
@@ -370,10 +370,9 @@ class JobStore:
         two refreshes: the horizons continue from the saved ones. `counting_since` stands
         in for a state written before it was kept (the time that state was saved).
 
-        Raises ValueError if the histogram buckets differ from this store's.
+        Histograms saved under other buckets (an older version's defaults, a changed
+        `metrics.duration_buckets`) are re-bucketed, so counters are never dropped for it.
         """
-        if state.bounds != self._bounds:
-            raise ValueError("the duration buckets differ from this version's")
         with self._update_lock:
             if self._counting_since is not None:
                 raise ValueError("restore() must come before the first update")
@@ -388,7 +387,7 @@ class JobStore:
             self._failures = dict(state.failures_total)
             self._vanished = dict(state.vanished_total)
             self._durations = {
-                key: Histogram.from_raw(self._bounds, counts, total)
+                key: Histogram.from_raw(state.bounds, counts, total).rebucket(self._bounds)
                 for key, (counts, total) in state.durations.items()
             }
             self._note_newest(self._jobs.values())
@@ -412,6 +411,10 @@ class JobStore:
         candidate = min(candidate, self._newest)
         self._floor = candidate if self._floor is None else max(candidate, self._floor)
         return self._floor
+
+
+def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
+    return tuple(sorted({float(b) for b in buckets if b != float("inf")}))
 
 
 def _status_key(job: Job) -> StatusKey:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from prometheus_client.metrics_core import (
@@ -110,12 +110,59 @@ _COMBINE: Mapping[str, Callable[[float, float], float]] = {
 }
 
 
+DURATION = "alb_async_job_duration_seconds"
+# The labels of a duration histogram key in the store (`DurationKey`), in order.
+DURATION_KEY_LABELS = ("status", "resource_type", "api_name")
+
+
+@dataclass(frozen=True)
+class ExpositionOptions:
+    """What the config's `metrics` block asks of the exposition (the store keeps it all).
+
+    `duration_labels`: the histogram's labels besides account and region, a subset of
+    DURATION_KEY_LABELS; label sets that differ only in the others are summed.
+    `disabled`: job families not exposed at all. These defaults expose everything; the
+    exporter's own defaults are the config's (`metrics` block), converted by the app.
+    """
+
+    duration_labels: tuple[str, ...] = DURATION_KEY_LABELS
+    disabled: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.duration_labels) - set(DURATION_KEY_LABELS)
+        if unknown:
+            raise ValueError(f"not labels of {DURATION}: {sorted(unknown)}")
+        # Store keys are projected by position; keep the table's order whatever was given.
+        ordered = tuple(label for label in DURATION_KEY_LABELS if label in self.duration_labels)
+        object.__setattr__(self, "duration_labels", ordered)
+
+    def families(self) -> tuple[str, ...]:
+        return tuple(name for name in JOB_COLLECTOR_METRICS if name not in self.disabled)
+
+    def spec(self, name: str) -> MetricSpec:
+        metric = spec(name)
+        if name != DURATION:
+            return metric
+        return replace(metric, labels=(*metric.labels[:2], *self.duration_labels))
+
+    def project(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            value
+            for label, value in zip(DURATION_KEY_LABELS, key, strict=True)
+            if label in self.duration_labels
+        )
+
+
 def _new_samples() -> dict[str, _Samples]:
     return {name: _Samples(_COMBINE.get(name, _sum)) for name in JOB_COLLECTOR_METRICS}
 
 
 def _target_samples(
-    account: str, region: str, snap: StoreSnapshot, status: TargetStatus
+    account: str,
+    region: str,
+    snap: StoreSnapshot,
+    status: TargetStatus,
+    options: ExpositionOptions,
 ) -> dict[str, _Samples]:
     """All samples of one target; built completely before merging so a view that fails
     halfway contributes nothing."""
@@ -129,7 +176,8 @@ def _target_samples(
     oldest = samples["alb_async_job_processing_oldest_created_timestamp_seconds"]
     _add_all(oldest, t, snap.oldest_processing)
     for key, hist in snap.durations.items():
-        samples["alb_async_job_duration_seconds"].add_histogram((*t, *key), hist)
+        # Projected label sets that coincide are merged (summed) by the samples.
+        samples[DURATION].add_histogram((*t, *options.project(key)), hist)
     recent = samples["alb_async_job_recent_failure_timestamp_seconds"]
     for job in snap.recent_failures:
         labels = (job.id, job.resource_id, job.resource_type, job.api_name, job.error_code)
@@ -180,8 +228,9 @@ def _family(metric: MetricSpec, samples: _Samples) -> Metric:
 class JobsCollector(Collector):
     """Job metrics of every target, built fresh from the targets' snapshots on each scrape.
 
-    Every family is yielded on every scrape, with no samples if need be, so all job
-    metrics are in the exposition from the start. A target whose view raises is logged
+    Every family not disabled by the options is yielded on every scrape, with no samples
+    if need be, so all job metrics are in the exposition from the start; the duration
+    histogram is summed onto the options' labels. A target whose view raises is logged
     and left out; the other targets are still exposed. Example::
 
         # HELP alb_async_jobs ALB async jobs created within the lookback window, ...
@@ -196,26 +245,40 @@ class JobsCollector(Collector):
         alb_exporter_up{account="prod",region="cn-hangzhou"} 1.0
     """  # noqa: E501
 
-    def __init__(self, targets: Callable[[], Sequence[TargetView]]) -> None:
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[TargetView]],
+        options: ExpositionOptions | None = None,
+    ) -> None:
         self._targets = targets
+        self._options = options or ExpositionOptions()
+
+    def configure(self, options: ExpositionOptions) -> None:
+        """Apply a reloaded `metrics` block from the next scrape on (one reference swap:
+        a scrape in progress keeps the options it started with)."""
+        self._options = options
 
     def describe(self) -> Iterable[Metric]:
         # The families without samples: lets the registry reject name clashes at
-        # registration without reading any target.
+        # registration without reading any target. All of them, disabled or not: a
+        # reload may enable a family later, and the registry checks names only here.
         return [_empty_family(spec(name)) for name in JOB_COLLECTOR_METRICS]
 
     def collect(self) -> Iterator[Metric]:
+        options = self._options
         samples = _new_samples()
         for view in self._views():
             try:
-                one = _target_samples(view.account, view.region, view.snapshot(), view.status())
+                one = _target_samples(
+                    view.account, view.region, view.snapshot(), view.status(), options
+                )
             except Exception:  # a broken view must not cost the other targets their metrics
                 log.exception("cannot read target %s; left out of this scrape", _name(view))
                 continue
             for name, target_samples in one.items():
                 samples[name].update(target_samples)
-        for name in JOB_COLLECTOR_METRICS:
-            yield _family(spec(name), samples[name])
+        for name in options.families():
+            yield _family(options.spec(name), samples[name])
 
     def _views(self) -> Sequence[TargetView]:
         try:

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from exporter import config as exporter_config
+from exporter.metrics.collector import ExpositionOptions
 from exporter.metrics.table import METRICS
 from tests.support.artifacts import (
     ALERTS,
@@ -61,9 +63,11 @@ SUFFIXES = {
 
 
 def _exposed() -> dict[str, frozenset[str]]:
-    """Sample name -> label names, from the exporter's declarative metric table."""
+    """Sample name -> label names, from the exporter's declarative metric table as the
+    default `metrics` block exposes it (the histogram by DEFAULT_DURATION_LABELS only)."""
     names: dict[str, frozenset[str]] = {}
-    for spec in METRICS:
+    defaults = ExpositionOptions(exporter_config.DEFAULT_DURATION_LABELS)
+    for spec in (defaults.spec(metric.name) for metric in METRICS):
         base = spec.name.removesuffix("_total") if spec.type == "counter" else spec.name
         for suffix in SUFFIXES[spec.type]:
             labels = set(spec.labels)
@@ -728,12 +732,32 @@ def test_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
             "not both",
         ),
         (["--set", "rrsa.enabled=true"], "rrsa.roleName"),
+        (["--set-json", 'config.metrics.disable=["alb_exporter_up"]'], "disable"),
+        (["--set-json", 'config.metrics.duration_labels=["operate_type"]'], "duration_labels"),
     ],
 )
 def test_chart_rejects_bad_values(args: list[str], message: str) -> None:
     r = run(tool("helm"), "template", "rel", CHART, *args)
     assert r.returncode != 0
     assert message in r.stderr
+
+
+def test_chart_schema_offers_the_exporters_metrics_names() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    metrics = schema["properties"]["config"]["properties"]["metrics"]["properties"]
+    assert tuple(metrics) == tuple(f.name for f in fields(exporter_config.MetricsConfig))
+    assert tuple(metrics["disable"]["items"]["enum"]) == exporter_config.JOB_FAMILIES
+    assert tuple(metrics["duration_labels"]["items"]["enum"]) == exporter_config.DURATION_LABELS
+
+
+@pytest.mark.tools
+def test_cardinality_values_reach_the_exporters_config() -> None:
+    docs = helm_template("-f", str(CHART / "ci" / "cardinality-values.yaml"))
+    (configmap,) = [c for c in by_kind(docs, "ConfigMap") if "config.yaml" in c["data"]]
+    loaded = exporter_config.parse(configmap["data"]["config.yaml"], {}, "config.yaml")
+    assert loaded.metrics == exporter_config.MetricsConfig(
+        duration_buckets=(), disable=("alb_async_jobs_failed", "alb_async_jobs_vanished_total")
+    )
 
 
 @pytest.mark.tools

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from exporter.config import JOB_FAMILIES
 from exporter.metrics.table import METRICS
+from tests.support.artifacts import alerts, dashboard, dashboard_rules
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -32,3 +34,44 @@ def test_readme_names_the_two_commands_at_the_top() -> None:
     assert "make demo" in head and "make test" in head
     makefile = (README.parent / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def readme_disabled_family_rows() -> dict[str, tuple[set[str], set[str]]]:
+    """Family -> (dashboard panels, alerts) of the README's "what each disabled family
+    takes away" table."""
+    text = README.read_text()
+    table = text.split("<!-- disabled families", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        m = re.fullmatch(r"`(alb_[a-z_]+)`", cells[0])
+        if m:
+            rows[m.group(1)] = (
+                set(re.findall(r"\*([^*]+)\*", cells[1])),
+                set(re.findall(r"`(Alb\w+)`", cells[2])),
+            )
+    return rows
+
+
+def users(family: str) -> tuple[set[str], set[str]]:
+    """(dashboard panels, alerts, annotation queries included) that read `family`."""
+    name = family.removesuffix("_total")
+    reads = re.compile(rf"\b{re.escape(name)}(?:_total|_bucket|_sum|_count)?\b")
+    panels = {
+        title
+        for title, target in dashboard_rules.panel_targets(dashboard())
+        if reads.search(target.get("expr", ""))
+    }
+    fired = {
+        rule["alert"]
+        for group in alerts()["groups"]
+        for rule in group["rules"]
+        if reads.search(rule["expr"]) or any(map(reads.search, rule["annotations"].values()))
+    }
+    return panels, fired
+
+
+def test_readme_says_what_each_disabled_family_takes_away() -> None:
+    rows = readme_disabled_family_rows()
+    assert tuple(rows) == JOB_FAMILIES
+    assert rows == {family: users(family) for family in JOB_FAMILIES}

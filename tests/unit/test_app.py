@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,92 @@ def test_reload_applies_processing_max_age_to_the_store_it_keeps(
     # 90 minutes old: still tracked under 3h, given up under the reloaded 1h.
     store.update([], (), t0 + 3600, complete=False)
     assert store.processing_ids() == set()
+
+
+def _families(app: App) -> dict[str, list[dict[str, str]]]:
+    """Sample name -> label sets of the app's exposition."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for family in app.registry.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(dict(sample.labels))
+    return out
+
+
+def test_reload_applies_the_metrics_block_in_place(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    before = targets_of(app)
+    finished = {k: dict(t.snapshot().finished_total) for k, t in before.items()}
+    buckets = _families(app)["alb_async_job_duration_seconds_bucket"]
+    assert {tuple(sorted(b)) for b in buckets} == {("account", "le", "region", "status")}
+    assert "alb_async_jobs_failed" in _families(app)
+
+    metrics = (
+        "{duration_buckets: [10, 1m], duration_labels: [api_name, status],"
+        " disable: [alb_async_jobs_failed]}"
+    )
+    write_config(cfg_path, sim.url, metrics=metrics)
+    assert app.reload() is None
+
+    after = targets_of(app)
+    assert all(after[k] is before[k] for k in KEYS)  # not even rebuilt: no re-page-through
+    assert {k: dict(t.snapshot().finished_total) for k, t in after.items()} == finished
+    families = _families(app)
+    assert "alb_async_jobs_failed" not in families
+    buckets = families["alb_async_job_duration_seconds_bucket"]
+    assert {b["le"] for b in buckets} == {"10.0", "60.0", "+Inf"}
+    assert {tuple(sorted(b)) for b in buckets} == {
+        ("account", "api_name", "le", "region", "status")
+    }
+    # /probe builds its own collector: it follows the reloaded block too.
+    probe = app.probe(*KEYS[0], budget=5)
+    assert probe is not None
+    assert probe.get_sample_value("alb_async_jobs_failed", {}) is None
+    assert all(
+        "api_name" in s.labels
+        for f in probe.collect()
+        for s in f.samples
+        if s.name.startswith("alb_async_job_duration_seconds_")
+    )
+
+
+def test_an_empty_bucket_list_hides_the_histogram_and_turning_it_back_loses_nothing(
+    cfg_path: Path, apps: list[App]
+) -> None:
+    endpoint = "http://127.0.0.1:9"  # refreshes fail at once: the store is the test's
+    app = start(apps, write_config(cfg_path, endpoint), cfg_path)
+    store = targets_of(app)[KEYS[0]].store
+    t0 = time.time()
+    running = Job("j", "CreateRule", "Create", "rule", "rule-1", PROCESSING, "", "", t0, t0)
+    store.update([running], (), t0)
+    store.update([replace(running, status="Succeeded", modify_time=t0 + 7)], (), t0 + 10)
+    count = "alb_async_job_duration_seconds_count"
+    labels = {"account": "prod", "region": KEYS[0][1], "status": "Succeeded"}
+    assert value(app, count, **labels) == 1
+
+    write_config(cfg_path, endpoint, metrics="{duration_buckets: []}")
+    assert app.reload() is None
+    assert count not in _families(app)
+
+    write_config(cfg_path, endpoint)
+    assert app.reload() is None
+    assert value(app, count, **labels) == 1
+    assert value(app, "alb_async_job_duration_seconds_bucket", **labels, le="10.0") == 1
+
+
+def test_a_bad_metrics_block_is_refused_and_the_running_one_kept(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    cfg_path.write_text("metrics: {disable: [alb_exporter_up]}\n" + cfg_path.read_text())
+    error = app.reload()
+    assert error is not None and error.startswith("metrics.disable[0]: ")
+    assert value(app, "alb_exporter_config_last_reload_successful") == 0
+    assert "alb_async_job_duration_seconds_bucket" in _families(app)
+    assert app.cfg.metrics == config.MetricsConfig()
 
 
 def test_reload_resizes_the_refresh_pool(

@@ -42,3 +42,31 @@ def test_demo_check_config_validates_the_demo_config_and_exits() -> None:
     assert "  - name: demo-v1" in result.stdout
     assert "listening on" not in result.stdout + result.stderr
     assert simulator.DEMO_ACCESS_KEY_SECRET not in result.stdout + result.stderr
+
+
+# --- --check-config ----------------------------------------------------------------------
+
+
+ACCOUNT = "accounts:\n  - name: prod\n    regions: [cn-hangzhou]\n"
+
+
+def test_check_config_shows_the_metrics_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("metrics:\n  duration_labels: [status, api_name]\n" + ACCOUNT)
+    assert cli.main(["--config.file", str(cfg), "--check-config"], env={}) == 0
+    out = capsys.readouterr().out
+    assert "duration_labels=status,api_name;" in out
+    assert "duration_buckets=2s,5s,10s,20s,30s,1m,2m,5m,10m,30m (default)" in out
+
+
+def test_check_config_refuses_unsorted_buckets_naming_the_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("metrics:\n  duration_buckets: [5, 30, 10]\n" + ACCOUNT)
+    assert cli.main(["--config.file", str(cfg), "--check-config"], env={}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{cli.PROG}: error: metrics.duration_buckets[2]: must be greater")
+    assert err.count("\n") == 1

@@ -22,6 +22,7 @@ from exporter.config import (
     Config,
     CredentialsConfig,
     Filters,
+    MetricsConfig,
     format_duration,
     load,
     mask_access_key_id,
@@ -168,6 +169,29 @@ def test_defaults() -> None:
     account = config.accounts[0]
     assert (account.signature, account.credentials, account.filters) == ("v3", None, Filters())
     assert account.endpoint_for("cn-beijing") == DEFAULT_ENDPOINT.replace("{region}", "cn-beijing")
+
+
+def test_metrics_block() -> None:
+    text = (
+        "metrics:\n  duration_buckets: [0.5, 5, 30s, 2m]\n"
+        "  duration_labels: [api_name, status]\n  disable: [alb_async_jobs_failed]\n" + ACCOUNT
+    )
+    metrics = parse(text, {}).metrics
+    assert metrics == MetricsConfig(
+        duration_buckets=(0.5, 5.0, 30.0, 120.0),
+        duration_labels=("status", "api_name"),  # exposition order, whatever the file's
+        disable=("alb_async_jobs_failed",),
+    )
+    assert metrics.disabled() == {"alb_async_jobs_failed"}
+    assert parse(ACCOUNT, {}).metrics == MetricsConfig()
+
+
+def test_empty_duration_buckets_disable_the_histogram() -> None:
+    metrics = parse("metrics:\n  duration_buckets: []\n" + ACCOUNT, {}).metrics
+    assert metrics.duration_buckets == ()
+    assert metrics.disabled() == {"alb_async_job_duration_seconds"}
+    # Omitted or null: the defaults, not "none".
+    assert parse("metrics:\n  duration_buckets:\n" + ACCOUNT, {}).metrics == MetricsConfig()
 
 
 def test_null_and_empty_optional_values_mean_default() -> None:
@@ -487,6 +511,8 @@ def test_summary_of_the_defaults() -> None:
             "full_resync_interval: 30m",
             "processing_max_age: 7d",
             "max_concurrent_refreshes: 4",
+            "metrics: duration_buckets=2s,5s,10s,20s,30s,1m,2m,5m,10m,30m (default);"
+            " duration_labels=status (default); disable=none",
             "job_events: off",
             "accounts: 1",
             "  - name: prod",
@@ -499,6 +525,22 @@ def test_summary_of_the_defaults() -> None:
         ]
     )
     assert "accounts: none" in summary(Config())
+
+
+def test_summary_of_a_metrics_block() -> None:
+    text = (
+        "metrics:\n  duration_buckets: []\n  duration_labels: [api_name, status]\n"
+        "  disable: [alb_async_jobs, alb_async_jobs_failed]\n" + ACCOUNT
+    )
+    assert (
+        "metrics: duration_buckets=none (no histogram); duration_labels=status,api_name;"
+        " disable=alb_async_jobs,alb_async_jobs_failed"
+    ) in summary(parse(text, {})).splitlines()
+    text = "metrics:\n  duration_buckets: [0.5, 90]\n  duration_labels: []\n" + ACCOUNT
+    assert (
+        "metrics: duration_buckets=0.5s,1m30s; duration_labels=none (account and region only);"
+        " disable=none"
+    ) in summary(parse(text, {})).splitlines()
 
 
 @pytest.mark.parametrize(

@@ -8,19 +8,31 @@ import dataclasses
 
 import pytest
 
-from exporter.config import AccountConfig, Config, Filters, parse, summary
-from exporter.config.loader import ACCOUNT, FILTERS, TOP_LEVEL, Key
+from exporter.config import AccountConfig, Config, Filters, MetricsConfig, parse, summary
+from exporter.config.loader import ACCOUNT, FILTERS, METRICS, TOP_LEVEL, Key
 
 
 @pytest.mark.parametrize(
-    ("table", "model"), [(TOP_LEVEL, Config), (ACCOUNT, AccountConfig), (FILTERS, Filters)]
+    ("table", "model"),
+    [
+        (TOP_LEVEL, Config),
+        (ACCOUNT, AccountConfig),
+        (FILTERS, Filters),
+        (METRICS, MetricsConfig),
+    ],
 )
 def test_a_table_has_one_row_per_field_in_field_order(table: tuple[Key, ...], model: type) -> None:
     assert [key.name for key in table] == [field.name for field in dataclasses.fields(model)]
 
 
 @pytest.mark.parametrize(
-    ("table", "model"), [(TOP_LEVEL, Config), (ACCOUNT, AccountConfig), (FILTERS, Filters)]
+    ("table", "model"),
+    [
+        (TOP_LEVEL, Config),
+        (ACCOUNT, AccountConfig),
+        (FILTERS, Filters),
+        (METRICS, MetricsConfig),
+    ],
 )
 def test_required_rows_are_the_fields_without_a_default(
     table: tuple[Key, ...], model: type

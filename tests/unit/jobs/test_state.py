@@ -109,6 +109,35 @@ def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path
     assert third.snapshot().durations == snap.durations
 
 
+def test_a_file_saved_under_other_buckets_keeps_its_counters(tmp_path: Path) -> None:
+    # An upgrade from a version whose default buckets were 1 s .. 1 h: the counters must
+    # not reset for it (they did: the whole target's state was refused).
+    path = str(tmp_path / "state.json")
+    clock = Clock(T0)
+    source = Source([job("runs", PROCESSING, T0 - 30)])
+    old = Target(
+        "acct",
+        "cn-hangzhou",
+        source,
+        JobStore(LOOKBACK, 5, duration_buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)),
+        lookback=LOOKBACK,
+        clock=clock,
+    )
+    old.refresh()
+    source.jobs["runs"] = job("runs", SUCCEEDED, T0 - 30, T0 - 3)  # 27 s
+    clock.now = T0 + 30
+    old.refresh()
+    StateFile(path).save([old])
+
+    new = make_target(source, clock)  # today's default buckets
+    assert StateFile(path).restore([new]) == 1
+    snap = new.snapshot()
+    assert counted(new) == 1
+    hist = snap.durations[(SUCCEEDED, "listener", "CreateListener")]
+    assert (hist.count, hist.sum) == (1, 27.0)
+    assert dict(hist.buckets)[30.0] == 1 and dict(hist.buckets)[10.0] == 0
+
+
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     clock = Clock(T0)
     source = Source([job("a", FAILED, T0 - 5, T0 - 1), job("p", PROCESSING, T0 - 9)])

@@ -160,6 +160,55 @@ def test_duration_is_clamped_at_zero_and_bucket_bounds_are_inclusive() -> None:
     assert hist == HistogramSnapshot(((10.0, 2), (60.0, 2), (float("inf"), 2)), 10.0, 2)
 
 
+def _two_durations(buckets: tuple[float, ...]) -> JobStore:
+    """A store that counted two CreateListener jobs: 5 s and 40 s."""
+    s = store(buckets=buckets)
+    s.update([job("a", PROCESSING, create=T0), job("b", PROCESSING, create=T0)], (), T0)
+    s.update([job("a", create=T0, modify=T0 + 5), job("b", create=T0, modify=T0 + 40)], (), T0 + 60)
+    return s
+
+
+KEY = (SUCCEEDED, "listener", "CreateListener")
+
+
+def test_new_duration_buckets_keep_count_and_sum_and_are_exact_on_old_bounds() -> None:
+    s = _two_durations((2.0, 10.0, 30.0, 60.0))
+    s.set_duration_buckets((10.0, 60.0, 120.0))
+    # 10 and 60 were bounds: exact. 120 was not: it starts from the count at 60.
+    assert s.snapshot().durations[KEY] == HistogramSnapshot(
+        ((10.0, 1), (60.0, 2), (120.0, 2), (float("inf"), 2)), 45.0, 2
+    )
+    s.update([job("c", PROCESSING, create=T0 + 60)], (), T0 + 70)
+    s.update([job("c", create=T0 + 60, modify=T0 + 160)], (), T0 + 170)  # 100 s: lands exactly
+    assert s.snapshot().durations[KEY] == HistogramSnapshot(
+        ((10.0, 1), (60.0, 2), (120.0, 3), (float("inf"), 3)), 145.0, 3
+    )
+
+
+def test_a_bound_below_every_old_one_starts_at_zero_and_never_exceeds_the_next() -> None:
+    s = _two_durations((30.0,))
+    s.set_duration_buckets((1.0, 5.0, 30.0))
+    # Not known how many of the 30 s bucket were <= 5 s: 0, so nothing goes down later.
+    assert s.snapshot().durations[KEY].buckets == (
+        (1.0, 0),
+        (5.0, 0),
+        (30.0, 1),
+        (float("inf"), 2),
+    )
+
+
+def test_restore_re_buckets_a_state_saved_under_other_buckets() -> None:
+    old = _two_durations((2.0, 10.0, 30.0, 60.0))
+    saved = old.export()
+    new = store(buckets=(10.0, 60.0))
+    new.restore(saved, T0 + 60)
+    snap = new.snapshot()
+    assert snap.durations[KEY] == HistogramSnapshot(
+        ((10.0, 1), (60.0, 2), (float("inf"), 2)), 45.0, 2
+    )
+    assert finished(snap, SUCCEEDED) == 2  # the counters came along, not dropped
+
+
 # --- zero series ----------------------------------------------------------------------
 
 
