@@ -148,6 +148,21 @@ METRICS: tuple[MetricSpec, ...] = (
         "Always 1; labels carry the exporter and Python versions.",
         ("version", "python_version"),
     ),
+    MetricSpec(
+        "alb_exporter_shard_ordinal",
+        "gauge",
+        "This replica's shard (--shard.index), 0..alb_exporter_total_shards-1.",
+        (),
+    ),
+    # SPEC's `alb_exporter_shard_count` is refused by `promtool check metrics` (a gauge must
+    # not end in `_count`, the histogram suffix) and would fail the image build's lint;
+    # kube-state-metrics, which the shard flags follow, names it `..._total_shards`.
+    MetricSpec(
+        "alb_exporter_total_shards",
+        "gauge",
+        "Number of shards the targets are split across (--shard.count).",
+        (),
+    ),
 )
 
 _BY_NAME: Mapping[str, MetricSpec] = {spec.name: spec for spec in METRICS}
