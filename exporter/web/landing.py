@@ -80,7 +80,10 @@ def render_landing(info: LandingInfo) -> str:
             "</tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="6">no targets configured</td></tr>')
+        none = "no targets configured"
+        if info.shard_count > 1 and info.configured_targets:
+            none = "none of the configured targets belongs to this shard"
+        rows.append(f'<tr><td colspan="6">{none}</td></tr>')
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -94,6 +94,9 @@ def test_landing_page_shows_the_shard() -> None:
         "<p>Shard 1 of 3: 1 of the 12 configured targets; the other shards serve the rest</p>"
         in render_landing(sharded)
     )
+    idle = render_landing(replace(sharded, targets=[]))
+    assert "none of the configured targets belongs to this shard" in idle
+    assert "no targets configured" not in idle
 
 
 def test_recent_failures_are_listed_newest_first_and_escaped() -> None:
