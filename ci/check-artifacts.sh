@@ -2,6 +2,7 @@
 # Static checks of the deployment artifacts with the real tools (ci/install-tools.sh):
 #   hadolint (Dockerfile), yamllint (rules, values, Chart.yaml, ci values),
 #   helm lint --strict + helm template | kubernetes-validate --strict per ci values file,
+#   the exporter's own --check-config on each rendered config (with the shard flags),
 #   promtool check rules / test rules (alerts and the PrometheusRule the chart renders),
 #   tsc against @grafana/schema and promtool parsing of the dashboard's PromQL.
 # Every step runs; the script fails at the end if any failed.
@@ -15,6 +16,9 @@ TOOLS="${CI_TOOLS:-/opt/alb-ci-tools}"
 # kubernetes-validate's venv has PyYAML; the host python3 may not.
 PY="$TOOLS/venv/bin/python"
 [[ -x "$PY" ]] || PY=python3
+# The exporter itself, for --check-config of the rendered configs (`make test` builds it).
+EXPORTER_PY="${EXPORTER_PYTHON:-$ROOT/.venv/bin/python}"
+[[ -x "$EXPORTER_PY" ]] || { echo "$EXPORTER_PY not found: run make .venv/.installed-stamp" >&2; exit 1; }
 # Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas bundled.
 K8S_VERSIONS=(1.25.0 1.37.0)
 
@@ -69,6 +73,9 @@ helm_values_check() {
         prometheusrule_spec <"$WORK/rendered.yaml" >"$WORK/rendered-rules.yaml"
         promtool check rules "$WORK/rendered-rules.yaml"
     fi
+    # A values typo must fail here, not as a crash-looping pod: the rendered config goes
+    # through the exporter's strict loader, once per shard a StatefulSet would run.
+    (cd "$ROOT" && "$EXPORTER_PY" "$HERE/check_rendered_config.py" "$WORK/rendered.yaml")
 }
 
 dashboard_promql() {
@@ -86,7 +93,7 @@ step "yamllint rules, values, Chart.yaml, ci values" \
 step "promtool check rules files/alerts.yaml" promtool check rules "$CHART/files/alerts.yaml"
 step "promtool test rules files/alerts_test.yaml" promtool test rules "$CHART/files/alerts_test.yaml"
 for values in "$CHART"/ci/*-values.yaml; do
-    step "helm lint+template+kubernetes-validate ci/$(basename "$values")" helm_values_check "$values"
+    step "helm lint+template+validate+check-config ci/$(basename "$values")" helm_values_check "$values"
 done
 step "tsc dashboard.json against @grafana/schema" "$HERE/check-dashboard-types.sh" "$CHART/files/dashboard.json"
 step "promtool parses every dashboard expression" dashboard_promql

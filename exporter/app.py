@@ -28,7 +28,7 @@ from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import ExpositionOptions, JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
-from exporter.web import LandingFailure, LandingInfo, LandingTarget
+from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard
 
 log = logging.getLogger("exporter")
 
@@ -100,14 +100,20 @@ class App:
         config_path: str | None,
         *,
         telemetry_path: str = "/metrics",
+        shard: config.Shard = config.UNSHARDED,
     ) -> None:
         self.env = env
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry)
+        self.metrics = SelfMetrics(self.registry, shard=(shard.index, shard.count))
         self._lock = threading.Lock()
-        self.cfg = cfg
+        # The shard is a flag, so a reload keeps it: every config read is cut down to the
+        # targets it owns, and the rest are only remembered to name their owner on /probe.
+        self.shard = shard
+        self._configured = _target_keys(cfg)
+        cfg = self.cfg = shard.select(cfg)
+        self._log_ownership(cfg)
         # One request budget per (account, region), ALB's quota scope (account x region x
         # API): a throttled region slows down alone. Kept across reloads while the rate holds.
         self._buckets: dict[TargetKey, TokenBucket] = {}
@@ -289,10 +295,15 @@ class App:
     def prepare_scrape(self, budget: float | None) -> None:
         self.refresher.ensure_fresh(None, timeout=budget or DEFAULT_SCRAPE_BUDGET)
 
-    def probe(self, account: str, region: str, budget: float | None) -> CollectorRegistry | None:
+    def probe(
+        self, account: str, region: str, budget: float | None
+    ) -> CollectorRegistry | OtherShard | None:
         target = self.refresher.target((account, region))
         if target is None:
-            return None
+            if (account, region) not in self._configured:
+                return None
+            owner = self.shard.owner(account, region)
+            return OtherShard(owner=owner, count=self.shard.count, this=self.shard.index)
         self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
         registry = CollectorRegistry()
         registry.register(JobsCollector(lambda: [target], _exposition(self.cfg.metrics)))
@@ -319,6 +330,9 @@ class App:
             targets=rows,
             telemetry_path=self.telemetry_path,
             failures=self._recent_failures(),
+            shard_index=self.shard.index,
+            shard_count=self.shard.count,
+            configured_targets=len(self._configured),
         )
 
     def _recent_failures(self) -> list[LandingFailure]:
@@ -360,6 +374,9 @@ class App:
                 error = "accounts: at least one account is required"
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
+            self._configured = _target_keys(new_cfg)
+            new_cfg = self.shard.select(new_cfg)
+            self._log_ownership(new_cfg)
             old, old_credentials = self._wired, self._credentials
             self._credentials = self._providers(new_cfg, old_credentials)
             self._wired = self._wire(new_cfg, old, self._credentials)
@@ -403,6 +420,23 @@ class App:
             ).start()
         return None
 
+    def _log_ownership(self, own: config.Config) -> None:
+        owned = len(_target_keys(own))
+        if self.shard.count == 1:
+            return
+        if owned == 0:
+            # Not an error: with more shards than targets some have nothing to do. Such a
+            # replica stays healthy and ready and serves only its own metrics.
+            log.warning(
+                "%s owns none of the %d configured targets: it serves no job metrics",
+                self.shard,
+                len(self._configured),
+            )
+        else:
+            log.info(
+                "%s owns %d of the %d configured targets", self.shard, owned, len(self._configured)
+            )
+
     def all_up(self) -> bool:
         return all(t.status().up for t in self.refresher.targets())
 
@@ -423,6 +457,10 @@ class App:
     def _close(w: _Wired) -> None:
         if w.client is not None:
             w.client.close()
+
+
+def _target_keys(cfg: config.Config) -> frozenset[TargetKey]:
+    return frozenset((a.name, region) for a in cfg.accounts for region in a.regions)
 
 
 def _same_globals(a: config.Config, b: config.Config) -> bool:

@@ -11,9 +11,10 @@ import logging
 import os
 import platform
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from prometheus_client import disable_created_metrics, generate_latest
@@ -21,6 +22,7 @@ from prometheus_client import disable_created_metrics, generate_latest
 from exporter import __version__, config, logfmt
 from exporter.alibaba.credentials import provider_for
 from exporter.app import PROG, App
+from exporter.config.shard import HOSTNAME, UNSHARDED, Shard, parse_count, parse_index
 from exporter.errors import ConfigError, CredentialsError
 from exporter.web import Server, WebHooks, check_telemetry_path, make_wsgi_app, webconfig
 
@@ -104,6 +106,24 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="validate the config and credential sources, print a summary "
         "without secrets; exit 0 if valid, 2 if not",
     )
+    # No argparse default: an absent flag falls back to its env var, and an error then
+    # names where the bad value came from.
+    p.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        default=None,
+        help="number of replicas the targets are split across "
+        "(env ALB_EXPORTER_SHARD_COUNT; default 1)",
+    )
+    p.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        metavar="I",
+        default=None,
+        help=f"this replica's shard, 0..N-1, or '{HOSTNAME}' for the trailing -<ordinal> "
+        "of the host name, as in a StatefulSet (env ALB_EXPORTER_SHARD_INDEX; default 0)",
+    )
     p.add_argument(
         "--version",
         action="version",
@@ -138,7 +158,33 @@ def _demo_config(sim_url: str, demo_id: str, demo_secret: str) -> config.Config:
     )
 
 
-def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
+def _shard(args: argparse.Namespace, env: Mapping[str, str], hostname: Callable[[], str]) -> Shard:
+    """The `--shard.*` flags (or their env vars) as a Shard; ValueError names the flag."""
+
+    def given(value: str | None, flag: str, var: str, default: str) -> tuple[str, str]:
+        if value is not None:
+            return value, flag
+        if var in env:
+            return env[var], f"{flag} (from {var})"
+        return default, flag
+
+    count_text, count_flag = given(
+        args.shard_count, "--shard.count", "ALB_EXPORTER_SHARD_COUNT", "1"
+    )
+    index_text, index_flag = given(
+        args.shard_index, "--shard.index", "ALB_EXPORTER_SHARD_INDEX", "0"
+    )
+    try:
+        count = parse_count(count_text)
+    except ValueError as exc:
+        raise ValueError(f"{count_flag}: {exc}") from None
+    try:
+        return Shard(parse_index(index_text, count, hostname), count)
+    except ValueError as exc:
+        raise ValueError(f"{index_flag}: {exc}") from None
+
+
+def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNSHARDED) -> int:
     problems = []
     for i, account in enumerate(cfg.accounts):
         try:
@@ -151,7 +197,7 @@ def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
         for problem in problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
-    print(config.summary(cfg))
+    print(config.summary(cfg, shard))
     return 0
 
 
@@ -192,10 +238,11 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     log.info(
-        "listening on %s (version %s, %d targets)",
+        "listening on %s (version %s, %d targets, %s)",
         server.url,
         __version__,
         len(app.refresher.targets()),
+        app.shard,
     )
     # Refresh once right away so /-/ready turns 200 without waiting for the first scrape.
     threading.Thread(target=app.refresher.ensure_fresh, name="warmup", daemon=True).start()
@@ -207,13 +254,23 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
     return 0
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    hostname: Callable[[], str] = socket.gethostname,
+) -> int:
     env = dict(os.environ) if env is None else env
     args = build_parser(env).parse_args(argv)
     try:
         check_telemetry_path(args.telemetry_path)
     except ValueError as exc:
         print(f"{PROG}: error: --web.telemetry-path: {exc}", file=sys.stderr)
+        return 2
+    try:
+        shard = _shard(args, env, hostname)
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     logfmt.setup(args.log_level, args.log_format)
     web = None
@@ -235,7 +292,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             demo = _demo_config(
                 DEMO_CHECK_URL, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET
             )
-            return _check_config(demo, env)
+            return _check_config(demo, env, shard)
         sim = simulator.SimulatorServer(
             simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
         )
@@ -251,12 +308,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 print(f"{PROG}: error: {problem}", file=sys.stderr)
             return 2
         if args.check_config:
-            return _check_config(cfg, env)
+            return _check_config(cfg, env, shard)
         if not cfg.accounts:
             print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
             return 2
 
-    app = App(cfg, env, config_path, telemetry_path=args.telemetry_path)
+    app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
     try:
         if args.once:
             app.refresher.ensure_fresh(None, timeout=None)

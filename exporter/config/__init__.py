@@ -5,7 +5,8 @@ non-empty string`. Messages never contain secrets: nothing under `credentials` i
 and neither is any value that came from an environment variable.
 
 model (the dataclasses and their defaults), loader (parse, load and the key tables),
-scalars (values, `${VAR}`, URLs), credentials (the `credentials:` block), describe (summary).
+scalars (values, `${VAR}`, URLs), credentials (the `credentials:` block), describe (summary),
+shard (which replica owns a target).
 """
 
 from exporter.config.credentials import (
@@ -35,6 +36,7 @@ from exporter.config.model import (
     MetricsConfig,
 )
 from exporter.config.scalars import format_duration, is_loopback_host
+from exporter.config.shard import UNSHARDED, Shard, shard_of
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -54,16 +56,19 @@ __all__ = [
     "STS_MAX_DURATION",
     "STS_MIN_DURATION",
     "TOP_LEVEL_KEYS",
+    "UNSHARDED",
     "AccountConfig",
     "Config",
     "CredentialsConfig",
     "Filters",
     "JobEventsConfig",
     "MetricsConfig",
+    "Shard",
     "format_duration",
     "is_loopback_host",
     "load",
     "mask_access_key_id",
     "parse",
+    "shard_of",
     "summary",
 ]

@@ -17,10 +17,12 @@ from exporter.config.model import (
     MetricsConfig,
 )
 from exporter.config.scalars import format_duration
+from exporter.config.shard import UNSHARDED, Shard
 
 
-def summary(config: Config) -> str:
-    """A multi-line, secret-free description of `config` for `--check-config`."""
+def summary(config: Config, shard: Shard = UNSHARDED) -> str:
+    """A multi-line, secret-free description of `config` for `--check-config`; with more
+    than one shard it says which targets `shard` owns (and who owns the others)."""
     lines = [
         f"lookback: {format_duration(config.lookback)}",
         f"cache_ttl: {format_duration(config.cache_ttl)}"
@@ -37,6 +39,10 @@ def summary(config: Config) -> str:
         f"metrics: {_metrics_summary(config.metrics)}",
         f"job_events: {_job_events_summary(config)}",
     ]
+    if shard.count > 1:
+        total = sum(len(a.regions) for a in config.accounts)
+        owned = sum(len(a.regions) for a in shard.select(config).accounts)
+        lines.append(f"shard: {shard.index} of {shard.count}, owns {owned} of {total} targets")
     if not config.accounts:
         lines.append("accounts: none")
     else:
@@ -45,7 +51,7 @@ def summary(config: Config) -> str:
         endpoint = account.endpoint or f"{DEFAULT_ENDPOINT} (default)"
         lines += [
             f"  - name: {account.name}",
-            f"    regions: {', '.join(account.regions)}",
+            f"    regions: {_regions_summary(account.name, account.regions, shard)}",
             f"    endpoint: {endpoint}",
             f"    signature: {account.signature}",
             f"    credentials: {_credentials_summary(account.credentials)}",
@@ -53,6 +59,16 @@ def summary(config: Config) -> str:
             f"    max_requests_per_second: {account.max_requests_per_second:g}",
         ]
     return "\n".join(lines)
+
+
+def _regions_summary(account: str, regions: tuple[str, ...], shard: Shard) -> str:
+    if shard.count == 1:
+        return ", ".join(regions)
+    owners = ((region, shard.owner(account, region)) for region in regions)
+    return ", ".join(
+        f"{region} (shard {owner}{', this one' if owner == shard.index else ''})"
+        for region, owner in owners
+    )
 
 
 def _job_events_summary(config: Config) -> str:

@@ -15,6 +15,9 @@ from exporter.metrics.table import API_DURATION_BUCKETS, cap_label, family_name,
 class SelfMetrics:
     """The exporter's own directly instrumented metrics, on an explicit registry.
 
+    `shard` is (index, count), exposed as `alb_exporter_shard_ordinal` and
+    `alb_exporter_shard_count`.
+
     Series created up front: `register_target` creates
     `alb_exporter_api_requests_total{code="OK"}` at 0 and the empty request-duration
     histogram, so rates and `increase()` work from the first request; error codes
@@ -31,6 +34,12 @@ class SelfMetrics:
         # HELP alb_exporter_build_info Always 1; labels carry the exporter and Python versions.
         # TYPE alb_exporter_build_info gauge
         alb_exporter_build_info{python_version="3.11.7",version="0.1.0"} 1.0
+        # HELP alb_exporter_shard_ordinal This replica's shard (--shard.index), ...
+        # TYPE alb_exporter_shard_ordinal gauge
+        alb_exporter_shard_ordinal 0.0
+        # HELP alb_exporter_shard_count Number of shards the targets are split across ...
+        # TYPE alb_exporter_shard_count gauge
+        alb_exporter_shard_count 1.0
     """  # noqa: E501
 
     def __init__(
@@ -39,6 +48,7 @@ class SelfMetrics:
         *,
         version: str = __version__,
         python_version: str = platform.python_version(),
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self._api_requests = _counter("alb_exporter_api_requests_total", registry)
         self._api_duration = Histogram(
@@ -56,6 +66,10 @@ class SelfMetrics:
         self._reload_ok.set(1)
         build_info = _gauge("alb_exporter_build_info", registry)
         build_info.labels(version, python_version).set(1)
+        # Exposed unsharded too (0 of 1), so one alert rule sees every exporter and a
+        # replica that lost its shard flags is told apart from one that never had them.
+        _gauge("alb_exporter_shard_ordinal", registry).set(shard[0])
+        _gauge("alb_exporter_shard_count", registry).set(shard[1])
         # prometheus_client offers no portable way to list a metric's label sets, so the
         # ones to forget on reload are remembered here (written from refresh threads).
         # Series are created and removed under the same lock as this record, so the two

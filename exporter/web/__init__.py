@@ -4,13 +4,20 @@ Knows nothing of ALB: it is given a registry and callables.
 """
 
 from exporter.web.landing import LandingFailure, LandingInfo, LandingTarget, render_landing
-from exporter.web.routes import WebHooks, check_telemetry_path, make_wsgi_app, scrape_budget
+from exporter.web.routes import (
+    OtherShard,
+    WebHooks,
+    check_telemetry_path,
+    make_wsgi_app,
+    scrape_budget,
+)
 from exporter.web.server import Server, parse_listen_address
 
 __all__ = [
     "LandingFailure",
     "LandingInfo",
     "LandingTarget",
+    "OtherShard",
     "Server",
     "WebHooks",
     "check_telemetry_path",

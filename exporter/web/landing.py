@@ -44,6 +44,9 @@ class LandingInfo:
     targets: Sequence[LandingTarget]
     telemetry_path: str
     failures: Sequence[LandingFailure] = ()  # newest first
+    shard_index: int = 0
+    shard_count: int = 1
+    configured_targets: int | None = None  # in the config, this shard's and the others'
 
 
 def _utc(timestamp: float | None) -> str:
@@ -77,7 +80,10 @@ def render_landing(info: LandingInfo) -> str:
             "</tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="6">no targets configured</td></tr>')
+        none = "no targets configured"
+        if info.shard_count > 1 and info.configured_targets:
+            none = "none of the configured targets belongs to this shard"
+        rows.append(f'<tr><td colspan="6">{none}</td></tr>')
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -89,6 +95,7 @@ def render_landing(info: LandingInfo) -> str:
 <body>
 <h1>ALB Jobs Exporter</h1>
 <p>Version {html.escape(info.version)}</p>
+<p>{_shard(info)}</p>
 <ul>
 <li>{_link(info.telemetry_path, "Metrics")}</li>
 <li>{_link("/-/healthy", "Health")}</li>
@@ -106,6 +113,19 @@ def render_landing(info: LandingInfo) -> str:
 </body>
 </html>
 """
+
+
+def _shard(info: LandingInfo) -> str:
+    text = f"Shard {info.shard_index} of {info.shard_count}"
+    if info.shard_count == 1:
+        return text + " (not sharded)"
+    configured = info.configured_targets
+    if configured is None:
+        return text
+    return (
+        f"{text}: {len(info.targets)} of the {configured} configured targets; "
+        "the other shards serve the rest"
+    )
 
 
 def _failures(failures: Sequence[LandingFailure]) -> str:

@@ -39,18 +39,29 @@ _HTML = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
+class OtherShard:
+    """`probe`'s answer for a target that another replica serves (`--shard.*`): shard
+    `owner` of `count`; this replica is shard `this`."""
+
+    owner: int
+    count: int
+    this: int
+
+
+@dataclass(frozen=True)
 class WebHooks:
     """What the routes need from the application.
 
     `prepare_scrape(budget)` runs before `/metrics` renders `registry`; budget is the
     scrape deadline in seconds (see `scrape_budget`) or None. `probe(account, region,
-    budget)` returns a registry holding one target's metrics, or None for an unknown
-    target. `reload()` returns None on success or an error message safe to show.
+    budget)` returns a registry holding one target's metrics, an `OtherShard` for a
+    target another replica serves, or None for an unknown target. `reload()` returns
+    None on success or an error message safe to show.
     """
 
     prepare_scrape: Callable[[float | None], None]
     registry: CollectorRegistry
-    probe: Callable[[str, str, float | None], CollectorRegistry | None]
+    probe: Callable[[str, str, float | None], CollectorRegistry | OtherShard | None]
     is_ready: Callable[[], bool]
     reload: Callable[[], str | None]
     landing: Callable[[], LandingInfo]
@@ -283,6 +294,15 @@ def _probe(hooks: WebHooks, environ: WSGIEnvironment) -> _Response:
         return _Response.text(
             HTTPStatus.BAD_REQUEST,
             f"unknown target: account {_echo(account)} region {_echo(region)} is not configured",
+        )
+    if isinstance(registry, OtherShard):
+        # 404, not 400: the target is configured, just not here. A multi-target scrape
+        # config pointed at one replica sees at once which replica to ask instead.
+        return _Response.text(
+            HTTPStatus.NOT_FOUND,
+            f"account {_echo(account)} region {_echo(region)} belongs to shard "
+            f"{registry.owner} of {registry.count}; this replica is shard {registry.this}",
+            (("X-Shard-Owner", str(registry.owner)),),
         )
     return _exposition(registry, environ)
 

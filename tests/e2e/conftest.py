@@ -24,4 +24,3 @@ def start_simulator() -> Iterator[procs.Simulators]:
 def start_exporter() -> Iterator[procs.Exporters]:
     with procs.Exporters() as exporters:
         yield exporters
-

@@ -11,14 +11,13 @@ stores it (one series per sample line, histogram buckets included), and linted b
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
-from tests.support import loopback, procs
+from tests.support import loopback, procs, promtool
 from tests.support.configs import UNPACED, access_key, account, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tools]
@@ -74,13 +73,6 @@ def per_target(text: str, name: str) -> Counter[str]:
     return families
 
 
-def promtool_problems(text: str) -> str:
-    result = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    return "" if result.returncode == 0 else result.stdout + result.stderr
-
-
 def test_series_per_target_at_the_realistic_mix(
     start_exporter: procs.Exporters, sim: procs.Proc, tmp_path: Path
 ) -> None:
@@ -107,5 +99,5 @@ def test_series_per_target_at_the_realistic_mix(
     # What is left is the same data: the knobs only take away.
     assert all(lean[family] == series[family] for family in lean), (lean, series)
 
-    assert promtool_problems(defaults) == ""
-    assert promtool_problems(knobs) == ""
+    assert promtool.problems(defaults) == ""
+    assert promtool.problems(knobs) == ""

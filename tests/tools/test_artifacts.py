@@ -49,6 +49,7 @@ EXPECTED_ALERTS = {
     "AlbJobsExporterDataStale",
     "AlbJobsExporterThrottling",
     "AlbJobsExporterConfigReloadFailed",
+    "AlbJobsExporterShardMissing",
 }
 
 # --- the exporter's metric names -----------------------------------------------------------------
@@ -517,6 +518,7 @@ def test_ci_values_cover_the_combinations() -> None:
         "rrsa-values.yaml",
         "monitoring-values.yaml",
         "persistence-values.yaml",
+        "sharding-values.yaml",
     } <= names
 
 
@@ -524,7 +526,8 @@ def test_ci_values_cover_the_combinations() -> None:
 @pytest.mark.parametrize("values", CI_VALUES, ids=[p.name for p in CI_VALUES])
 def test_chart_renders_a_hardened_deployment(values: Path) -> None:
     docs = helm_template("-f", str(values))
-    (deploy,) = by_kind(docs, "Deployment")
+    # A StatefulSet instead with sharding (tests/tools/test_chart_sharding.py).
+    (deploy,) = by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet")
     pod = deploy["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True

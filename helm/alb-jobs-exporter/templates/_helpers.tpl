@@ -63,10 +63,10 @@ app.kubernetes.io/part-of: alb-jobs-exporter
 {{- end }}
 {{- end }}
 
-{{/* The exporter config as rendered into the ConfigMap: .Values.config plus state_file from persistence. */}}
+{{/* The exporter config as rendered into the ConfigMap: .Values.config plus state_file from persistence (always on with sharding: a claim per replica). */}}
 {{- define "alb-jobs-exporter.config" -}}
 {{- $config := deepCopy .Values.config }}
-{{- if and .Values.persistence.enabled (not $config.state_file) }}
+{{- if and (or .Values.persistence.enabled .Values.sharding.enabled) (not $config.state_file) }}
 {{- $_ := set $config "state_file" (printf "%s/%s" (trimSuffix "/" .Values.persistence.mountPath) .Values.persistence.fileName) }}
 {{- end }}
 {{- toYaml $config }}
@@ -86,10 +86,167 @@ app.kubernetes.io/part-of: alb-jobs-exporter
 {{- if and .Values.rrsa.enabled (not .Values.serviceAccount.create) }}
 {{- fail "rrsa.enabled needs serviceAccount.create=true (or annotate your own ServiceAccount with pod-identity.alibabacloud.com/role-name and leave rrsa.enabled false)" }}
 {{- end }}
-{{- if and .Values.persistence.enabled .Values.config.state_file (not (hasPrefix .Values.persistence.mountPath .Values.config.state_file)) }}
+{{- if and (or .Values.persistence.enabled .Values.sharding.enabled) .Values.config.state_file (not (hasPrefix .Values.persistence.mountPath .Values.config.state_file)) }}
 {{- fail (printf "config.state_file %q is outside persistence.mountPath %q: the root filesystem is read-only" .Values.config.state_file .Values.persistence.mountPath) }}
+{{- end }}
+{{- if and .Values.sharding.enabled (ne (int .Values.replicaCount) 1) }}
+{{- fail "sharding.enabled: set the number of replicas with sharding.shards; replicaCount applies to the unsharded Deployment only" }}
+{{- end }}
+{{- if and .Values.sharding.enabled .Values.persistence.existingClaim }}
+{{- fail "sharding.enabled: each shard gets its own claim from the StatefulSet's volumeClaimTemplates; persistence.existingClaim cannot be shared" }}
+{{- end }}
+{{- if and .Values.sharding.enabled (ne .Values.service.type "ClusterIP") }}
+{{- fail "sharding.enabled: the Service is headless (clusterIP: None), so service.type must be ClusterIP" }}
 {{- end }}
 {{- if and (eq .Values.persistence.type "persistentVolumeClaim") .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
 {{- fail "persistence.type=persistentVolumeClaim supports replicaCount 1 only (one state file per exporter)" }}
 {{- end }}
+{{- end }}
+
+{{/*
+  The pod template the Deployment and the sharded StatefulSet share. The StatefulSet's
+  state volume comes from its volumeClaimTemplates (one claim per replica), so the pod
+  lists no "state" volume then.
+*/}}
+{{- define "alb-jobs-exporter.podTemplate" -}}
+{{- $secretName := include "alb-jobs-exporter.secretName" . -}}
+template:
+  metadata:
+    annotations:
+      checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+      {{- if include "alb-jobs-exporter.createSecret" . }}
+      checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+      {{- end }}
+      {{- with .Values.podAnnotations }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    labels:
+      {{- include "alb-jobs-exporter.labels" . | nindent 6 }}
+      {{- if .Values.rrsa.enabled }}
+      pod-identity.alibabacloud.com/injection: "on"
+      {{- end }}
+      {{- with .Values.podLabels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  spec:
+    serviceAccountName: {{ include "alb-jobs-exporter.serviceAccountName" . }}
+    automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.priorityClassName }}
+    priorityClassName: {{ . | quote }}
+    {{- end }}
+    securityContext:
+      {{- toYaml .Values.podSecurityContext | nindent 6 }}
+    terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+    containers:
+      - name: exporter
+        image: {{ include "alb-jobs-exporter.image" . | quote }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args:
+          - --config.file=/etc/alb-jobs-exporter/config.yaml
+          - --web.listen-address=:9868
+          - --log.level={{ .Values.log.level }}
+          - --log.format={{ .Values.log.format }}
+          {{- if .Values.sharding.enabled }}
+          # One config for every pod; each takes its shard from its <name>-<ordinal>.
+          - --shard.count={{ .Values.sharding.shards }}
+          - --shard.index=hostname
+          {{- end }}
+          {{- range .Values.extraArgs }}
+          - {{ . | quote }}
+          {{- end }}
+        ports:
+          - name: http-metrics
+            containerPort: 9868
+            protocol: TCP
+        {{- if or $secretName .Values.extraEnv }}
+        env:
+          {{- if $secretName }}
+          - name: ALIBABA_CLOUD_ACCESS_KEY_ID
+            valueFrom:
+              secretKeyRef:
+                name: {{ $secretName | quote }}
+                key: {{ .Values.credentials.accessKeyIdKey | quote }}
+          - name: ALIBABA_CLOUD_ACCESS_KEY_SECRET
+            valueFrom:
+              secretKeyRef:
+                name: {{ $secretName | quote }}
+                key: {{ .Values.credentials.accessKeySecretKey | quote }}
+          {{- if .Values.credentials.securityTokenKey }}
+          - name: ALIBABA_CLOUD_SECURITY_TOKEN
+            valueFrom:
+              secretKeyRef:
+                name: {{ $secretName | quote }}
+                key: {{ .Values.credentials.securityTokenKey | quote }}
+          {{- end }}
+          {{- end }}
+          {{- with .Values.extraEnv }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- end }}
+        {{- with .Values.extraEnvFrom }}
+        envFrom:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        securityContext:
+          {{- toYaml .Values.securityContext | nindent 10 }}
+        livenessProbe:
+          {{- toYaml .Values.livenessProbe | nindent 10 }}
+        readinessProbe:
+          {{- toYaml .Values.readinessProbe | nindent 10 }}
+        resources:
+          {{- toYaml .Values.resources | nindent 10 }}
+        volumeMounts:
+          - name: config
+            mountPath: /etc/alb-jobs-exporter
+            readOnly: true
+          - name: tmp
+            mountPath: /tmp
+          {{- if or .Values.persistence.enabled .Values.sharding.enabled }}
+          - name: state
+            mountPath: {{ .Values.persistence.mountPath }}
+          {{- end }}
+          {{- with .Values.extraVolumeMounts }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+    volumes:
+      - name: config
+        configMap:
+          name: {{ include "alb-jobs-exporter.fullname" . }}
+      # The root filesystem is read-only; a small scratch dir for anything that needs one.
+      - name: tmp
+        emptyDir:
+          sizeLimit: 16Mi
+      {{- if and .Values.persistence.enabled (not .Values.sharding.enabled) }}
+      - name: state
+        {{- if eq .Values.persistence.type "persistentVolumeClaim" }}
+        persistentVolumeClaim:
+          claimName: {{ default (include "alb-jobs-exporter.fullname" .) .Values.persistence.existingClaim }}
+        {{- else }}
+        emptyDir:
+          sizeLimit: {{ .Values.persistence.size }}
+        {{- end }}
+      {{- end }}
+      {{- with .Values.extraVolumes }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.topologySpreadConstraints }}
+    topologySpreadConstraints:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
 {{- end }}

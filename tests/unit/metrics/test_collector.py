@@ -256,6 +256,8 @@ SPEC_TABLE = {
     "alb_exporter_credential_refreshes_total": ("counter", ("account", "source", "code")),
     "alb_exporter_credentials_expiry_timestamp_seconds": ("gauge", ("account", "source")),
     "alb_exporter_build_info": ("gauge", ("version", "python_version")),
+    "alb_exporter_shard_ordinal": ("gauge", ()),
+    "alb_exporter_shard_count": ("gauge", ()),
 }
 
 
@@ -314,6 +316,20 @@ def test_collector_and_self_metrics_split_the_table() -> None:
     assert all(not f.samples for f in collector.describe())
     with pytest.raises(ValueError):
         SelfMetrics(registry)  # the same names twice must be refused
+
+
+@pytest.mark.parametrize(("shard", "want"), [(None, (0.0, 1.0)), ((2, 3), (2.0, 3.0))])
+def test_shard_gauges_say_which_shard_of_how_many(
+    shard: tuple[int, int] | None, want: tuple[float, float]
+) -> None:
+    registry = CollectorRegistry()
+    if shard is None:
+        SelfMetrics(registry)  # unsharded: still exposed, as shard 0 of 1
+    else:
+        SelfMetrics(registry, shard=shard)
+    text = generate_latest(registry).decode()
+    assert f"\nalb_exporter_shard_ordinal {want[0]}\n" in text
+    assert f"\nalb_exporter_shard_count {want[1]}\n" in text
 
 
 def test_openmetrics_rendering() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporter.web import LandingInfo, LandingTarget, Server, WebHooks, make_wsgi_app
+from exporter.web import LandingInfo, LandingTarget, OtherShard, Server, WebHooks, make_wsgi_app
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 POLL = 0.01  # serve_forever poll interval: shutdown latency per test
@@ -40,10 +40,14 @@ class FakeApp:
     def prepare_scrape(self, budget: float | None) -> None:
         self.scrape_budgets.append(budget)
 
-    def probe(self, account: str, region: str, budget: float | None) -> CollectorRegistry | None:
+    def probe(
+        self, account: str, region: str, budget: float | None
+    ) -> CollectorRegistry | OtherShard | None:
         self.probe_calls.append((account, region, budget))
         if (account, region) == ("prod", "cn-hangzhou"):
             return self.probe_registry
+        if (account, region) == ("prod", "eu-central-1"):  # configured, another shard's
+            return OtherShard(owner=2, count=3, this=0)
         return None
 
     def reload(self) -> str | None:

@@ -83,6 +83,22 @@ def test_landing_page_uses_telemetry_path_from_info(fake: FakeApp) -> None:
     assert "no targets configured" in text
 
 
+def test_landing_page_shows_the_shard() -> None:
+    from exporter.web import render_landing
+
+    targets = [LandingTarget("prod", "cn-hangzhou", True, None, None)]
+    alone = LandingInfo(version="x", targets=targets, telemetry_path="/metrics")
+    assert "<p>Shard 0 of 1 (not sharded)</p>" in render_landing(alone)
+    sharded = replace(alone, shard_index=1, shard_count=3, configured_targets=12)
+    assert (
+        "<p>Shard 1 of 3: 1 of the 12 configured targets; the other shards serve the rest</p>"
+        in render_landing(sharded)
+    )
+    idle = render_landing(replace(sharded, targets=[]))
+    assert "none of the configured targets belongs to this shard" in idle
+    assert "no targets configured" not in idle
+
+
 def test_recent_failures_are_listed_newest_first_and_escaped() -> None:
     from exporter.web import LandingFailure, render_landing
 

@@ -123,6 +123,18 @@ def test_probe_unknown_target(client: httpx.Client, fake: FakeApp) -> None:
     assert fake.probe_calls == [("nope", "cn-hangzhou", None)]
 
 
+def test_probe_of_another_shards_target_is_404_naming_the_owner(
+    client: httpx.Client, fake: FakeApp
+) -> None:
+    response = client.get("/probe", params={"account": "prod", "region": "eu-central-1"})
+    assert response.status_code == 404
+    assert response.text == (
+        "account 'prod' region 'eu-central-1' belongs to shard 2 of 3; this replica is shard 0\n"
+    )
+    assert response.headers["x-shard-owner"] == "2"
+    assert "probe_gauge" not in response.text
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
