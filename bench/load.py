@@ -392,6 +392,7 @@ def scenario(
         result = run(url, pid, scrapers, duration)
         result.scenario = name
         return result
+    threads, rss = proc_status(pid)  # before the crowd: its cost is the growth from here
     with Hostile(url) as crowd:
         crowd.open(kind, n)
         deadline = time.monotonic() + 15
@@ -401,6 +402,7 @@ def scenario(
         result = run(url, pid, scrapers, duration, timeout=10)
         result.hostile_held = crowd.connected(kind)
         result.hostile_dropped = crowd.stats.dropped[kind] - dropped_before
+    result.baseline_threads, result.baseline_rss_mib = threads, rss
     result.scenario = f"{name} x{n}"
     return result
 

@@ -45,7 +45,7 @@ RULES: dict[str, Rule] = {
     "exporter.metrics": _rule("exporter exporter.errors exporter.jobs", "prometheus_client"),
     "exporter.web": _rule(
         "exporter exporter.errors exporter.yamlstrict",
-        "prometheus_client bcrypt uvicorn a2wsgi h11",
+        "prometheus_client bcrypt uvicorn h11",
     ),
     "exporter.simulator": _rule("exporter.alibaba.api exporter.alibaba.signing"),
     "exporter.app": _rule(

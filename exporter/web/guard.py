@@ -2,16 +2,14 @@
 
 uvicorn's HTTP/1.1 protocol reads requests on the event loop, so an idle or slow
 connection holds no thread; what it lacks, added here: a read deadline for a request's
-head and body (slowloris), 414 / 431 for an oversized request line / header block, 413
-for an oversized body, a deadline for answers the client never reads, and a debug
-access line per answer.
+head and body (slowloris), 414 / 431 for an oversized request line / header block, a
+deadline for answers the client never reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -20,12 +18,6 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger(__name__)
-
-# ASGI's types are dicts of Any (uvicorn and a2wsgi each bring their own TypedDicts).
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-ASGIApp = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -102,7 +94,7 @@ class GuardedH11Protocol(H11Protocol):
             return  # the request is in; its answer is on the way (and re-arms)
         logger.debug(
             "closing connection from %s: no complete request within %gs",
-            _peer(self.client),
+            peer(self.client),
             self.limits.read_timeout,
         )
         self._drop()
@@ -146,7 +138,7 @@ class GuardedH11Protocol(H11Protocol):
         return True
 
     def _refuse(self, status: HTTPStatus, message: str) -> None:
-        logger.debug("refused a request from %s: %s", _peer(self.client), message)
+        logger.debug("refused a request from %s: %s", peer(self.client), message)
         self.transport.write(_refusal(status, message))
         self.transport.pause_reading()
         self.transport.close()
@@ -173,7 +165,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.get_write_buffer_size() > 0 or self.flow.write_paused:
             logger.debug(
                 "dropping connection from %s: answer not read within %gs",
-                _peer(self.client),
+                peer(self.client),
                 self.limits.send_timeout,
             )
             self.transport.abort()
@@ -184,84 +176,5 @@ def protocol_for(limits: Limits) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
 
 
-def _peer(client: tuple[str, int] | None) -> str:
+def peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "?"
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a declared body over `max_body`; a chunked body is cut
-    there and its connection closed after the answer. Logs an access line at debug."""
-
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self.app = app
-        self.max_body = max_body
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_body:
-            await _answer(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            _access(scope, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-            return
-        received = 0
-        cut = False
-
-        async def bounded_receive() -> Message:
-            nonlocal received, cut
-            if cut:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            message: Message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    cut = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        status = 0
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if cut or b"transfer-encoding" in headers:
-                    # The rest of the body is not read: the connection cannot be reused.
-                    message = {
-                        **message,
-                        "headers": [*message["headers"], (b"connection", b"close")],
-                    }
-            await send(message)
-
-        await self.app(scope, bounded_receive, observed_send)
-        _access(scope, status)
-
-
-async def _answer(send: Send, status: HTTPStatus, message: str) -> None:
-    body = (message + "\n").encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status.value,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _access(scope: dict[str, Any], status: int) -> None:
-    if logger.isEnabledFor(logging.DEBUG):
-        client = scope.get("client")
-        logger.debug(
-            '%s "%s %s" %d',
-            _peer(tuple(client) if client else None),
-            scope["method"],
-            scope["path"],
-            status,
-        )

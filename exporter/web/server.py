@@ -25,9 +25,9 @@ from typing import Any
 from wsgiref.types import WSGIApplication
 
 import uvicorn
-from a2wsgi import WSGIMiddleware
 
-from exporter.web.guard import BodyLimit, Limits, protocol_for
+from exporter.web.bridge import WSGIBridge
+from exporter.web.guard import Limits, protocol_for
 
 logger = logging.getLogger(__name__)
 
@@ -214,17 +214,14 @@ class Server:
     def _uvicorn_config(
         self, app: WSGIApplication, ssl_context: SSLContextSource | None
     ) -> uvicorn.Config:
-        wsgi = WSGIMiddleware(app, workers=1)  # type: ignore[arg-type]
-        wsgi.executor.shutdown()
-        wsgi.executor = self._executor  # ours: named threads, counted by worker_count
         limits = self._limits
         config = uvicorn.Config(
-            BodyLimit(wsgi, limits.max_body),
+            WSGIBridge(app, self._executor, limits.max_body),
             http=protocol_for(limits),
             lifespan="off",
             interface="asgi3",
             log_config=None,
-            access_log=False,  # ours is in exporter.web.guard, at debug
+            access_log=False,  # ours is in exporter.web.bridge, at debug
             proxy_headers=False,
             server_header=False,
             limit_concurrency=limits.max_connections,
