@@ -159,6 +159,22 @@ def test_a_declared_body_over_the_limit_is_413(fake: FakeApp) -> None:
     assert fake.reloads == 0
 
 
+def test_a_chunked_body_over_the_limit_is_413(fake: FakeApp) -> None:
+    chunk = b"x" * 16384
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(5)) + b"0\r\n\r\n"
+    with serving(fake.hooks()) as server:
+        head = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assert _status(_ask(server, head + body)) == 413
+        small = b"4\r\nabcd\r\n0\r\n\r\n"
+        assert (
+            _status(
+                _ask(server, head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + small)
+            )
+            == 200
+        )
+    assert fake.reloads == 1
+
+
 def _big(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     body = b"x" * (8 << 20)
     start_response("200 OK", [("Content-Length", str(len(body)))])
