@@ -24,7 +24,15 @@ from exporter.alibaba.credentials import provider_for
 from exporter.app import PROG, App
 from exporter.config.shard import HOSTNAME, UNSHARDED, Shard, parse_count, parse_index
 from exporter.errors import ConfigError, CredentialsError
-from exporter.web import Server, WebHooks, check_telemetry_path, make_wsgi_app, webconfig
+from exporter.web import (
+    Limits,
+    Server,
+    WebHooks,
+    check_telemetry_path,
+    make_wsgi_app,
+    raise_open_files_limit,
+    webconfig,
+)
 
 log = logging.getLogger("exporter")
 
@@ -38,6 +46,16 @@ class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line and exit code 2, as for config errors; the usage block is noise here.
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 and less than 3600")
+    return value
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -74,6 +92,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="PATH",
         default=None,
         help="TLS and basic-auth config in the exporter-toolkit format",
+    )
+    # Hidden: the deadline for a request's head and body (default 10 s, README "Serving");
+    # the tests shorten it to see slow clients cut without waiting 10 s.
+    p.add_argument(
+        "--web.read-timeout",
+        dest="read_timeout",
+        type=_positive_seconds,
+        default=Limits().read_timeout,
+        help=argparse.SUPPRESS,
     )
     p.add_argument(
         "--log.level",
@@ -217,8 +244,11 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
         headers=web.headers if web is not None else None,
     )
     tls = web.ssl_context if web is not None and web.tls_enabled else None
+    raise_open_files_limit()  # a connection is a file descriptor
     try:
-        server = Server(wsgi, args.listen, ssl_context=tls)
+        server = Server(
+            wsgi, args.listen, ssl_context=tls, limits=Limits(read_timeout=args.read_timeout)
+        )
     except (OSError, ValueError) as exc:
         print(f"{PROG}: error: --web.listen-address {args.listen}: {exc}", file=sys.stderr)
         app.close()

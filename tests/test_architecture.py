@@ -44,7 +44,8 @@ RULES: dict[str, Rule] = {
     "exporter.jobs": _rule("exporter.errors exporter.config exporter.alibaba.api"),
     "exporter.metrics": _rule("exporter exporter.errors exporter.jobs", "prometheus_client"),
     "exporter.web": _rule(
-        "exporter exporter.errors exporter.yamlstrict", "prometheus_client bcrypt"
+        "exporter exporter.errors exporter.yamlstrict",
+        "prometheus_client bcrypt uvicorn h11",
     ),
     "exporter.simulator": _rule("exporter.alibaba.api exporter.alibaba.signing"),
     "exporter.app": _rule(

@@ -3,6 +3,7 @@
 Knows nothing of ALB: it is given a registry and callables.
 """
 
+from exporter.web.guard import Limits
 from exporter.web.landing import LandingFailure, LandingInfo, LandingTarget, render_landing
 from exporter.web.routes import (
     OtherShard,
@@ -11,18 +12,20 @@ from exporter.web.routes import (
     make_wsgi_app,
     scrape_budget,
 )
-from exporter.web.server import Server, parse_listen_address
+from exporter.web.server import Server, parse_listen_address, raise_open_files_limit
 
 __all__ = [
     "LandingFailure",
     "LandingInfo",
     "LandingTarget",
+    "Limits",
     "OtherShard",
     "Server",
     "WebHooks",
     "check_telemetry_path",
     "make_wsgi_app",
     "parse_listen_address",
+    "raise_open_files_limit",
     "render_landing",
     "scrape_budget",
 ]

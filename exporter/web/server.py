@@ -1,41 +1,48 @@
-"""The exporter's HTTP(S) server: a listen-address parser and a pooled, threaded WSGI server.
+"""The exporter's HTTP(S) server: a listen-address parser and an event-loop WSGI server.
 
-Serves any WSGI application (see `exporter.web.routes`); TLS comes in as an `ssl.SSLContext`.
+uvicorn's event loop reads every request whole (head and body, under the deadlines and
+sizes of `exporter.web.guard.Limits`) before a worker thread runs the WSGI app (see
+`exporter.web.routes`), so idle, slow and never-reading clients hold a socket, never a
+thread. TLS comes in as an `ssl.SSLContext`, or a callable asked per connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
-import math
-import queue
 import re
+import resource
 import socket
-import socketserver
 import ssl
 import threading
-import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import count
 from types import TracebackType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import WSGIApplication
+
+import uvicorn
+
+from exporter.web.bridge import WSGIBridge
+from exporter.web.guard import Limits, protocol_for
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a connection may stay silent (request line, headers, TLS handshake) before
-#: it is dropped; bounds how long `Server.shutdown` can wait on an idle client.
-CONNECTION_TIMEOUT = 30.0
-#: Threads serving requests. wsgiref answers one request per connection, so this bounds
-#: concurrent requests; more connections wait in a queue instead of each getting a thread.
+#: Threads running the WSGI app: at most this many requests are answered at once; more
+#: wait (on the event loop, costing no thread) for a free one.
 MAX_WORKERS = 64
-#: Accepted connections waiting for a worker; beyond this a new connection is closed at
-#: once (the client sees a reset and retries) rather than holding memory and a socket.
-MAX_QUEUED = 512
 #: The kernel's backlog of connections not yet accepted.
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 1024
+#: How long shutdown waits for in-flight answers before dropping them.
+GRACEFUL_TIMEOUT = 25.0
+#: File descriptors kept free for everything but client connections (targets' HTTP
+#: clients, the state file, certificates).
+_FD_RESERVE = 256
 
+_servers = count()
 
 _PORT = re.compile(r"[0-9]{1,5}")
 
@@ -80,188 +87,82 @@ def parse_listen_address(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Access and protocol-error lines go to logging (debug) instead of stderr."""
+def raise_open_files_limit(wanted: int = Limits().max_connections + _FD_RESERVE) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as Go's runtime does); return it.
 
-    timeout = CONNECTION_TIMEOUT
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
-
-    def get_stderr(self) -> Any:
-        # wsgiref prints application errors it catches to this stream.
-        return _LogStream()
-
-
-class _LogStream:
-    def write(self, text: str) -> int:
-        if text.strip():
-            logger.error("wsgi: %s", text.rstrip())
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+    Each client connection is a file descriptor; distributions' default soft limit of
+    1,024 would cap the exporter near a thousand connections. Logs a warning when the
+    limit stays below `wanted`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            logger.debug("cannot raise the open files limit to %d: %s", target, exc)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logger.warning(
+            "open files limit is %d: fewer than %d client connections fit (raise `ulimit -n`)",
+            soft,
+            max(soft - _FD_RESERVE, 0),
+        )
+    return soft
 
 
 SSLContextSource = ssl.SSLContext | Callable[[], ssl.SSLContext]
 
 
-class _PooledServer(WSGIServer):
-    """WSGIServer whose connections are served by a bounded, lazily grown thread pool.
+class _PerConnectionContext(ssl.SSLContext):
+    """Hands each new connection to the context `source()` returns at that moment.
 
-    Threads are started as concurrent connections need them, up to `max_workers`; they
-    then stay for the life of the server. `server_close()` lets queued and in-flight
-    requests finish, then stops the workers (graceful shutdown).
+    asyncio makes every server-side TLS connection with `wrap_bio`, once, when it is
+    accepted: delegating it lets certificates, client CAs and verify mode reloaded from
+    disk apply to the next connection, whole, with no restart.
     """
 
-    request_queue_size = LISTEN_BACKLOG
+    _source: Callable[[], ssl.SSLContext]
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        family: socket.AddressFamily,
-        *,
-        dual_stack: bool,
-        ssl_context: SSLContextSource | None,
-        max_workers: int = MAX_WORKERS,
-        max_queued: int = MAX_QUEUED,
-    ) -> None:
-        if max_workers < 1 or max_queued < 1:
-            raise ValueError("max_workers and max_queued must be at least 1")
-        self.address_family = family
-        self.dual_stack = dual_stack
-        self.ssl_context = ssl_context
-        self._max_workers = max_workers
-        self._queue: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=max_queued)
-        self._pool_lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
-        self._pending = 0  # connections queued or being served
-        self._closing = False
-        self._dropped = 0
-        self._drop_logged = -math.inf
-        super().__init__((host, port), _QuietHandler, bind_and_activate=False)
-        try:
-            self.server_bind()
-            self.server_activate()
-        except BaseException:
-            self.server_close()
-            raise
+    def __new__(cls, source: Callable[[], ssl.SSLContext]) -> _PerConnectionContext:
+        self = super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+        self._source = source
+        return self
 
-    @property
-    def worker_count(self) -> int:
-        with self._pool_lock:
-            return len(self._workers)
+    def __init__(self, source: Callable[[], ssl.SSLContext]) -> None:
+        pass  # all done in __new__ (ssl.SSLContext takes its protocol there)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._pool_lock:
-            if self._closing:
-                self.shutdown_request(request)
-                return
-            self._pending += 1
-            if self._pending > len(self._workers) and len(self._workers) < self._max_workers:
-                worker = threading.Thread(
-                    target=self._work, name=f"http-{len(self._workers)}", daemon=True
-                )
-                self._workers.append(worker)
-                worker.start()
-        try:
-            self._queue.put_nowait((request, client_address))
-        except queue.Full:
-            with self._pool_lock:
-                self._pending -= 1
-            self._drop(request, client_address)
-
-    def _drop(self, request: Any, client_address: Any) -> None:
-        self.shutdown_request(request)
-        self._dropped += 1
-        now = time.monotonic()
-        if now - self._drop_logged >= 10:
-            self._drop_logged = now
-            logger.warning(
-                "too many connections: %d waiting for %d workers; dropped %d so far (last from %s)",
-                self._queue.maxsize,
-                self._max_workers,
-                self._dropped,
-                client_address,
-            )
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            request, client_address = item
-            try:
-                self.finish_request(request, client_address)
-            except Exception:
-                self.handle_error(request, client_address)
-            finally:
-                self.shutdown_request(request)
-                with self._pool_lock:
-                    self._pending -= 1
-
-    def server_close(self) -> None:
-        super().server_close()
-        with self._pool_lock:
-            self._closing = True
-            workers = list(self._workers)
-        for _ in workers:
-            self._queue.put(None)  # behind every queued connection: those are served first
-        for worker in workers:
-            worker.join()
-
-    def server_bind(self) -> None:
-        if self.dual_stack:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        # HTTPServer.server_bind would reverse-resolve the address (getfqdn), which can
-        # stall startup on a host with broken DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-        self.setup_environ()
-        if self.ssl_context is not None:
-            self.base_environ["HTTPS"] = "on"
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is None:
-            super().finish_request(request, client_address)
-            return
-        # The handshake runs here, in the request's thread, so a slow or broken client
-        # cannot hold up the accept loop. A callable source is asked per connection, so
-        # certificates reloaded from disk apply to the next connection.
-        request.settimeout(CONNECTION_TIMEOUT)
-        source = self.ssl_context
-        try:
-            context = source if isinstance(source, ssl.SSLContext) else source()
-            tls = context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            logger.debug("TLS handshake with %s failed: %s", client_address, exc)
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            self.shutdown_request(tls)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("connection from %s failed", client_address, exc_info=True)
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        return self._source().wrap_bio(*args, **kwargs)
 
 
-def _bind(host: str, port: int, ssl_context: SSLContextSource | None, **pool: int) -> _PooledServer:
+def _listening_socket(
+    host: str, port: int, family: socket.AddressFamily, dual: bool
+) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dual:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind(host: str, port: int) -> socket.socket:
     if host == "":
         if socket.has_ipv6:
             try:
-                return _PooledServer(
-                    "::", port, socket.AF_INET6, dual_stack=True, ssl_context=ssl_context, **pool
-                )
+                return _listening_socket("::", port, socket.AF_INET6, dual=True)
             except OSError as exc:
                 if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
                     raise
                 logger.debug("IPv6 unavailable (%s); listening on IPv4 only", exc)
-        return _PooledServer(
-            "0.0.0.0", port, socket.AF_INET, dual_stack=False, ssl_context=ssl_context, **pool
-        )
+        return _listening_socket("0.0.0.0", port, socket.AF_INET, dual=False)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -269,20 +170,19 @@ def _bind(host: str, port: int, ssl_context: SSLContextSource | None, **pool: in
     # Like Go's net.Listen, a name that resolves to both families listens on IPv4.
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, sockaddr = infos[0]
-    return _PooledServer(
-        str(sockaddr[0]), port, family, dual_stack=False, ssl_context=ssl_context, **pool
-    )
+    return _listening_socket(str(sockaddr[0]), port, family, dual=False)
 
 
 class Server:
-    """A threaded HTTP(S) server for a WSGI app, bound at construction.
+    """An HTTP(S) server for a WSGI app, bound at construction.
 
-    Requests run on a pool of at most `max_workers` threads; up to `max_queued` further
-    connections wait for a free worker, later ones are closed at once. `shutdown()`
-    stops accepting and waits for queued and in-flight requests. `ssl_context` (server
-    side, certificates loaded; or a callable returning the context for each new
-    connection, so it can be swapped at runtime) turns on TLS: the seam for
-    `--web.config.file`. Binding errors raise OSError, a malformed address ValueError.
+    Connections live on one event loop (uvicorn) that reads each request whole, under
+    `limits` (read deadline, sizes, connection count); then one of at most
+    `max_workers` threads runs the app. `shutdown()` stops accepting, closes idle
+    connections and waits for in-flight requests. `ssl_context` (server side,
+    certificates loaded; or a callable returning the context for each new connection,
+    so it can be swapped at runtime) turns on TLS: the seam for `--web.config.file`.
+    Binding errors raise OSError, a malformed address ValueError.
     """
 
     def __init__(
@@ -292,25 +192,64 @@ class Server:
         *,
         ssl_context: SSLContextSource | None = None,
         max_workers: int = MAX_WORKERS,
-        max_queued: int = MAX_QUEUED,
+        limits: Limits | None = None,
     ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
         host, port = parse_listen_address(listen_address)
         self._host = host
         self._scheme = "https" if ssl_context is not None else "http"
-        self._httpd = _bind(host, port, ssl_context, max_workers=max_workers, max_queued=max_queued)
-        self._httpd.set_app(app)
+        self._limits = limits or Limits()
+        self._threads = f"http-{next(_servers)}"
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=self._threads)
+        self._sock = _bind(host, port)
+        self._port = int(self._sock.getsockname()[1])
+        self._config = self._uvicorn_config(app, ssl_context)
+        self._uvicorn = uvicorn.Server(self._config)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._stopped = threading.Event()
+
+    def _uvicorn_config(
+        self, app: WSGIApplication, ssl_context: SSLContextSource | None
+    ) -> uvicorn.Config:
+        limits = self._limits
+        config = uvicorn.Config(
+            WSGIBridge(app, self._executor, limits.max_body),
+            http=protocol_for(limits),
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,  # ours is in exporter.web.bridge, at debug
+            proxy_headers=False,
+            server_header=False,
+            limit_concurrency=limits.max_connections,
+            backlog=LISTEN_BACKLOG,
+            timeout_keep_alive=int(max(limits.keep_alive, 1)),
+            timeout_graceful_shutdown=int(GRACEFUL_TIMEOUT),
+            h11_max_incomplete_event_size=limits.max_head,
+        )
+        config.load()
+        if ssl_context is not None:
+            config.ssl = (
+                ssl_context
+                if isinstance(ssl_context, ssl.SSLContext)
+                else _PerConnectionContext(ssl_context)
+            )
+        # uvicorn's own info lines (startup banner) and per-request warnings for bad
+        # requests would flood the exporter's log under hostile clients.
+        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+        return config
 
     @property
     def worker_count(self) -> int:
         """Worker threads started so far (never more than `max_workers`)."""
-        return self._httpd.worker_count
+        return sum(t.name.startswith(self._threads + "_") for t in threading.enumerate())
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -323,26 +262,34 @@ class Server:
         return f"{self._scheme}://{host}:{self.port}"
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Serve until `shutdown()` (noticed within `poll_interval` seconds).
+        """Serve until `shutdown()`; returns at once if already shut down.
 
-        Returns at once if already shut down.
+        `poll_interval` is kept for callers of the old server: uvicorn looks for a
+        shutdown request every 0.1 s.
         """
         with self._lock:
             if self._closed:
                 return
             self._started = True
-        self._httpd.serve_forever(poll_interval)
+        try:
+            asyncio.run(self._uvicorn.serve(sockets=[self._sock]))
+        finally:
+            self._sock.close()
+            self._executor.shutdown(wait=True)
+            self._stopped.set()
 
     def shutdown(self) -> None:
         """Stop accepting, wait for in-flight requests, close the socket. Idempotent."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+            already, self._closed = self._closed, True
             started = self._started
-        if started:
-            self._httpd.shutdown()
-        self._httpd.server_close()
+        if not started:
+            if not already:
+                self._sock.close()
+                self._executor.shutdown(wait=False)
+            return
+        self._uvicorn.should_exit = True
+        self._stopped.wait(GRACEFUL_TIMEOUT + 5)
 
     def __enter__(self) -> Server:
         return self

@@ -1,0 +1,180 @@
+"""The limits that keep one hostile client from costing the exporter more than a socket.
+
+uvicorn's HTTP/1.1 protocol reads requests on the event loop, so an idle or slow
+connection holds no thread; what it lacks, added here: a read deadline for a request's
+head and body (slowloris), 414 / 431 for an oversized request line / header block, a
+deadline for answers the client never reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may use. Sizes in bytes, times in seconds."""
+
+    #: From accepting a connection (or answering its previous request) until the
+    #: request's head and body are in: an idle or trickling client is closed after it.
+    read_timeout: float = 10.0
+    #: Idle keep-alive connections are closed after this.
+    keep_alive: float = 5.0
+    #: An answer the client does not read within this is dropped with its connection.
+    send_timeout: float = 30.0
+    #: The request line (method, target, version); longer: 414.
+    max_request_line: int = 8 * 1024
+    #: Request line and headers together; longer: 431.
+    max_head: int = 16 * 1024
+    #: Request body (no route needs one); a longer Content-Length: 413.
+    max_body: int = 64 * 1024
+    #: Open connections; a request on a connection beyond this gets 503.
+    max_connections: int = 10_000
+
+
+def _refusal(status: HTTPStatus, message: str) -> bytes:
+    body = (message + "\n").encode()
+    head = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the read deadline, head-size and send limits."""
+
+    limits: Limits = Limits()  # set per server by `protocol_for`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+
+    # --- read deadline --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._read_timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_read()  # the next request's head is due within the deadline too
+        if self.transport.get_write_buffer_size() > 0:
+            self._arm_send()
+
+    def _arm_read(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = self.loop.call_later(self.limits.read_timeout, self._read_expired)
+
+    def _read_expired(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.DONE:
+            return  # the request is in; its answer is on the way (and re-arms)
+        logger.debug(
+            "closing connection from %s: no complete request within %gs",
+            peer(self.client),
+            self.limits.read_timeout,
+        )
+        self._drop()
+
+    def _drop(self) -> None:
+        # close() would wait for a client that does not read to take the buffered answer.
+        if self.transport.get_write_buffer_size() > 0 or self.conn.their_state is h11.SEND_BODY:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing():
+            self._drop()
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._drop()  # idle: nothing to finish
+        else:
+            self.cycle.keep_alive = False  # in flight: answered, then closed
+
+    # --- sizes of the head -----------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and not self._head_fits(data):
+            return
+        super().data_received(data)
+
+    def _head_fits(self, data: bytes) -> bool:
+        """False (answered and closed) when the pending request head is over a limit."""
+        pending = self.conn.trailing_data[0] + data
+        line_end = pending.find(b"\n", 0, self.limits.max_request_line + 2)
+        if line_end < 0 and len(pending) > self.limits.max_request_line + 1:
+            self._refuse(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            return False
+        if pending.find(b"\r\n\r\n", 0, self.limits.max_head + 4) >= 0:
+            return True
+        if len(pending) > self.limits.max_head:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request header too large")
+            return False
+        return True
+
+    def _refuse(self, status: HTTPStatus, message: str) -> None:
+        logger.debug("refused a request from %s: %s", peer(self.client), message)
+        self.transport.write(_refusal(status, message))
+        self.transport.pause_reading()
+        self.transport.close()
+        self._arm_send()
+
+    # --- answers the client does not read --------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._arm_send()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _arm_send(self) -> None:
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_expired)
+
+    def _send_expired(self) -> None:
+        self._send_timer = None
+        if self.transport.get_write_buffer_size() > 0 or self.flow.write_paused:
+            logger.debug(
+                "dropping connection from %s: answer not read within %gs",
+                peer(self.client),
+                self.limits.send_timeout,
+            )
+            self.transport.abort()
+
+
+def protocol_for(limits: Limits) -> type[GuardedH11Protocol]:
+    """A protocol class bound to `limits` (uvicorn builds one instance per connection)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+
+
+def peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "?"
