@@ -28,7 +28,7 @@ from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
-from exporter.web import LandingFailure, LandingInfo, LandingTarget
+from exporter.web import LandingFailure, LandingInfo, LandingTarget, WebHooks
 
 log = logging.getLogger("exporter")
 
@@ -38,6 +38,25 @@ PROG = "alb-jobs-exporter"
 DEFAULT_SCRAPE_BUDGET = 60.0
 
 _P = ParamSpec("_P")
+
+
+class Generation:
+    """A count of changes to what the exporter exposes, for the render cache (`WebHooks.
+    generation`). Bumped after a change is published: by every finished refresh (the
+    targets' snapshots, statuses and the request metrics it observed), by every change of
+    the self-metrics and by reloads. A family whose values change any other way must bump
+    it too, or scrapes would be served a render made before the change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def bump(self) -> None:
+        with self._lock:
+            self._value += 1
+
+    def __call__(self) -> int:
+        return self._value
 
 
 class _Unavailable:
@@ -105,7 +124,8 @@ class App:
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry)
+        self.generation = Generation()
+        self.metrics = SelfMetrics(self.registry, on_change=self.generation.bump)
         self._lock = threading.Lock()
         self.cfg = cfg
         # One request budget per (account, region), ALB's quota scope (account x region x
@@ -188,6 +208,8 @@ class App:
         return wired
 
     def _after_refresh(self, target: Target) -> None:
+        # Still inside the refresh a scrape waits for: that scrape sees the new generation.
+        self.generation.bump()
         if self.state is None or not target.status().up:
             return
         with self._state_lock:
@@ -284,6 +306,18 @@ class App:
 
     # --- hooks for web ---
 
+    def web_hooks(self) -> WebHooks:
+        return WebHooks(
+            prepare_scrape=self.prepare_scrape,
+            registry=self.registry,
+            probe=self.probe,
+            is_ready=self.is_ready,
+            reload=self.reload,
+            landing=self.landing,
+            generation=self.generation,
+            probe_version=self.probe_version,
+        )
+
     def prepare_scrape(self, budget: float | None) -> None:
         self.refresher.ensure_fresh(None, timeout=budget or DEFAULT_SCRAPE_BUDGET)
 
@@ -295,6 +329,14 @@ class App:
         registry = CollectorRegistry()
         registry.register(JobsCollector(lambda: [target]))
         return registry
+
+    def probe_version(self, account: str, region: str) -> object:
+        """What a target's probe exposition is made of: its published snapshot and status
+        (both replaced, never changed in place, on every refresh)."""
+        target = self.refresher.target((account, region))
+        if target is None:
+            return None
+        return (target, target.snapshot(), target.status())
 
     def is_ready(self) -> bool:
         return all(t.status().tried for t in self.refresher.targets())
@@ -383,6 +425,7 @@ class App:
                     credentials.gate.close()
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
+            self.generation.bump()  # targets came and went
             log.info("config reloaded: %d targets", len(self._wired))
             fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
         if fresh:

@@ -22,7 +22,7 @@ from exporter import __version__, config, logfmt
 from exporter.alibaba.credentials import provider_for
 from exporter.app import PROG, App
 from exporter.errors import ConfigError, CredentialsError
-from exporter.web import Server, WebHooks, check_telemetry_path, make_wsgi_app, webconfig
+from exporter.web import Server, check_telemetry_path, make_wsgi_app, webconfig
 
 log = logging.getLogger("exporter")
 
@@ -156,16 +156,8 @@ def _check_config(cfg: config.Config, env: Mapping[str, str]) -> int:
 
 
 def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | None = None) -> int:
-    hooks = WebHooks(
-        prepare_scrape=app.prepare_scrape,
-        registry=app.registry,
-        probe=app.probe,
-        is_ready=app.is_ready,
-        reload=app.reload,
-        landing=app.landing,
-    )
     wsgi = make_wsgi_app(
-        hooks,
+        app.web_hooks(),
         telemetry_path=app.telemetry_path,
         authenticate=web.authenticate if web is not None else None,
         headers=web.headers if web is not None else None,
