@@ -24,6 +24,7 @@ from exporter.jobs.events import JobEvents
 from exporter.jobs.model import Job, JobQuery, cap_text
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
+from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import JobsCollector
@@ -136,12 +137,14 @@ class App:
         self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = StateFile(cfg.state_file) if cfg.state_file else None
-        # Refreshes finish on several workers at once: the save and the check-and-set of
-        # the last error happen under one lock, so a cause is reported once, not per worker.
-        self._state_lock = threading.Lock()
-        self._state_error: str | None = None
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())
+        # Saved by one background thread: never inside the refresh a scrape waits for.
+        self.state_writer = (
+            StateWriter(self.state, lambda: self.refresher.targets())
+            if self.state is not None
+            else None
+        )
         self.refresher = Refresher(
             {k: w.target for k, w in self._wired.items()},
             cache_ttl=cfg.cache_ttl,
@@ -210,22 +213,8 @@ class App:
     def _after_refresh(self, target: Target) -> None:
         # Still inside the refresh a scrape waits for: that scrape sees the new generation.
         self.generation.bump()
-        if self.state is None or not target.status().up:
-            return
-        with self._state_lock:
-            try:
-                self.state.maybe_save(self.refresher.targets())
-            except OSError as exc:
-                # A full disk or a read-only volume is an operator problem, not a bug: one
-                # error line (no traceback) per distinct cause, then quiet until it changes.
-                kind = f"{type(exc).__name__}:{exc.errno}"
-                if kind != self._state_error:
-                    log.error("cannot write state file %s: %s", self.state.path, exc)
-                self._state_error = kind
-            else:
-                if self._state_error is not None:
-                    log.info("state file %s written again", self.state.path)
-                self._state_error = None
+        if self.state_writer is not None and target.status().up:
+            self.state_writer.request()
 
     def _bucket(self, account: config.AccountConfig, region: str) -> TokenBucket:
         key = (account.name, region)
@@ -443,11 +432,8 @@ class App:
         for bucket in self._buckets.values():
             bucket.close()
         self.refresher.shutdown()
-        if self.state is not None:
-            try:
-                self.state.save(self.refresher.targets())
-            except OSError as exc:
-                log.error("cannot write state file %s: %s", self.state.path, exc)
+        if self.state_writer is not None:
+            self.state_writer.close()  # and a last save, with every refresh finished
         self.events.close()
         for w in self._wired.values():
             self._close(w)

@@ -165,31 +165,41 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_at: float) -> bytes:
+    # The same document as one json.dumps of the whole, encoded a target at a time: the C
+    # encoder holds the GIL for a whole call, and one call over 1M jobs would stall the
+    # scrapes for a second; between targets other threads get their turn.
     targets = []
     for (account, region), (position, store) in states.items():
         targets.append(
-            {
-                "account": account,
-                "region": region,
-                "position": position.position,
-                "last_full": position.last_full,
-                "listed_to": position.listed_to,
-                "floor": store.floor,
-                "counting_since": store.counting_since,
-                "recovered_total": store.recovered_total,
-                # Compact rows: one list per job, `visible` as 0/1 at the end.
-                "jobs": [_job_row(job, job.id in store.visible) for job in store.jobs],
-                "finished_total": [[*k, v] for k, v in store.finished_total.items()],
-                "failures_total": [[*k, v] for k, v in store.failures_total.items()],
-                "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
-                "bounds": list(store.bounds),
-                "durations": [
-                    [*k, list(counts), total] for k, (counts, total) in store.durations.items()
-                ],
-            }
+            _dumps(
+                {
+                    "account": account,
+                    "region": region,
+                    "position": position.position,
+                    "last_full": position.last_full,
+                    "listed_to": position.listed_to,
+                    "floor": store.floor,
+                    "counting_since": store.counting_since,
+                    "recovered_total": store.recovered_total,
+                    # Compact rows: one list per job, `visible` as 0/1 at the end.
+                    "jobs": [_job_row(job, job.id in store.visible) for job in store.jobs],
+                    "finished_total": [[*k, v] for k, v in store.finished_total.items()],
+                    "failures_total": [[*k, v] for k, v in store.failures_total.items()],
+                    "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
+                    "bounds": list(store.bounds),
+                    "durations": [
+                        [*k, list(counts), total] for k, (counts, total) in store.durations.items()
+                    ],
+                }
+            )
         )
-    document = {"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": targets}
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    head = _dumps({"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": []})
+    assert head.endswith("[]}")
+    return f"{head[:-2]}{','.join(targets)}]}}".encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def decode(raw: bytes) -> Restored:
