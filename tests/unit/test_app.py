@@ -382,7 +382,7 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
     assert len(errors) == 1, errors
 
 
-def test_a_throttled_region_pauses_alone(
+def test_a_throttled_region_pauses_and_slows_down_alone(
     sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
 ) -> None:
     # ALB's quota scope is account x region x API: one region's Throttling with a long
@@ -398,4 +398,7 @@ def test_a_throttled_region_pauses_alone(
     assert app.refresher.ensure_fresh([healthy], timeout=5)
     assert targets_of(app)[healthy].status().up
     assert sim.simulator.request_count(healthy[1]) > requests
+    # And the halving: the throttled region's budget is cut, the healthy one's is whole.
+    assert app._buckets[throttled].rate < app._buckets[throttled].max_rate
+    assert app._buckets[healthy].rate == app._buckets[healthy].max_rate == 1000
     sim.simulator.clear_faults()
