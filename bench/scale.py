@@ -287,6 +287,9 @@ def scale_point(
         if not _all_up(plain, targets):
             raise RuntimeError("ready but not every target up")
         gz = http.get(metrics)
+        # Every target refreshed just now (the first ones of a long page-through may be
+        # past the TTL already): what follows is served from the cache, not refreshed.
+        http.get(metrics, headers={"X-Prometheus-Scrape-Timeout-Seconds": "120"})
         m_t = timed(lambda: _raw_get(http, metrics), scrapes)
         probe = f"{base}/probe?account=acct000&region={names[0]}"
         http.get(probe).raise_for_status()
