@@ -126,6 +126,7 @@ class App:
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
         self.generation = Generation()
+        self._reloads = 0
         self.metrics = SelfMetrics(self.registry, on_change=self.generation.bump)
         self._lock = threading.Lock()
         self.cfg = cfg
@@ -320,12 +321,14 @@ class App:
         return registry
 
     def probe_version(self, account: str, region: str) -> object:
-        """What a target's probe exposition is made of: its published snapshot and status
-        (both replaced, never changed in place, on every refresh)."""
+        """What a target's probe exposition is made of besides its name: its published
+        snapshot and status (both replaced, never changed in place, on every refresh). Not
+        the target itself: a cached render must not keep a removed target's store alive.
+        And the reload count: a reload may change what is exposed of the same data."""
         target = self.refresher.target((account, region))
         if target is None:
             return None
-        return (target, target.snapshot(), target.status())
+        return (self._reloads, target.snapshot(), target.status())
 
     def is_ready(self) -> bool:
         return all(t.status().tried for t in self.refresher.targets())
@@ -414,7 +417,8 @@ class App:
                     credentials.gate.close()
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
-            self.generation.bump()  # targets came and went
+            self._reloads += 1
+            self.generation.bump()  # targets came and went, settings changed
             log.info("config reloaded: %d targets", len(self._wired))
             fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
         if fresh:
