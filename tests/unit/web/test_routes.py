@@ -434,7 +434,7 @@ def test_a_scrape_waiting_for_an_older_render_gets_a_newer_one(fake: FakeApp) ->
     # A scrape arriving after a change, while a render of the data before it runs, must
     # not be given that render.
     data = _Data()
-    collector = _SlowCollector(0.5)
+    collector = _SlowCollector(0.3)
     data.registry.register(collector)
     bodies: list[str] = []
     with serving(_cached(fake, data)) as server:
