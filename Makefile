@@ -60,8 +60,10 @@ check: lint typecheck
 
 # API-call economy and serving cost against the simulator; writes bench/RESULTS.md.
 # `make test` runs it in --quick mode (tests/tools/test_bench.py) so it cannot rot.
+# `make bench BENCH_ARGS=--full` runs the scale curve on to 1,000 targets (many minutes).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -24,11 +24,12 @@ from exporter.jobs.events import JobEvents
 from exporter.jobs.model import Job, JobQuery, cap_text
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
+from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import ExpositionOptions, JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
-from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard
+from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard, WebHooks
 
 log = logging.getLogger("exporter")
 
@@ -38,6 +39,25 @@ PROG = "alb-jobs-exporter"
 DEFAULT_SCRAPE_BUDGET = 60.0
 
 _P = ParamSpec("_P")
+
+
+class Generation:
+    """A count of changes to what the exporter exposes, for the render cache (`WebHooks.
+    generation`). Bumped after a change is published: by every finished refresh (the
+    targets' snapshots, statuses and the request metrics it observed), by every change of
+    the self-metrics and by reloads. A family whose values change any other way must bump
+    it too, or scrapes would be served a render made before the change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def bump(self) -> None:
+        with self._lock:
+            self._value += 1
+
+    def __call__(self) -> int:
+        return self._value
 
 
 class _Unavailable:
@@ -106,7 +126,11 @@ class App:
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry, shard=(shard.index, shard.count))
+        self.generation = Generation()
+        self._reloads = 0
+        self.metrics = SelfMetrics(
+            self.registry, shard=(shard.index, shard.count), on_change=self.generation.bump
+        )
         self._lock = threading.Lock()
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
         # targets it owns, and the rest are only remembered to name their owner on /probe.
@@ -122,12 +146,14 @@ class App:
         self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = StateFile(cfg.state_file) if cfg.state_file else None
-        # Refreshes finish on several workers at once: the save and the check-and-set of
-        # the last error happen under one lock, so a cause is reported once, not per worker.
-        self._state_lock = threading.Lock()
-        self._state_error: str | None = None
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())
+        # Saved by one background thread: never inside the refresh a scrape waits for.
+        self.state_writer = (
+            StateWriter(self.state, lambda: self.refresher.targets())
+            if self.state is not None
+            else None
+        )
         self.refresher = Refresher(
             {k: w.target for k, w in self._wired.items()},
             cache_ttl=cfg.cache_ttl,
@@ -195,22 +221,10 @@ class App:
         return wired
 
     def _after_refresh(self, target: Target) -> None:
-        if self.state is None or not target.status().up:
-            return
-        with self._state_lock:
-            try:
-                self.state.maybe_save(self.refresher.targets())
-            except OSError as exc:
-                # A full disk or a read-only volume is an operator problem, not a bug: one
-                # error line (no traceback) per distinct cause, then quiet until it changes.
-                kind = f"{type(exc).__name__}:{exc.errno}"
-                if kind != self._state_error:
-                    log.error("cannot write state file %s: %s", self.state.path, exc)
-                self._state_error = kind
-            else:
-                if self._state_error is not None:
-                    log.info("state file %s written again", self.state.path)
-                self._state_error = None
+        # Still inside the refresh a scrape waits for: that scrape sees the new generation.
+        self.generation.bump()
+        if self.state_writer is not None and target.status().up:
+            self.state_writer.request()
 
     def _bucket(self, account: config.AccountConfig, region: str) -> TokenBucket:
         key = (account.name, region)
@@ -292,6 +306,18 @@ class App:
 
     # --- hooks for web ---
 
+    def web_hooks(self) -> WebHooks:
+        return WebHooks(
+            prepare_scrape=self.prepare_scrape,
+            registry=self.registry,
+            probe=self.probe,
+            is_ready=self.is_ready,
+            reload=self.reload,
+            landing=self.landing,
+            generation=self.generation,
+            probe_version=self.probe_version,
+        )
+
     def prepare_scrape(self, budget: float | None) -> None:
         self.refresher.ensure_fresh(None, timeout=budget or DEFAULT_SCRAPE_BUDGET)
 
@@ -308,6 +334,16 @@ class App:
         registry = CollectorRegistry()
         registry.register(JobsCollector(lambda: [target], _exposition(self.cfg.metrics)))
         return registry
+
+    def probe_version(self, account: str, region: str) -> object:
+        """What a target's probe exposition is made of besides its name: its published
+        snapshot and status (both replaced, never changed in place, on every refresh). Not
+        the target itself: a cached render must not keep a removed target's store alive.
+        And the reload count: a reload may change what is exposed of the same data."""
+        target = self.refresher.target((account, region))
+        if target is None:
+            return None
+        return (self._reloads, target.snapshot(), target.status())
 
     def is_ready(self) -> bool:
         return all(t.status().tried for t in self.refresher.targets())
@@ -410,6 +446,8 @@ class App:
                     credentials.gate.close()
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
+            self._reloads += 1
+            self.generation.bump()  # targets came and went, settings changed
             log.info("config reloaded: %d targets", len(self._wired))
             fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
         if fresh:
@@ -444,11 +482,8 @@ class App:
         for bucket in self._buckets.values():
             bucket.close()
         self.refresher.shutdown()
-        if self.state is not None:
-            try:
-                self.state.save(self.refresher.targets())
-            except OSError as exc:
-                log.error("cannot write state file %s: %s", self.state.path, exc)
+        if self.state_writer is not None:
+            self.state_writer.close()  # and a last save, with every refresh finished
         self.events.close()
         for w in self._wired.values():
             self._close(w)

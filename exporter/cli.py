@@ -27,7 +27,6 @@ from exporter.errors import ConfigError, CredentialsError
 from exporter.web import (
     Limits,
     Server,
-    WebHooks,
     check_telemetry_path,
     make_wsgi_app,
     raise_open_files_limit,
@@ -229,16 +228,8 @@ def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNS
 
 
 def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | None = None) -> int:
-    hooks = WebHooks(
-        prepare_scrape=app.prepare_scrape,
-        registry=app.registry,
-        probe=app.probe,
-        is_ready=app.is_ready,
-        reload=app.reload,
-        landing=app.landing,
-    )
     wsgi = make_wsgi_app(
-        hooks,
+        app.web_hooks(),
         telemetry_path=app.telemetry_path,
         authenticate=web.authenticate if web is not None else None,
         headers=web.headers if web is not None else None,

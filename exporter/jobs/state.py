@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from exporter.errors import StateError
@@ -165,31 +165,53 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_at: float) -> bytes:
+    # One JSON document (the jobs last in each target), encoded in pieces: the C encoder
+    # holds the GIL for a whole call, and one call over 1M jobs would stall the scrapes for
+    # a second; between pieces (a target's fields, `_JOB_CHUNK` jobs) other threads run.
     targets = []
     for (account, region), (position, store) in states.items():
         targets.append(
-            {
-                "account": account,
-                "region": region,
-                "position": position.position,
-                "last_full": position.last_full,
-                "listed_to": position.listed_to,
-                "floor": store.floor,
-                "counting_since": store.counting_since,
-                "recovered_total": store.recovered_total,
-                # Compact rows: one list per job, `visible` as 0/1 at the end.
-                "jobs": [_job_row(job, job.id in store.visible) for job in store.jobs],
-                "finished_total": [[*k, v] for k, v in store.finished_total.items()],
-                "failures_total": [[*k, v] for k, v in store.failures_total.items()],
-                "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
-                "bounds": list(store.bounds),
-                "durations": [
-                    [*k, list(counts), total] for k, (counts, total) in store.durations.items()
-                ],
-            }
+            _dumps(
+                {
+                    "account": account,
+                    "region": region,
+                    "position": position.position,
+                    "last_full": position.last_full,
+                    "listed_to": position.listed_to,
+                    "floor": store.floor,
+                    "counting_since": store.counting_since,
+                    "recovered_total": store.recovered_total,
+                    "finished_total": [[*k, v] for k, v in store.finished_total.items()],
+                    "failures_total": [[*k, v] for k, v in store.failures_total.items()],
+                    "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
+                    "bounds": list(store.bounds),
+                    "durations": [
+                        [*k, list(counts), total] for k, (counts, total) in store.durations.items()
+                    ],
+                }
+            )[:-1]
+            # Compact rows: one list per job, `visible` as 0/1 at the end; last, in chunks.
+            + ',"jobs":['
+            + ",".join(_job_chunks(store))
+            + "]}"
         )
-    document = {"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": targets}
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    head = _dumps({"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": []})
+    assert head.endswith("[]}")
+    return f"{head[:-2]}{','.join(targets)}]}}".encode()
+
+
+_JOB_CHUNK = 500
+
+
+def _job_chunks(store: StoreState) -> Iterator[str]:
+    jobs = store.jobs
+    for start in range(0, len(jobs), _JOB_CHUNK):
+        rows = [_job_row(job, job.id in store.visible) for job in jobs[start : start + _JOB_CHUNK]]
+        yield _dumps(rows)[1:-1]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def decode(raw: bytes) -> Restored:

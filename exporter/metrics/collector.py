@@ -1,4 +1,5 @@
-"""The per-scrape job collector: fresh families from each target's store snapshot.
+"""The job collector: fresh families from each target's store snapshot on every collect
+(the web routes collect once per change of the data, not once per scrape).
 
 Knows nothing of httpx: targets are read through `TargetView`.
 """
@@ -226,7 +227,7 @@ def _family(metric: MetricSpec, samples: _Samples) -> Metric:
 
 
 class JobsCollector(Collector):
-    """Job metrics of every target, built fresh from the targets' snapshots on each scrape.
+    """Job metrics of every target, built fresh from the targets' snapshots on each collect.
 
     Every family not disabled by the options is yielded on every scrape, with no samples
     if need be, so all job metrics are in the exposition from the start; the duration

@@ -49,7 +49,11 @@ class SelfMetrics:
         version: str = __version__,
         python_version: str = platform.python_version(),
         shard: tuple[int, int] = (0, 1),
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """`on_change()` is called after every change of a series (the render cache's
+        generation, see `exporter.app.Generation`)."""
+        self._changed = on_change or (lambda: None)
         self._api_requests = _counter("alb_exporter_api_requests_total", registry)
         self._api_duration = Histogram(
             family_name(spec("alb_exporter_api_request_duration_seconds")),
@@ -85,6 +89,7 @@ class SelfMetrics:
             self._api_requests.labels(account, region, "OK")
             self._api_duration.labels(account, region)
             self._codes.setdefault((account, region), set()).add("OK")
+        self._changed()
 
     def request_observer(self, account: str, region: str) -> Callable[[str, float], None]:
         """The client's per-attempt callback: `observe(code, seconds)`. Registers the
@@ -97,6 +102,7 @@ class SelfMetrics:
                 self._codes.setdefault((account, region), set()).add(code)
                 self._api_requests.labels(account, region, code).inc()
                 self._api_duration.labels(account, region).observe(seconds)
+            self._changed()
 
         return observe
 
@@ -105,6 +111,7 @@ class SelfMetrics:
         with self._lock:
             self._credential_codes.setdefault(account, set()).add((source, code))
             self._credential_refreshes.labels(account, source, code).inc()
+        self._changed()
 
     def set_credentials_expiry(self, account: str, source: str, ts: float | None) -> None:
         """`None` (long-lived keys) removes the series rather than exposing a fake expiry."""
@@ -114,12 +121,14 @@ class SelfMetrics:
                 if source in sources:
                     sources.discard(source)
                     self._credentials_expiry.remove(account, source)
-                return
-            sources.add(source)
-            self._credentials_expiry.labels(account, source).set(ts)
+            else:
+                sources.add(source)
+                self._credentials_expiry.labels(account, source).set(ts)
+        self._changed()
 
     def set_reload_ok(self, ok: bool) -> None:
         self._reload_ok.set(1 if ok else 0)
+        self._changed()
 
     def forget_target(self, account: str, region: str) -> None:
         """Drop the series of a target removed by a config reload."""
@@ -129,6 +138,7 @@ class SelfMetrics:
                 self._api_requests.remove(account, region, code)
             if codes:
                 self._api_duration.remove(account, region)
+        self._changed()
 
     def forget_account(self, account: str) -> None:
         """Drop the credential series of an account removed by a config reload or whose
@@ -140,6 +150,7 @@ class SelfMetrics:
                 self._credential_refreshes.remove(account, source, code)
             for source in sources:
                 self._credentials_expiry.remove(account, source)
+        self._changed()
 
 
 def _counter(name: str, registry: CollectorRegistry) -> Counter:

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_OFFSET = 0.5
 #: Smallest budget handed to the hooks when the scrape timeout is nearly all offset.
 MIN_SCRAPE_BUDGET = 0.1
+#: zlib's default, as client_golang's exporters use: level 9 (gzip.compress's default)
+#: takes 4x the CPU (40 ms against 11 ms per MB of exposition) for 15 % fewer bytes.
+GZIP_LEVEL = 6
 #: At most this many bytes of an unused request body are read (and dropped) so that
 #: closing the connection does not reset it before the client has read the answer.
 _MAX_DRAIN = 64 * 1024
@@ -56,7 +59,8 @@ class WebHooks:
     scrape deadline in seconds (see `scrape_budget`) or None. `probe(account, region,
     budget)` returns a registry holding one target's metrics, an `OtherShard` for a
     target another replica serves, or None for an unknown target. `reload()` returns
-    None on success or an error message safe to show.
+    None on success or an error message safe to show. `generation` and `probe_version`
+    let renders be cached (see `_RenderCache`).
     """
 
     prepare_scrape: Callable[[float | None], None]
@@ -65,6 +69,13 @@ class WebHooks:
     is_ready: Callable[[], bool]
     reload: Callable[[], str | None]
     landing: Callable[[], LandingInfo]
+    # The data generation behind `registry`: a number that grows (after the change is
+    # published) whenever anything `registry` exposes may have changed. With it a render
+    # is reused until the generation moves; without it every scrape renders.
+    generation: Callable[[], int] | None = None
+    # What one target's probe exposition is made of (any value that compares equal
+    # exactly when the exposition would be the same), None for an unknown target.
+    probe_version: Callable[[str, str], object] | None = None
 
 
 def scrape_budget(header: str | None) -> float | None:
@@ -127,7 +138,8 @@ def make_wsgi_app(
     `--web.config.file`.
     """
     check_telemetry_path(telemetry_path)
-    renders = _SharedRenders()
+    renders = _RenderCache(hooks.generation)
+    probes = _ProbeCache()
 
     def route(environ: WSGIEnvironment) -> _Response:
         method = environ["REQUEST_METHOD"]
@@ -145,7 +157,7 @@ def make_wsgi_app(
             return _reload(hooks)
         handler = {
             telemetry_path: lambda hooks, environ: _metrics(hooks, environ, renders),
-            "/probe": _probe,
+            "/probe": lambda hooks, environ: _probe(hooks, environ, probes),
             "/-/healthy": _healthy,
             "/-/ready": _ready,
             "/": _landing,
@@ -191,93 +203,133 @@ def _drain_body(environ: WSGIEnvironment) -> None:
         environ["wsgi.input"].read(min(length, _MAX_DRAIN))
 
 
-def _exposition(
-    registry: CollectorRegistry,
-    environ: WSGIEnvironment,
-    renders: _SharedRenders | None = None,
-) -> _Response:
+Variant = tuple[str, bool]  # (content type, gzip)
+
+
+def _variant(environ: WSGIEnvironment) -> tuple[Variant, Callable[[CollectorRegistry], bytes]]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     compress = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+    return (content_type, compress), encoder
 
-    def render() -> bytes:
-        body = encoder(registry)
-        return gzip.compress(body) if compress else body
 
-    body = render() if renders is None else renders.get((content_type, compress), render)
+def _answer(variant: Variant, body: bytes) -> _Response:
+    content_type, compress = variant
     headers: tuple[tuple[str, str], ...] = (("Vary", "Accept, Accept-Encoding"),)
     if compress:
         headers += (("Content-Encoding", "gzip"),)
     return _Response(HTTPStatus.OK, body, content_type, headers)
 
 
-def _metrics(hooks: WebHooks, environ: WSGIEnvironment, renders: _SharedRenders) -> _Response:
+def _metrics(hooks: WebHooks, environ: WSGIEnvironment, renders: _RenderCache) -> _Response:
     hooks.prepare_scrape(scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")))
-    return _exposition(hooks.registry, environ, renders)
+    variant, encoder = _variant(environ)
+    content_type, compress = variant
+    registry = hooks.registry
+
+    def plain() -> bytes:
+        return encoder(registry)
+
+    if compress:
+        # The compressed variant is made from the plain one of the same generation: one
+        # collect per change of the data, however many variants are asked for.
+        body = renders.get(
+            variant,
+            lambda: gzip.compress(
+                renders.get((content_type, False), plain, arrive=False), GZIP_LEVEL
+            ),
+        )
+    else:
+        body = renders.get(variant, plain)
+    return _answer(variant, body)
 
 
-class _Coalesced:
-    """Runs one render at a time and shares each result among the callers that were
-    waiting for it ("group commit").
+@dataclass
+class _Entry:
+    generation: int = -1  # of the data `body` was rendered from (at least)
+    body: bytes | None = None
+    running: int | None = None  # the generation the render in progress started at
 
-    A caller only takes a result whose render started after the caller arrived, so it
-    never sees data older than its own `prepare_scrape`; concurrent scrapers then cost one
-    render per batch instead of one each (rendering is CPU-bound and holds the GIL).
+
+class _RenderCache:
+    """The newest render of each exposition variant, reused while the data is unchanged.
+
+    A caller reads the data generation when it arrives (after its `prepare_scrape`) and
+    takes only a render that started at that generation or later, so it never gets data
+    older than what it waited for. Renders of a variant run one at a time (rendering is
+    CPU-bound and holds the GIL), and the callers waiting for one share its result
+    ("group commit"). Without a generation source each arrival counts as a change: every
+    scrape then gets a render that started after it arrived, shared with the scrapes that
+    arrived during the render before it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, generation: Callable[[], int] | None) -> None:
+        self._source = generation
         self._cond = threading.Condition()
-        self._started = 0
-        self._done = 0
-        self._running = False
-        self._last: tuple[bytes | None, BaseException | None] = (None, None)
+        self._arrivals = 0
+        self._entries: dict[Variant, _Entry] = {}
 
-    def get(self, render: Callable[[], bytes]) -> bytes:
+    def _generation(self, *, arrive: bool) -> int:
+        if self._source is not None:
+            return self._source()
         with self._cond:
-            wanted = self._started + 1  # the first render to start after our arrival
+            self._arrivals += int(arrive)
+            return self._arrivals
+
+    def get(self, variant: Variant, render: Callable[[], bytes], *, arrive: bool = True) -> bytes:
+        wanted = self._generation(arrive=arrive)
+        with self._cond:
+            entry = self._entries.setdefault(variant, _Entry())
             while True:
-                if self._done >= wanted:
-                    return self._result()
-                if not self._running:
-                    self._running = True
-                    self._started += 1
-                    generation = self._started
+                if entry.body is not None and entry.generation >= wanted:
+                    return entry.body
+                if entry.running is None:
                     break
-                self._cond.wait()
-        body: bytes | None = None
-        error: BaseException | None = None
+                self._cond.wait()  # for the render in progress: ours or the one before it
+            started = self._generation(arrive=False)
+            entry.running = started
         try:
             body = render()
-        except BaseException as exc:
-            error = exc
+        except BaseException:
+            with self._cond:
+                entry.running = None
+                self._cond.notify_all()
+            raise
         with self._cond:
-            self._running = False
-            self._done = generation
-            self._last = (body, error)
+            entry.running = None
+            if started >= entry.generation:
+                entry.generation, entry.body = started, body
             self._cond.notify_all()
-            return self._result()
-
-    def _result(self) -> bytes:
-        body, error = self._last
-        if error is not None:
-            raise error
-        assert body is not None
         return body
 
 
-class _SharedRenders:
-    """One `_Coalesced` per exposition variant (format, compression)."""
+class _ProbeCache:
+    """Each target's last probe render per variant, with the version it was made from.
+
+    No coalescing: a target is probed by one Prometheus job, rarely twice at once.
+    """
+
+    # Entries of targets a reload removed stay until this many are held; then all go.
+    MAX_ENTRIES = 8192
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._variants: dict[tuple[str, bool], _Coalesced] = {}
+        self._entries: dict[tuple[str, str, Variant], tuple[object, bytes]] = {}
 
-    def get(self, variant: tuple[str, bool], render: Callable[[], bytes]) -> bytes:
+    def get(self, key: tuple[str, str, Variant], version: object) -> bytes | None:
         with self._lock:
-            coalesced = self._variants.setdefault(variant, _Coalesced())
-        return coalesced.get(render)
+            held = self._entries.get(key)
+        if held is None or held[0] != version:
+            return None
+        return held[1]
+
+    def put(self, key: tuple[str, str, Variant], version: object, body: bytes) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (version, body)
 
 
-def _probe(hooks: WebHooks, environ: WSGIEnvironment) -> _Response:
+def _probe(hooks: WebHooks, environ: WSGIEnvironment, cache: _ProbeCache) -> _Response:
     params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     values: dict[str, str] = {}
     for name in ("account", "region"):
@@ -304,7 +356,19 @@ def _probe(hooks: WebHooks, environ: WSGIEnvironment) -> _Response:
             f"{registry.owner} of {registry.count}; this replica is shard {registry.this}",
             (("X-Shard-Owner", str(registry.owner)),),
         )
-    return _exposition(registry, environ)
+    variant, encoder = _variant(environ)
+    # Read after the probe's refresh and before rendering: the render holds this data or
+    # newer, so a later scrape that finds the same version may reuse it.
+    version = None if hooks.probe_version is None else hooks.probe_version(account, region)
+    key = (account, region, variant)
+    body = None if version is None else cache.get(key, version)
+    if body is None:
+        body = encoder(registry)
+        if variant[1]:
+            body = gzip.compress(body, GZIP_LEVEL)
+        if version is not None:
+            cache.put(key, version, body)
+    return _answer(variant, body)
 
 
 def _echo(value: str) -> str:

@@ -23,11 +23,17 @@ def test_bench_quick_mode_runs_and_reports_every_measure() -> None:
     for measure in (
         "API calls per refresh",
         "CPU time per 1,000 jobs",
-        "/metrics render from cache",
-        "/metrics over HTTP from cache",
         "upstream refreshes caused by 50 concurrent scrapes (1 target) | 1 |",
-        "time to first complete data",
-        "peak RSS of the exporter process (VmHWM)",
+        "/metrics from cache, the simulator's realistic mix",
+        "old (render every scrape)",
+        "scrape wait, cache_ttl 0",
+        "state_file off",
+        "first complete data",
+        "## Scale curve",
+        "| 2 (1 x 2) |",
         "Machine:",
     ):
         assert measure in out
+    # Every curve point served every scrape: the failed-scrapes column is 0.
+    curve = [line for line in out.splitlines() if line.startswith("| 1 (1 x 1) |")]
+    assert curve and curve[0].endswith("| 0 |")

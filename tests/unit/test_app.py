@@ -15,6 +15,7 @@ import pytest
 from exporter import config, simulator
 from exporter.alibaba.api import PROCESSING
 from exporter.app import App, _Gate
+from exporter.jobs import state_writer
 from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
 from tests.support import procs
@@ -394,11 +395,17 @@ def test_concurrent_reloads_and_scrapes_do_not_crash(
     assert app.all_up()
 
 
+@pytest.fixture
+def fast_state_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_writer, "DEFAULT_DEBOUNCE", 0.01)
+
+
 def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
     sim: simulator.SimulatorServer,
     cfg_path: Path,
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
+    fast_state_writer: None,
 ) -> None:
     blocker = cfg_path.parent / "not-a-dir"
     blocker.write_text("a file where the state file's folder should be")
@@ -407,7 +414,7 @@ def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
     with caplog.at_level(logging.DEBUG, logger="exporter"):
         for _ in range(4):
             assert app.refresher.ensure_fresh(None, timeout=10)
-            time.sleep(0.05)
+            assert app.state_writer is not None and app.state_writer.wait_idle(10)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage().split(":")[0] for r in errors] == [
         f"cannot write state file {blocker}/state.json"
@@ -428,6 +435,7 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
     cfg_path: Path,
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
+    fast_state_writer: None,
 ) -> None:
     blocker = cfg_path.parent / "not-a-dir"
     blocker.write_text("a file where the state file's folder should be")
@@ -454,13 +462,14 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
                 th.start()
             for th in threads:
                 th.join(timeout=10)
+            assert app.state_writer is not None and app.state_writer.wait_idle(10)
     finally:
         exporter_log.removeHandler(slow)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
 
 
-def test_a_throttled_region_pauses_alone(
+def test_a_throttled_region_pauses_and_slows_down_alone(
     sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
 ) -> None:
     # ALB's quota scope is account x region x API: one region's Throttling with a long
@@ -476,4 +485,7 @@ def test_a_throttled_region_pauses_alone(
     assert app.refresher.ensure_fresh([healthy], timeout=5)
     assert targets_of(app)[healthy].status().up
     assert sim.simulator.request_count(healthy[1]) > requests
+    # And the halving: the throttled region's budget is cut, the healthy one's is whole.
+    assert app._buckets[throttled].rate < app._buckets[throttled].max_rate
+    assert app._buckets[healthy].rate == app._buckets[healthy].max_rate == 1000
     sim.simulator.clear_faults()

@@ -53,7 +53,7 @@ def test_throttling_halves_the_rate_and_it_recovers_slowly() -> None:
     assert b.rate == 4
 
 
-def test_retry_after_pauses_every_caller_of_the_account() -> None:
+def test_retry_after_pauses_every_caller_of_the_bucket() -> None:
     t = FakeTime()
     b = bucket(100, t)
     b.throttled(2.5)
@@ -75,7 +75,7 @@ def _transport(throttle_first: int, seen: list[str]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def test_clients_of_one_account_share_the_bucket_and_report_throttling() -> None:
+def test_clients_sharing_a_bucket_share_its_throttling() -> None:
     t = FakeTime()
     shared = bucket(2, t)
     seen: list[str] = []

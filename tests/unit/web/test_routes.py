@@ -364,3 +364,119 @@ def test_concurrent_scrapes_share_renders_started_after_they_arrived(fake: FakeA
     )
     assert generations == [1.0] + [2.0] * 5
     assert collector.renders == 2
+
+
+# --- the render cache ----------------------------------------------------------------------
+
+
+class _CountingCollector:
+    """Exposes `value`; counts its collects (one per render of the exposition)."""
+
+    def __init__(self) -> None:
+        self.value = 1.0
+        self.collects = 0
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        self.collects += 1
+        yield GaugeMetricFamily("cached_value", "the data", value=self.value)
+
+
+class _Data:
+    """A collector and its generation, bumped after each change as the App does."""
+
+    def __init__(self) -> None:
+        self.collector = _CountingCollector()
+        self.generation = 0
+        self.registry = CollectorRegistry()
+        self.registry.register(self.collector)
+
+    def change(self, value: float) -> None:
+        self.collector.value = value
+        self.generation += 1
+
+
+def _cached(fake: FakeApp, data: _Data) -> Any:
+    return replace(fake.hooks(), registry=data.registry, generation=lambda: data.generation)
+
+
+def _value(text: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("cached_"))
+
+
+def test_scrapes_without_a_change_share_one_render_and_a_change_is_seen_at_once(
+    fake: FakeApp,
+) -> None:
+    data = _Data()
+    with serving(_cached(fake, data)) as server, loopback.client(base_url=server.url) as c:
+        assert [_value(c.get("/metrics").text) for _ in range(3)] == [1.0] * 3
+        assert data.collector.collects == 1
+        data.change(7.0)
+        assert _value(c.get("/metrics").text) == 7.0  # the very next scrape
+        assert _value(c.get("/metrics").text) == 7.0
+        assert data.collector.collects == 2
+
+
+def test_each_format_and_encoding_is_cached_apart(fake: FakeApp) -> None:
+    data = _Data()
+    asks = {
+        "text": {"Accept-Encoding": "identity"},
+        "text+gzip": {"Accept-Encoding": "gzip"},
+        "openmetrics": {"Accept": OPENMETRICS, "Accept-Encoding": "identity"},
+        "openmetrics+gzip": {"Accept": OPENMETRICS, "Accept-Encoding": "gzip"},
+    }
+    with serving(_cached(fake, data)) as server, loopback.client(base_url=server.url) as c:
+        for _ in range(2):  # the second round is served from the cache
+            got = {name: c.get("/metrics", headers=h) for name, h in asks.items()}
+            for name, r in got.items():
+                assert ("openmetrics" in r.headers["Content-Type"]) == name.startswith("open")
+                assert (r.headers.get("Content-Encoding") == "gzip") == name.endswith("gzip")
+                assert r.text.rstrip().endswith("# EOF") == name.startswith("open")
+                assert _value(r.text) == 1.0
+        # One collect per format: a compressed variant is made from the plain one.
+        assert data.collector.collects == 2
+        data.change(3.0)
+        assert {name: _value(c.get("/metrics", headers=h).text) for name, h in asks.items()} == {
+            name: 3.0 for name in asks
+        }
+
+
+def test_a_scrape_waiting_for_an_older_render_gets_a_newer_one(fake: FakeApp) -> None:
+    # A scrape arriving after a change, while a render of the data before it runs, must
+    # not be given that render.
+    data = _Data()
+    collector = _SlowCollector(0.3)
+    data.registry.register(collector)
+    bodies: list[str] = []
+    with serving(_cached(fake, data)) as server:
+
+        def scrape() -> None:
+            with loopback.client(base_url=server.url, timeout=20) as c:
+                bodies.append(c.get("/metrics").text)
+
+        first = threading.Thread(target=scrape)
+        first.start()
+        assert collector.started.wait(5)
+        data.change(9.0)
+        scrape()
+        first.join(timeout=20)
+    assert sorted(_value(b) for b in bodies) == [1.0, 9.0]
+
+
+def test_probe_renders_are_reused_while_the_targets_version_holds(fake: FakeApp) -> None:
+    data = _Data()
+    version = ["v1"]
+    hooks = replace(
+        fake.hooks(),
+        probe=lambda account, region, budget: data.registry,
+        probe_version=lambda account, region: (account, region, version[0]),
+    )
+    with serving(hooks) as server, loopback.client(base_url=server.url) as c:
+        url = "/probe?account=prod&region=cn-hangzhou"
+        assert [_value(c.get(url).text) for _ in range(3)] == [1.0] * 3
+        assert data.collector.collects == 1
+        assert _value(c.get("/probe?account=prod&region=cn-beijing").text) == 1.0
+        assert data.collector.collects == 2  # another target is another render
+        data.collector.value, version[0] = 5.0, "v2"
+        assert _value(c.get(url).text) == 5.0
