@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Generic, ParamSpec
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -21,15 +19,26 @@ from exporter.alibaba.ratelimit import TokenBucket
 from exporter.alibaba.signing import make_signer
 from exporter.errors import ConfigError, CredentialsError
 from exporter.jobs.events import JobEvents
-from exporter.jobs.model import Job, JobQuery, cap_text
+from exporter.jobs.model import Job, cap_text
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
 from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
-from exporter.metrics.collector import ExpositionOptions, JobsCollector
+from exporter.metrics.collector import JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard, WebHooks
+from exporter.wiring import (
+    AccountCredentials,
+    Gate,
+    Generation,
+    Unavailable,
+    Wired,
+    exposition_options,
+    same_data,
+    same_globals,
+    target_keys,
+)
 
 log = logging.getLogger("exporter")
 
@@ -37,77 +46,6 @@ log = logging.getLogger("exporter")
 PROG = "alb-jobs-exporter"
 # Without a scrape-timeout header (curl, a browser) a scrape still must not hang forever.
 DEFAULT_SCRAPE_BUDGET = 60.0
-
-_P = ParamSpec("_P")
-
-
-class Generation:
-    """A count of changes to what the exporter exposes, for the render cache (`WebHooks.
-    generation`). Bumped after a change is published: by every finished refresh (the
-    targets' snapshots, statuses and the request metrics it observed), by every change of
-    the self-metrics and by reloads. A family whose values change any other way must bump
-    it too, or scrapes would be served a render made before the change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = 0
-
-    def bump(self) -> None:
-        with self._lock:
-            self._value += 1
-
-    def __call__(self) -> int:
-        return self._value
-
-
-class _Unavailable:
-    """Job source of an account whose credentials cannot be found: every refresh fails
-    with the same actionable message, so only that account's targets go `up 0`."""
-
-    def __init__(self, error: CredentialsError) -> None:
-        self._error = error
-
-    def list_jobs(self, query: JobQuery) -> list[Job]:
-        raise self._error
-
-
-class _Gate(Generic[_P]):
-    """Passes observations on until closed: by a reload that removes their target (request
-    observations) or replaces their account's credential provider (credential fetches),
-    so a request or fetch still in flight then cannot bring its forgotten series back."""
-
-    def __init__(self, observe: Callable[_P, None]) -> None:
-        self._observe = observe
-        self._lock = threading.Lock()
-        self._open = True
-
-    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> None:
-        with self._lock:
-            if self._open:
-                self._observe(*args, **kwargs)
-
-    def close(self) -> None:
-        with self._lock:
-            self._open = False
-
-
-@dataclass(eq=False)
-class _Credentials:
-    """An account's credential provider (or why it has none) and what it was built from;
-    kept across reloads while that is unchanged, so a reload does not fetch anew."""
-
-    provider: CredentialProvider | CredentialsError
-    built_from: tuple[config.CredentialsConfig | None, float]
-    gate: _Gate[[str, str, float | None]]
-
-
-@dataclass(eq=False)
-class _Wired:
-    target: Target
-    account: config.AccountConfig
-    credentials: _Credentials
-    client: ListAsynJobsClient | None
-    gate: _Gate[[str, float]] | None = None
 
 
 class App:
@@ -135,7 +73,7 @@ class App:
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
         # targets it owns, and the rest are only remembered to name their owner on /probe.
         self.shard = shard
-        self._configured = _target_keys(cfg)
+        self._configured = target_keys(cfg)
         cfg = self.cfg = shard.select(cfg)
         self._log_ownership(cfg)
         # One request budget per (account, region), ALB's quota scope (account x region x
@@ -160,14 +98,14 @@ class App:
             max_workers=cfg.max_concurrent_refreshes,
             after_refresh=self._after_refresh,
         )
-        self.jobs_collector = JobsCollector(self.refresher.targets, _exposition(cfg.metrics))
+        self.jobs_collector = JobsCollector(self.refresher.targets, exposition_options(cfg.metrics))
         self.registry.register(self.jobs_collector)
         self.metrics.set_reload_ok(True)
 
     def _providers(
-        self, cfg: config.Config, old: Mapping[str, _Credentials]
-    ) -> dict[str, _Credentials]:
-        providers: dict[str, _Credentials] = {}
+        self, cfg: config.Config, old: Mapping[str, AccountCredentials]
+    ) -> dict[str, AccountCredentials]:
+        providers: dict[str, AccountCredentials] = {}
         for account in cfg.accounts:
             built_from = (account.credentials, cfg.request_timeout)
             previous = old.get(account.name)
@@ -179,7 +117,7 @@ class App:
             ):
                 providers[account.name] = previous
                 continue
-            gate = _Gate(self._credential_observer(account.name))
+            gate = Gate(self._credential_observer(account.name))
             provider: CredentialProvider | CredentialsError
             try:
                 provider = provider_for(
@@ -188,16 +126,16 @@ class App:
             except CredentialsError as exc:
                 log.error("%s", exc)
                 provider = exc
-            providers[account.name] = _Credentials(provider, built_from, gate)
+            providers[account.name] = AccountCredentials(provider, built_from, gate)
         return providers
 
     def _wire(
         self,
         cfg: config.Config,
-        old: Mapping[TargetKey, _Wired],
-        providers: Mapping[str, _Credentials],
-    ) -> dict[TargetKey, _Wired]:
-        wired: dict[TargetKey, _Wired] = {}
+        old: Mapping[TargetKey, Wired],
+        providers: Mapping[str, AccountCredentials],
+    ) -> dict[TargetKey, Wired]:
+        wired: dict[TargetKey, Wired] = {}
         for account in cfg.accounts:
             credentials = providers[account.name]
             for region in account.regions:
@@ -207,12 +145,12 @@ class App:
                     previous is not None
                     and previous.account == account
                     and previous.credentials is credentials
-                    and _same_globals(self.cfg, cfg)
+                    and same_globals(self.cfg, cfg)
                 ):
                     wired[key] = previous  # unchanged: keep its store, so counters continue
                     continue
                 carried = None
-                if previous is not None and _same_data(self.cfg, previous.account, cfg, account):
+                if previous is not None and same_data(self.cfg, previous.account, cfg, account):
                     # Only how the API is reached changed (timeouts, page size, keys): the
                     # jobs are the same, so counters continue instead of resetting and
                     # missing the jobs that finish before the new store's first refresh.
@@ -249,15 +187,15 @@ class App:
         cfg: config.Config,
         account: config.AccountConfig,
         region: str,
-        credentials: _Credentials,
+        credentials: AccountCredentials,
         carried: Target | None = None,
-    ) -> _Wired:
+    ) -> Wired:
         client = None
         gate = None
         provider = credentials.provider
-        source: ListAsynJobsClient | _Unavailable
+        source: ListAsynJobsClient | Unavailable
         if isinstance(provider, CredentialsError):
-            source = _Unavailable(provider)
+            source = Unavailable(provider)
             # No client, so no request observer creates the target's series (below it does).
             self.metrics.register_target(account.name, region)
         else:
@@ -270,7 +208,7 @@ class App:
                 page_size=cfg.page_size,
                 max_pages=cfg.max_pages,
                 timeout=cfg.request_timeout,
-                observer=(gate := _Gate(self.metrics.request_observer(account.name, region))),
+                observer=(gate := Gate(self.metrics.request_observer(account.name, region))),
                 user_agent=f"{PROG}/{__version__}",
                 on_auth_expired=provider.invalidate,
                 pacer=self._bucket(account, region),
@@ -299,7 +237,7 @@ class App:
             status=carried.status() if carried is not None else None,
             on_counted=self._on_counted,
         )
-        return _Wired(target, account, credentials, client, gate)
+        return Wired(target, account, credentials, client, gate)
 
     def _on_counted(self, account: str, region: str, jobs: Sequence[Job], now: float) -> None:
         self.events.emit(account, region, jobs, now)
@@ -332,7 +270,7 @@ class App:
             return OtherShard(owner=owner, count=self.shard.count, this=self.shard.index)
         self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
         registry = CollectorRegistry()
-        registry.register(JobsCollector(lambda: [target], _exposition(self.cfg.metrics)))
+        registry.register(JobsCollector(lambda: [target], exposition_options(self.cfg.metrics)))
         return registry
 
     def probe_version(self, account: str, region: str) -> object:
@@ -410,7 +348,7 @@ class App:
                 error = "accounts: at least one account is required"
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
-            self._configured = _target_keys(new_cfg)
+            self._configured = target_keys(new_cfg)
             new_cfg = self.shard.select(new_cfg)
             self._log_ownership(new_cfg)
             old, old_credentials = self._wired, self._credentials
@@ -424,7 +362,7 @@ class App:
             if new_cfg.metrics.duration_buckets:
                 for w in self._wired.values():
                     w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
-            self.jobs_collector.configure(_exposition(new_cfg.metrics))
+            self.jobs_collector.configure(exposition_options(new_cfg.metrics))
             self.cfg = new_cfg
             replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
             self.refresher.set_targets(
@@ -459,7 +397,7 @@ class App:
         return None
 
     def _log_ownership(self, own: config.Config) -> None:
-        owned = len(_target_keys(own))
+        owned = len(target_keys(own))
         if self.shard.count == 1:
             return
         if owned == 0:
@@ -489,49 +427,6 @@ class App:
             self._close(w)
 
     @staticmethod
-    def _close(w: _Wired) -> None:
+    def _close(w: Wired) -> None:
         if w.client is not None:
             w.client.close()
-
-
-def _target_keys(cfg: config.Config) -> frozenset[TargetKey]:
-    return frozenset((a.name, region) for a in cfg.accounts for region in a.regions)
-
-
-def _same_globals(a: config.Config, b: config.Config) -> bool:
-    """Whether a target built under `a` is still right under `b` (accounts aside; the job
-    events are the App's, not the targets'; the metrics block is applied in place)."""
-    return _globals(a) == _globals(b)
-
-
-def _globals(c: config.Config) -> config.Config:
-    # The metrics block is applied to the targets in place by reload (no rebuild needed).
-    return replace(
-        c,
-        accounts=(),
-        cache_ttl=0.0,
-        job_events=config.JobEventsConfig(),
-        metrics=config.MetricsConfig(),
-    )
-
-
-def _exposition(metrics: config.MetricsConfig) -> ExpositionOptions:
-    return ExpositionOptions(metrics.duration_labels, metrics.disabled())
-
-
-def _same_data(
-    a: config.Config,
-    account_a: config.AccountConfig,
-    b: config.Config,
-    account_b: config.AccountConfig,
-) -> bool:
-    """Whether a target's job store can carry over: same jobs, same counting window.
-
-    (Called for one region key, so name and region already match.)
-    """
-    return (
-        a.lookback == b.lookback
-        and a.recent_failures == b.recent_failures
-        and account_a.filters == account_b.filters
-        and account_a.endpoint == account_b.endpoint
-    )

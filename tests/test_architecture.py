@@ -50,8 +50,11 @@ RULES: dict[str, Rule] = {
     "exporter.simulator": _rule("exporter.alibaba.api exporter.alibaba.signing"),
     "exporter.app": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web",
+        "exporter.jobs exporter.metrics exporter.web exporter.wiring",
         "prometheus_client",
+    ),
+    "exporter.wiring": _rule(
+        "exporter exporter.errors exporter.config exporter.alibaba exporter.jobs exporter.metrics",
     ),
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "

@@ -14,10 +14,11 @@ import pytest
 
 from exporter import config, simulator
 from exporter.alibaba.api import PROCESSING
-from exporter.app import App, _Gate
+from exporter.app import App
 from exporter.jobs import state_writer
 from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
+from exporter.wiring import Gate
 from tests.support import procs
 
 KEY_ID = "LTAI5tCliTestKeyId000001"
@@ -357,7 +358,7 @@ def test_unchanged_credentials_keep_their_provider_and_series(
 
 def test_gate_drops_observations_once_closed() -> None:
     seen: list[tuple[str, float]] = []
-    gate = _Gate(lambda code, seconds: seen.append((code, seconds)))
+    gate = Gate(lambda code, seconds: seen.append((code, seconds)))
     gate("OK", 1.0)
     gate.close()
     gate("OK", 2.0)
