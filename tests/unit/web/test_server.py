@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -288,3 +289,39 @@ def test_parse_listen_address(addr: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_address_rejects(addr: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_listen_address(addr)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:0", ":0"])
+def test_accepted_connections_send_without_nagles_delay(listen: str) -> None:
+    # Nagle's algorithm held each answer's body behind its headers until the client's
+    # delayed ACK: 40 ms per request on a kept-alive connection (44 ms for /-/healthy).
+    # asyncio turns it off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP, so
+    # what counts is that a connection accepted from the server's socket gets it.
+    if listen.startswith("[") and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = Server(lambda environ, start_response: [], listen)
+    try:
+        sock = server._sock  # the listening socket, as uvicorn is handed it
+
+        async def accepted_nodelay() -> int:
+            loop = asyncio.get_running_loop()
+            seen: asyncio.Future[int] = loop.create_future()
+
+            class Probe(asyncio.Protocol):
+                def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                    peer = transport.get_extra_info("socket")
+                    seen.set_result(peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                    transport.close()
+
+            aserver = await loop.create_server(Probe, sock=sock)
+            host = "::1" if listen.startswith("[") else "127.0.0.1"
+            _, writer = await asyncio.open_connection(host, server.port)
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+                aserver.close()
+
+        assert asyncio.run(accepted_nodelay()) != 0
+    finally:
+        server.shutdown()
