@@ -46,7 +46,12 @@ class WSGIBridge:
             return
         environ = _environ(scope, body)
         loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(self.executor, _run, self.app, environ)
+        try:
+            answer = await loop.run_in_executor(self.executor, _run, self.app, environ)
+        except asyncio.CancelledError:
+            # Only the server's drain cancels, past its deadline, once it has aborted the
+            # connection and logged why; uvicorn would log this as a crash, traceback and all.
+            return
         await _send(send, *answer)
         _access(scope, answer[0])
 

@@ -9,6 +9,7 @@ thread. TLS comes in as an `ssl.SSLContext`, or a callable asked per connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -18,7 +19,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from types import TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ import uvicorn
 
 from exporter.web.bridge import WSGIBridge
 from exporter.web.guard import Limits, protocol_for
+from exporter.web.workers import Workers
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ logger = logging.getLogger(__name__)
 MAX_WORKERS = 64
 #: The kernel's backlog of connections not yet accepted.
 LISTEN_BACKLOG = 1024
-#: How long shutdown waits for in-flight answers before dropping them.
-GRACEFUL_TIMEOUT = 25.0
+#: How long shutdown waits for in-flight answers before dropping them: well inside
+#: Kubernetes' default 30 s grace, which must also cover flushing the state and exiting.
+GRACEFUL_TIMEOUT = 20.0
 #: File descriptors kept free for everything but client connections (targets' HTTP
 #: clients, the state file, certificates).
 _FD_RESERVE = 256
@@ -173,13 +175,72 @@ def _bind(host: str, port: int) -> socket.socket:
     return _listening_socket(str(sockaddr[0]), port, family, dual=False)
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, with a stop that is prompt and bounded.
+
+    uvicorn polls its exit flag every 0.1 s, sleeps 0.1 s more on the way out, and at
+    its graceful timeout cancels the answers still running, each logged as a crash with
+    a traceback. Here a stop wakes the loop at once; in-flight answers get `graceful`
+    seconds; then their connections are aborted with one warning.
+    """
+
+    def __init__(self, config: uvicorn.Config, graceful: float) -> None:
+        super().__init__(config)
+        self._graceful = graceful
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.draining = threading.Event()  # set once no new request can start
+
+    def request_exit(self) -> None:
+        """Ask the loop to stop, from any thread."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just ended
+                loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        # Both set before the first look at should_exit: a request_exit() racing with
+        # the start either sees the loop (and wakes it) or is seen here.
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):  # tick 0: the Date header is refreshed each time
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()  # idle: closed; in flight: closed once answered
+        self.draining.set()
+        try:
+            await asyncio.wait_for(self._drained(), self._graceful)
+        except TimeoutError:
+            logger.warning(
+                "shutdown: drain timeout of %gs passed; dropping %d unfinished answers",
+                self._graceful,
+                len(state.tasks),
+            )
+            for connection in list(state.connections):
+                connection.transport.abort()
+            for task in list(state.tasks):
+                task.cancel()  # the bridge ends quietly (see exporter.web.bridge)
+
+    async def _drained(self) -> None:
+        while self.server_state.connections or self.server_state.tasks:
+            await asyncio.sleep(0.005)
+
+
 class Server:
     """An HTTP(S) server for a WSGI app, bound at construction.
 
     Connections live on one event loop (uvicorn) that reads each request whole, under
     `limits` (read deadline, sizes, connection count); then one of at most
     `max_workers` threads runs the app. `shutdown()` stops accepting, closes idle
-    connections and waits for in-flight requests. `ssl_context` (server side,
+    connections and waits for in-flight requests, up to `graceful_timeout` seconds, then
+    drops them. `ssl_context` (server side,
     certificates loaded; or a callable returning the context for each new connection,
     so it can be swapped at runtime) turns on TLS: the seam for `--web.config.file`.
     Binding errors raise OSError, a malformed address ValueError.
@@ -193,6 +254,7 @@ class Server:
         ssl_context: SSLContextSource | None = None,
         max_workers: int = MAX_WORKERS,
         limits: Limits | None = None,
+        graceful_timeout: float = GRACEFUL_TIMEOUT,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -201,11 +263,12 @@ class Server:
         self._scheme = "https" if ssl_context is not None else "http"
         self._limits = limits or Limits()
         self._threads = f"http-{next(_servers)}"
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=self._threads)
+        self._executor = Workers(max_workers, self._threads)
         self._sock = _bind(host, port)
         self._port = int(self._sock.getsockname()[1])
         self._config = self._uvicorn_config(app, ssl_context)
-        self._uvicorn = uvicorn.Server(self._config)
+        self._graceful = graceful_timeout
+        self._uvicorn = _Uvicorn(self._config, graceful_timeout)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -227,7 +290,6 @@ class Server:
             limit_concurrency=limits.max_connections,
             backlog=LISTEN_BACKLOG,
             timeout_keep_alive=int(max(limits.keep_alive, 1)),
-            timeout_graceful_shutdown=int(GRACEFUL_TIMEOUT),
             h11_max_incomplete_event_size=limits.max_head,
         )
         config.load()
@@ -248,6 +310,11 @@ class Server:
         return sum(t.name.startswith(self._threads + "_") for t in threading.enumerate())
 
     @property
+    def open_connections(self) -> int:
+        """Client connections open now (TLS ones once their handshake is done)."""
+        return len(self._uvicorn.server_state.connections)
+
+    @property
     def port(self) -> int:
         return self._port
 
@@ -264,8 +331,8 @@ class Server:
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Serve until `shutdown()`; returns at once if already shut down.
 
-        `poll_interval` is kept for callers of the old server: uvicorn looks for a
-        shutdown request every 0.1 s.
+        `poll_interval` is kept for callers of the old server: a shutdown request
+        wakes the loop at once.
         """
         with self._lock:
             if self._closed:
@@ -275,11 +342,23 @@ class Server:
             asyncio.run(self._uvicorn.serve(sockets=[self._sock]))
         finally:
             self._sock.close()
-            self._executor.shutdown(wait=True)
+            # Not waiting: a worker still in the app after the drain is given up on.
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self._stopped.set()
 
+    def begin_shutdown(self) -> None:
+        """Stop accepting and starting requests; return then, while in-flight ones go on."""
+        if self._request_stop():
+            self._wait_for(self._uvicorn.draining)
+
     def shutdown(self) -> None:
-        """Stop accepting, wait for in-flight requests, close the socket. Idempotent."""
+        """Stop accepting, wait for in-flight requests (at most `graceful_timeout`), close
+        the socket. Idempotent."""
+        if self._request_stop():
+            self._wait_for(self._stopped)
+
+    def _request_stop(self) -> bool:
+        """Ask the loop to stop; False when it never ran (nothing to wait for then)."""
         with self._lock:
             already, self._closed = self._closed, True
             started = self._started
@@ -287,9 +366,17 @@ class Server:
             if not already:
                 self._sock.close()
                 self._executor.shutdown(wait=False)
-            return
-        self._uvicorn.should_exit = True
-        self._stopped.wait(GRACEFUL_TIMEOUT + 5)
+            return False
+        self._uvicorn.request_exit()
+        return True
+
+    def _wait_for(self, event: threading.Event) -> None:
+        # Either event, so a loop that died early does not leave the caller waiting.
+        deadline = self._graceful + 5
+        while not (event.is_set() or self._stopped.wait(min(deadline, 0.05))):
+            deadline -= 0.05
+            if deadline <= 0:
+                return
 
     def __enter__(self) -> Server:
         return self
