@@ -31,6 +31,9 @@ class Limits:
     keep_alive: float = 5.0
     #: An answer the client does not read within this is dropped with its connection.
     send_timeout: float = 30.0
+    #: The same once the server is stopping: a client that does not read must not hold
+    #: up the drain (and with it the state flush) for the whole send timeout.
+    drain_send_timeout: float = 1.0
     #: The request line (method, target, version); longer: 414.
     max_request_line: int = 8 * 1024
     #: Request line and headers together; longer: 431.
@@ -111,10 +114,15 @@ class GuardedH11Protocol(H11Protocol):
             self._drop()
 
     def shutdown(self) -> None:
-        if self.cycle is None or self.cycle.response_complete:
-            self._drop()  # idle: nothing to finish
-        else:
+        if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False  # in flight: answered, then closed
+        elif self.transport.get_write_buffer_size() == 0:
+            self.transport.close()  # idle: nothing to finish
+            return
+        else:
+            self.transport.close()  # answered, still being read: closed once it is
+        if self.flow.write_paused or self.transport.get_write_buffer_size() > 0:
+            self._arm_send(min(self.limits.send_timeout, self.limits.drain_send_timeout))
 
     # --- sizes of the head -----------------------------------------------------------
 
@@ -156,9 +164,14 @@ class GuardedH11Protocol(H11Protocol):
             self._send_timer.cancel()
             self._send_timer = None
 
-    def _arm_send(self) -> None:
-        if self._send_timer is None:
-            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_expired)
+    def _arm_send(self, timeout: float | None = None) -> None:
+        """Start the send deadline; a shorter `timeout` replaces one already running."""
+        timeout = self.limits.send_timeout if timeout is None else timeout
+        if self._send_timer is not None:
+            if self._send_timer.when() <= self.loop.time() + timeout:
+                return
+            self._send_timer.cancel()
+        self._send_timer = self.loop.call_later(timeout, self._send_expired)
 
     def _send_expired(self) -> None:
         self._send_timer = None

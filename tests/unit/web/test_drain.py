@@ -5,6 +5,7 @@ must end well inside Kubernetes' 30 s grace, so the state can still be flushed."
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import pytest
 
-from exporter.web import Server
+from exporter.web import Limits, Server
 from tests.unit.web.fakes import POLL
 from tests.unit.web.rawhttp import connect, wait_until
 
@@ -62,6 +63,28 @@ def _big(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
     body = b"x" * (8 << 20)
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+def test_a_pipelining_client_that_reads_nothing_does_not_hold_up_shutdown() -> None:
+    # The second answer waits for the first to leave the buffer: "in flight" for as long
+    # as the send timeout (30 s), which used to outlast the whole drain.
+    limits = Limits(drain_send_timeout=0.2)
+    server = Server(_big, "127.0.0.1:0", limits=limits, graceful_timeout=10)
+    serve = _serve(server)
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+            wait_until(lambda: server.open_connections == 1)
+            time.sleep(0.2)  # not a synchronisation: the client's refusal to read, in time
+            began = time.monotonic()
+            server.shutdown()
+            took = time.monotonic() - began
+            assert took < 2, f"shutdown took {took:.2f}s"
+            assert not serve.is_alive()
+    finally:
+        server.shutdown()
 
 
 def test_shutdown_of_an_idle_server_is_prompt() -> None:
