@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -40,7 +40,9 @@ class Limits:
     max_head: int = 16 * 1024
     #: Request body (no route needs one); a longer Content-Length: 413.
     max_body: int = 64 * 1024
-    #: Open connections; a request on a connection beyond this gets 503.
+    #: Open connections. One more closes the one idle the longest (no request in
+    #: progress); when every one is busy, the newcomer gets 503. A request on an open
+    #: connection is never refused.
     max_connections: int = 10_000
 
 
@@ -60,6 +62,9 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with the read deadline, head-size and send limits."""
 
     limits: Limits = Limits()  # set per server by `protocol_for`
+    #: The server's connections with no request in progress, idle the longest first (a
+    #: dict for its order); one per server, made by `protocol_for`.
+    idle: ClassVar[dict[GuardedH11Protocol, None]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,18 +76,50 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_read()
+        self.idle[self] = None
+        if len(self.connections) > self.limits.max_connections:
+            self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._read_timer, self._send_timer):
             if timer is not None:
                 timer.cancel()
+        self.idle.pop(self, None)
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # may start a pipelined request (handle_events)
         self._arm_read()  # the next request's head is due within the deadline too
         if self.transport.get_write_buffer_size() > 0:
             self._arm_send()
+        if not self._in_progress() and not self.transport.is_closing():
+            self.idle.pop(self, None)
+            self.idle[self] = None  # idle from now: the youngest
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._in_progress():
+            self.idle.pop(self, None)
+
+    def _in_progress(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    # --- the connection cap ---------------------------------------------------------
+
+    def _make_room(self) -> None:
+        """Over the cap by this new connection: close the longest idle, else refuse this."""
+        oldest = next(iter(self.idle))
+        if oldest is self:  # every other connection has a request in progress
+            self.idle.pop(self)
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many open connections")
+            return
+        logger.debug(
+            "%d connections open: closing the one idle the longest, from %s",
+            len(self.connections),
+            peer(oldest.client),
+        )
+        self.idle.pop(oldest)
+        oldest._drop()
 
     def _arm_read(self) -> None:
         if self._read_timer is not None:
@@ -186,7 +223,7 @@ class GuardedH11Protocol(H11Protocol):
 
 def protocol_for(limits: Limits) -> type[GuardedH11Protocol]:
     """A protocol class bound to `limits` (uvicorn builds one instance per connection)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "idle": {}})
 
 
 def peer(client: tuple[str, int] | None) -> str:

@@ -184,9 +184,10 @@ class _Uvicorn(uvicorn.Server):
     seconds; then their connections are aborted with one warning.
     """
 
-    def __init__(self, config: uvicorn.Config, graceful: float) -> None:
+    def __init__(self, config: uvicorn.Config, graceful: float, read_timeout: float) -> None:
         super().__init__(config)
         self._graceful = graceful
+        self._read_timeout = read_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self.draining = threading.Event()  # set once no new request can start
@@ -268,7 +269,7 @@ class Server:
         self._port = int(self._sock.getsockname()[1])
         self._config = self._uvicorn_config(app, ssl_context)
         self._graceful = graceful_timeout
-        self._uvicorn = _Uvicorn(self._config, graceful_timeout)
+        self._uvicorn = _Uvicorn(self._config, graceful_timeout, self._limits.read_timeout)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -287,7 +288,9 @@ class Server:
             access_log=False,  # ours is in exporter.web.bridge, at debug
             proxy_headers=False,
             server_header=False,
-            limit_concurrency=limits.max_connections,
+            # Not uvicorn's limit_concurrency: it answers 503 to every request, even on an
+            # open connection, while idle ones fill it; the guard caps at accept instead.
+            limit_concurrency=None,
             backlog=LISTEN_BACKLOG,
             timeout_keep_alive=int(max(limits.keep_alive, 1)),
             h11_max_incomplete_event_size=limits.max_head,

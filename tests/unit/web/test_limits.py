@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from exporter.web import Limits, Server, raise_open_files_limit
@@ -20,6 +21,7 @@ from tests.unit.web.rawhttp import (
     closed_by_server,
     connect,
     read_answer,
+    read_to_eof,
     status,
     wait_until,
 )
@@ -192,13 +194,50 @@ def _serve_in_thread(server: Server) -> threading.Thread:
     return thread
 
 
-def test_requests_beyond_max_connections_get_503(fake: FakeApp) -> None:
+def test_a_full_server_closes_its_oldest_idle_connection_not_a_request(fake: FakeApp) -> None:
+    # uvicorn's own cap answered 503 to every request, even on a connection already open,
+    # while idle connections filled it: a crowd of idle connects blinded the scrapes.
+    request = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
     with (
         serving(fake.hooks(), limits=Limits(max_connections=3)) as server,
-        _open_connections(server, 3),
+        connect(server) as scraper,
+        connect(server) as idle_1,
+        connect(server) as idle_2,
     ):
-        answer = ask(server, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status(answer) == 503
+        wait_until(lambda: server.open_connections == 3)
+        scraper.sendall(request)  # at the cap, on an open connection: served
+        assert read_answer(scraper) == (200, b"Healthy\n")
+        with connect(server) as newcomer:  # one over: the oldest idle one makes room
+            assert closed_by_server(idle_1, within=3)
+            newcomer.sendall(request)
+            assert read_answer(newcomer)[0] == 200
+            assert not closed_by_server(idle_2, within=0.05)
+            scraper.sendall(request)
+            assert read_answer(scraper)[0] == 200
+        assert server.open_connections <= 3
+
+
+def test_a_full_server_of_busy_connections_refuses_the_newcomer(fake: FakeApp) -> None:
+    gate = threading.Event()
+
+    def held(budget: float | None) -> None:
+        assert gate.wait(10)
+
+    hooks = replace(fake.hooks(), prepare_scrape=held)
+    with serving(hooks, limits=Limits(max_connections=2)) as server:
+        busy = [connect(server), connect(server)]
+        try:
+            for sock in busy:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: server.open_connections == 2)
+            with connect(server) as newcomer:
+                assert status(read_to_eof(newcomer)) == 503
+            gate.set()
+            assert [read_answer(sock)[0] for sock in busy] == [200, 200]
+        finally:
+            gate.set()
+            for sock in busy:
+                sock.close()
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
