@@ -130,8 +130,10 @@ class GuardedH11Protocol(H11Protocol):
         self._read_timer = None
         if self.transport.is_closing():
             return
-        if self.conn.their_state is h11.DONE:
-            return  # the request is in; its answer is on the way (and re-arms)
+        if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+            # The request is in; its answer is on the way (and re-arms). MUST_CLOSE is
+            # what h11 says after a whole `Connection: close` or HTTP/1.0 request.
+            return
         logger.debug(
             "closing connection from %s: no complete request within %gs",
             peer(self.client),

@@ -13,6 +13,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+import pytest
+
 from exporter.web import Limits, Server, raise_open_files_limit
 from tests.support import loopback
 from tests.unit.web.fakes import POLL, FakeApp, serving
@@ -238,6 +240,28 @@ def test_a_full_server_of_busy_connections_refuses_the_newcomer(fake: FakeApp) -
             gate.set()
             for sock in busy:
                 sock.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+    ],
+    ids=["keep-alive", "connection-close", "http-1.0"],
+)
+def test_an_answer_slower_than_the_read_deadline_is_delivered(
+    fake: FakeApp, request_bytes: bytes
+) -> None:
+    # The read deadline is for the request; once it is in, the answer takes what it takes.
+    def slow(budget: float | None) -> None:
+        time.sleep(0.5)
+
+    hooks = replace(fake.hooks(), prepare_scrape=slow)
+    with serving(hooks, limits=Limits(read_timeout=0.2)) as server, connect(server) as sock:
+        sock.sendall(request_bytes)
+        assert read_answer(sock)[0] == 200
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
