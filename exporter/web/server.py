@@ -40,6 +40,8 @@ LISTEN_BACKLOG = 1024
 #: How long shutdown waits for in-flight answers before dropping them: well inside
 #: Kubernetes' default 30 s grace, which must also cover flushing the state and exiting.
 GRACEFUL_TIMEOUT = 20.0
+#: At most this long for a TLS client to answer our close_notify (asyncio waits 30 s).
+_TLS_SHUTDOWN_TIMEOUT = 5.0
 #: File descriptors kept free for everything but client connections (targets' HTTP
 #: clients, the state file, certificates).
 _FD_RESERVE = 256
@@ -199,6 +201,35 @@ class _Uvicorn(uvicorn.Server):
         if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop has just ended
                 loop.call_soon_threadsafe(wake.set)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's own startup passes no ssl_handshake_timeout, so asyncio's default of
+        # 60 s let a client that never sends a ClientHello hold a socket that long (its
+        # protocol, and the read deadline, start only after the handshake).
+        config = self.config
+        loop = asyncio.get_running_loop()
+        read_timeout = self._read_timeout
+        tls: dict[str, Any] = {}
+        if config.ssl is not None:
+            tls = {
+                "ssl": config.ssl,
+                "ssl_handshake_timeout": read_timeout,
+                "ssl_shutdown_timeout": min(read_timeout, _TLS_SHUTDOWN_TIMEOUT),
+            }
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+
+        self.servers = [
+            await loop.create_server(create_protocol, sock=sock, backlog=config.backlog, **tls)
+            for sock in sockets or ()
+        ]
+        self.started = True
 
     async def main_loop(self) -> None:
         # Both set before the first look at should_exit: a request_exit() racing with

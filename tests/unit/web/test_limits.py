@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import resource
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import pytest
 
 from exporter.web import Limits, Server, raise_open_files_limit
 from tests.support import loopback
+from tests.support.tlsutil import make_ca
 from tests.unit.web.fakes import POLL, FakeApp, serving
 from tests.unit.web.rawhttp import (
     ask,
@@ -262,6 +265,23 @@ def test_an_answer_slower_than_the_read_deadline_is_delivered(
     with serving(hooks, limits=Limits(read_timeout=0.2)) as server, connect(server) as sock:
         sock.sendall(request_bytes)
         assert read_answer(sock)[0] == 200
+
+
+def test_a_tls_handshake_never_finished_is_cut_by_the_read_deadline(
+    fake: FakeApp, tmp_path: Path
+) -> None:
+    ca = make_ca(tmp_path)
+    issued = ca.issue(tmp_path, "localhost", server=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(issued.cert, issued.key)
+    limits = Limits(read_timeout=0.3)
+    with (
+        serving(fake.hooks(), ssl_context=context, limits=limits) as server,
+        connect(server) as sock,  # plain TCP: no ClientHello ever comes
+    ):
+        began = time.monotonic()
+        assert closed_by_server(sock, within=3)
+        assert time.monotonic() - began >= limits.read_timeout * 0.9
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
