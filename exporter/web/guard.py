@@ -70,6 +70,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._read_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        self._eof = False  # the client has half-closed: close once its answer is sent
 
     # --- read deadline --------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_read()  # the next request's head is due within the deadline too
         if self.transport.get_write_buffer_size() > 0:
             self._arm_send()
+        if self._eof and not self._in_progress():
+            self.transport.close()
         if not self._in_progress() and not self.transport.is_closing():
             self.idle.pop(self, None)
             self.idle[self] = None  # idle from now: the youngest
@@ -147,6 +150,15 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        # A client that sends its request and then its end of the stream (`nc`, some
+        # health checkers) still reads the answer: keep the connection until it is sent.
+        # A TLS transport cannot be half-closed, and the answer is then lost anyway.
+        if self._in_progress() and self.transport.get_extra_info("sslcontext") is None:
+            self._eof = True
+            return True
+        return None
 
     def timeout_keep_alive_handler(self) -> None:
         if not self.transport.is_closing():

@@ -267,6 +267,16 @@ def test_an_answer_slower_than_the_read_deadline_is_delivered(
         assert read_answer(sock)[0] == 200
 
 
+def test_a_half_closed_client_gets_its_answer(fake: FakeApp) -> None:
+    # `printf 'GET ...' | nc host port` sends the request, then its end of the stream.
+    with serving(fake.hooks()) as server, connect(server) as sock:
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_to_eof(sock)  # and the server closes after answering
+        assert status(answer) == 200
+        assert answer.endswith(b"Healthy\n")
+
+
 def test_a_tls_handshake_never_finished_is_cut_by_the_read_deadline(
     fake: FakeApp, tmp_path: Path
 ) -> None:
