@@ -40,6 +40,10 @@ class Limits:
     max_head: int = 16 * 1024
     #: Request body (no route needs one); a longer Content-Length: 413.
     max_body: int = 64 * 1024
+    #: Answers sent but not yet taken by their clients, all connections together; over
+    #: it, the connection stalled the longest is dropped (never the one that has just
+    #: stalled: a single answer bigger than this still goes to a slow reader).
+    max_unsent: int = 64 << 20
     #: Open connections. One more closes the one idle the longest (no request in
     #: progress); when every one is busy, the newcomer gets 503. A request on an open
     #: connection is never refused.
@@ -65,6 +69,9 @@ class GuardedH11Protocol(H11Protocol):
     #: The server's connections with no request in progress, idle the longest first (a
     #: dict for its order); one per server, made by `protocol_for`.
     idle: ClassVar[dict[GuardedH11Protocol, None]] = {}
+    #: The server's connections with output not yet sent, stalled the longest first, and
+    #: how many bytes each had left when last looked at; one per server.
+    unsent: ClassVar[_Unsent]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,6 +93,7 @@ class GuardedH11Protocol(H11Protocol):
             if timer is not None:
                 timer.cancel()
         self.idle.pop(self, None)
+        self.unsent.forget(self)
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
@@ -93,6 +101,7 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_read()  # the next request's head is due within the deadline too
         if self.transport.get_write_buffer_size() > 0:
             self._arm_send()
+            self._note_unsent()
         if self._eof and not self._in_progress():
             self.transport.close()
         if not self._in_progress() and not self.transport.is_closing():
@@ -208,9 +217,11 @@ class GuardedH11Protocol(H11Protocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         self._arm_send()
+        self._note_unsent()
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self.unsent.note(self, self.transport.get_write_buffer_size())
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
@@ -224,6 +235,24 @@ class GuardedH11Protocol(H11Protocol):
             self._send_timer.cancel()
         self._send_timer = self.loop.call_later(timeout, self._send_expired)
 
+    def _note_unsent(self) -> None:
+        """Count this connection's unsent output; over `max_unsent` in all, drop the
+        connections stalled the longest (their clients are not reading)."""
+        unsent = self.unsent
+        unsent.note(self, self.transport.get_write_buffer_size())
+        while unsent.total > self.limits.max_unsent:
+            oldest = next(iter(unsent.sizes))
+            if oldest is self:
+                return
+            unsent.forget(oldest)
+            if oldest.transport.get_write_buffer_size() > 0:
+                logger.debug(
+                    "dropping connection from %s: %d bytes of answers are unread in all",
+                    peer(oldest.client),
+                    unsent.total,
+                )
+                oldest.transport.abort()
+
     def _send_expired(self) -> None:
         self._send_timer = None
         if self.transport.get_write_buffer_size() > 0 or self.flow.write_paused:
@@ -235,9 +264,31 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
 
+class _Unsent:
+    """Output not yet taken by clients: per connection (oldest first) and in total."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[GuardedH11Protocol, int] = {}
+        self.total = 0
+
+    def note(self, connection: GuardedH11Protocol, size: int) -> None:
+        self.forget(connection)
+        if size > 0:
+            self.sizes[connection] = size
+            self.total += size
+
+    def forget(self, connection: GuardedH11Protocol) -> None:
+        self.total -= self.sizes.pop(connection, 0)
+
+
+GuardedH11Protocol.unsent = _Unsent()
+
+
 def protocol_for(limits: Limits) -> type[GuardedH11Protocol]:
-    """A protocol class bound to `limits` (uvicorn builds one instance per connection)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "idle": {}})
+    """A protocol class bound to `limits`, with its own books of idle connections and
+    unsent output (uvicorn builds one instance per connection)."""
+    shared = {"limits": limits, "idle": {}, "unsent": _Unsent()}
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), shared)
 
 
 def peer(client: tuple[str, int] | None) -> str:

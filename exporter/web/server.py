@@ -310,9 +310,10 @@ class Server:
         self, app: WSGIApplication, ssl_context: SSLContextSource | None
     ) -> uvicorn.Config:
         limits = self._limits
+        self._protocol = protocol_for(limits)
         config = uvicorn.Config(
             WSGIBridge(app, self._executor, limits.max_body),
-            http=protocol_for(limits),
+            http=self._protocol,
             lifespan="off",
             interface="asgi3",
             log_config=None,
@@ -347,6 +348,11 @@ class Server:
     def open_connections(self) -> int:
         """Client connections open now (TLS ones once their handshake is done)."""
         return len(self._uvicorn.server_state.connections)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Answer bytes waiting for clients to read them, as last counted (see Limits)."""
+        return self._protocol.unsent.total
 
     @property
     def port(self) -> int:

@@ -304,3 +304,38 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         assert got == hard or hard == resource.RLIM_INFINITY
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _huge(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    # Big next to what the kernel's socket buffers take off the server (~3 MiB here).
+    body = b"x" * (24 << 20)
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _never_reading(server: Server) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+def test_unread_answers_over_the_memory_budget_drop_the_oldest_stalled() -> None:
+    # Each never-reading client holds a whole copy of its answer for the send timeout;
+    # 10,000 of them, one of /metrics each, was the only memory bound.
+    limits = Limits(max_unsent=32 << 20)  # room for one 24 MiB answer, not two
+    with Server(_huge, "127.0.0.1:0", limits=limits) as server:
+        serve = _serve_in_thread(server)
+        with _never_reading(server) as first:
+            wait_until(lambda: server.unsent_bytes > 16 << 20)
+            with _never_reading(server) as second:
+                assert closed_by_server(first, within=3)  # long before the 30 s timeout
+                assert server.open_connections == 1
+                assert 0 < server.unsent_bytes <= limits.max_unsent
+                second.settimeout(5)
+                received = 0
+                while received < 24 << 20 and (chunk := second.recv(1 << 20)):
+                    received += len(chunk)
+                assert received >= 24 << 20  # the newer one, read at last, is whole
+    serve.join(timeout=10)
