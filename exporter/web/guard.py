@@ -109,6 +109,10 @@ class GuardedH11Protocol(H11Protocol):
             self.idle[self] = None  # idle from now: the youngest
 
     def handle_events(self) -> None:
+        # Here, not in data_received: a pipelined request's head, which came in with the
+        # one before, is looked at once that one is answered (h11 would say 400).
+        if self.conn.their_state is h11.IDLE and not self._head_fits():
+            return
         super().handle_events()
         if self._in_progress():
             self.idle.pop(self, None)
@@ -186,14 +190,9 @@ class GuardedH11Protocol(H11Protocol):
 
     # --- sizes of the head -----------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and not self._head_fits(data):
-            return
-        super().data_received(data)
-
-    def _head_fits(self, data: bytes) -> bool:
+    def _head_fits(self) -> bool:
         """False (answered and closed) when the pending request head is over a limit."""
-        pending = self.conn.trailing_data[0] + data
+        pending = self.conn.trailing_data[0]  # at most max_head and one read: see below
         line_end = pending.find(b"\n", 0, self.limits.max_request_line + 2)
         if line_end < 0 and len(pending) > self.limits.max_request_line + 1:
             self._refuse(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")

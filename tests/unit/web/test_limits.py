@@ -339,3 +339,20 @@ def test_unread_answers_over_the_memory_budget_drop_the_oldest_stalled() -> None
                     received += len(chunk)
                 assert received >= 24 << 20  # the newer one, read at last, is whole
     serve.join(timeout=10)
+
+
+def test_an_oversized_pipelined_header_block_is_431_after_the_answer_before_it(
+    fake: FakeApp,
+) -> None:
+    filler = f"X-Big: {'v' * 20_000}\r\n".encode()
+    with serving(fake.hooks()) as server, connect(server) as sock:
+        # One write, so both requests come in before the first is answered.
+        sock.sendall(
+            b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n"
+            + filler
+            + b"\r\n"
+        )
+        first, healthy, second = read_to_eof(sock).partition(b"Healthy\n")
+        assert healthy and status(first) == 200
+        assert status(second) == 431
