@@ -109,7 +109,7 @@ def test_a_trickled_header_is_cut_by_the_read_deadline(fake: FakeApp) -> None:
 
 
 def test_a_silent_connection_is_cut_and_a_prompt_one_is_not(fake: FakeApp) -> None:
-    limits = Limits(read_timeout=0.5)
+    limits = Limits(read_timeout=0.3)
     with serving(fake.hooks(), limits=limits) as server:
         with connect(server) as silent:
             began = time.monotonic()
@@ -121,7 +121,7 @@ def test_a_silent_connection_is_cut_and_a_prompt_one_is_not(fake: FakeApp) -> No
             for _ in range(3):
                 sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert read_answer(sock) == (200, b"Healthy\n")
-                time.sleep(0.3)  # the client's think time: 0.6 s in all, past one deadline
+                time.sleep(0.15)  # the client's think time: 0.45 s in all, past a deadline
 
 
 def test_a_trickled_body_is_cut_by_the_read_deadline(fake: FakeApp) -> None:
@@ -259,7 +259,7 @@ def test_an_answer_slower_than_the_read_deadline_is_delivered(
 ) -> None:
     # The read deadline is for the request; once it is in, the answer takes what it takes.
     def slow(budget: float | None) -> None:
-        time.sleep(0.5)
+        time.sleep(0.35)
 
     hooks = replace(fake.hooks(), prepare_scrape=slow)
     with serving(hooks, limits=Limits(read_timeout=0.2)) as server, connect(server) as sock:
