@@ -268,9 +268,14 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
     # Refresh once right away so /-/ready turns 200 without waiting for the first scrape.
     threading.Thread(target=app.refresher.ensure_fresh, name="warmup", daemon=True).start()
     stop.wait()
-    server.shutdown()  # stops accepting, lets in-flight scrapes finish
-    thread.join(timeout=30)
-    app.close()
+    # Kubernetes sends SIGKILL 30 s after SIGTERM: the state is flushed while in-flight
+    # scrapes finish (the drain is bounded by the server's graceful timeout), not after.
+    server.begin_shutdown()  # no new request starts from here on
+    drain = threading.Thread(target=server.shutdown, name="http-drain", daemon=True)
+    drain.start()
+    app.close()  # waits for in-flight refreshes, then writes the state file
+    drain.join()
+    thread.join(timeout=5)
     log.info("stopped")
     return 0
 

@@ -26,6 +26,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+#: What `_body` returns for a request whose client disconnected before its body was in.
+_GONE = b"<gone>"
 
 
 class WSGIBridge:
@@ -40,18 +42,26 @@ class WSGIBridge:
         if scope["type"] != "http":
             return
         body = await self._body(scope, receive)
+        if body is _GONE:
+            return  # the client left (or was cut by the read deadline) mid-body
         if body is None:
             await _send(send, *_too_large())
             _access(scope, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
         environ = _environ(scope, body)
         loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(self.executor, _run, self.app, environ)
+        try:
+            answer = await loop.run_in_executor(self.executor, _run, self.app, environ)
+        except asyncio.CancelledError:
+            # Only the server's drain cancels, past its deadline, once it has aborted the
+            # connection and logged why; uvicorn would log this as a crash, traceback and all.
+            return
         await _send(send, *answer)
         _access(scope, answer[0])
 
     async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes | None:
-        """The whole request body, or None when it is longer than `max_body`."""
+        """The whole request body; None when it is longer than `max_body`, `_GONE` when
+        the client disconnected before it was in."""
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body):
                 return None
@@ -59,7 +69,9 @@ class WSGIBridge:
         while True:
             message: Message = await receive()
             if message["type"] != "http.request":
-                return bytes(body)  # disconnected: the answer goes nowhere anyway
+                # Disconnected before the body was whole: the app must not act on a
+                # truncated request (a POST /-/reload cut by the read deadline).
+                return _GONE
             body += message.get("body", b"")
             if len(body) > self.max_body:
                 return None

@@ -9,6 +9,7 @@ thread. TLS comes in as an `ssl.SSLContext`, or a callable asked per connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -18,7 +19,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from types import TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ import uvicorn
 
 from exporter.web.bridge import WSGIBridge
 from exporter.web.guard import Limits, protocol_for
+from exporter.web.workers import Workers
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,11 @@ logger = logging.getLogger(__name__)
 MAX_WORKERS = 64
 #: The kernel's backlog of connections not yet accepted.
 LISTEN_BACKLOG = 1024
-#: How long shutdown waits for in-flight answers before dropping them.
-GRACEFUL_TIMEOUT = 25.0
+#: How long shutdown waits for in-flight answers before dropping them: well inside
+#: Kubernetes' default 30 s grace, which must also cover flushing the state and exiting.
+GRACEFUL_TIMEOUT = 20.0
+#: At most this long for a TLS client to answer our close_notify (asyncio waits 30 s).
+_TLS_SHUTDOWN_TIMEOUT = 5.0
 #: File descriptors kept free for everything but client connections (targets' HTTP
 #: clients, the state file, certificates).
 _FD_RESERVE = 256
@@ -176,13 +180,102 @@ def _bind(host: str, port: int) -> socket.socket:
     return _listening_socket(str(sockaddr[0]), port, family, dual=False)
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, with a stop that is prompt and bounded.
+
+    uvicorn polls its exit flag every 0.1 s, sleeps 0.1 s more on the way out, and at
+    its graceful timeout cancels the answers still running, each logged as a crash with
+    a traceback. Here a stop wakes the loop at once; in-flight answers get `graceful`
+    seconds; then their connections are aborted with one warning.
+    """
+
+    def __init__(self, config: uvicorn.Config, graceful: float, read_timeout: float) -> None:
+        super().__init__(config)
+        self._graceful = graceful
+        self._read_timeout = read_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.draining = threading.Event()  # set once no new request can start
+
+    def request_exit(self) -> None:
+        """Ask the loop to stop, from any thread."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just ended
+                loop.call_soon_threadsafe(wake.set)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's own startup passes no ssl_handshake_timeout, so asyncio's default of
+        # 60 s let a client that never sends a ClientHello hold a socket that long (its
+        # protocol, and the read deadline, start only after the handshake).
+        config = self.config
+        loop = asyncio.get_running_loop()
+        read_timeout = self._read_timeout
+        tls: dict[str, Any] = {}
+        if config.ssl is not None:
+            tls = {
+                "ssl": config.ssl,
+                "ssl_handshake_timeout": read_timeout,
+                "ssl_shutdown_timeout": min(read_timeout, _TLS_SHUTDOWN_TIMEOUT),
+            }
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+
+        self.servers = [
+            await loop.create_server(create_protocol, sock=sock, backlog=config.backlog, **tls)
+            for sock in sockets or ()
+        ]
+        self.started = True
+
+    async def main_loop(self) -> None:
+        # Both set before the first look at should_exit: a request_exit() racing with
+        # the start either sees the loop (and wakes it) or is seen here.
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):  # tick 0: the Date header is refreshed each time
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()  # idle: closed; in flight: closed once answered
+        self.draining.set()
+        try:
+            await asyncio.wait_for(self._drained(), self._graceful)
+        except TimeoutError:
+            logger.warning(
+                "shutdown: drain timeout of %gs passed; dropping %d unfinished answers",
+                self._graceful,
+                len(state.tasks),
+            )
+            for connection in list(state.connections):
+                connection.transport.abort()
+            for task in list(state.tasks):
+                task.cancel()  # the bridge ends quietly (see exporter.web.bridge)
+
+    async def _drained(self) -> None:
+        while self.server_state.connections or self.server_state.tasks:
+            await asyncio.sleep(0.005)
+
+
 class Server:
     """An HTTP(S) server for a WSGI app, bound at construction.
 
     Connections live on one event loop (uvicorn) that reads each request whole, under
     `limits` (read deadline, sizes, connection count); then one of at most
     `max_workers` threads runs the app. `shutdown()` stops accepting, closes idle
-    connections and waits for in-flight requests. `ssl_context` (server side,
+    connections and waits for in-flight requests, up to `graceful_timeout` seconds, then
+    drops them. `ssl_context` (server side,
     certificates loaded; or a callable returning the context for each new connection,
     so it can be swapped at runtime) turns on TLS: the seam for `--web.config.file`.
     Binding errors raise OSError, a malformed address ValueError.
@@ -196,6 +289,7 @@ class Server:
         ssl_context: SSLContextSource | None = None,
         max_workers: int = MAX_WORKERS,
         limits: Limits | None = None,
+        graceful_timeout: float = GRACEFUL_TIMEOUT,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -204,11 +298,12 @@ class Server:
         self._scheme = "https" if ssl_context is not None else "http"
         self._limits = limits or Limits()
         self._threads = f"http-{next(_servers)}"
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix=self._threads)
+        self._executor = Workers(max_workers, self._threads)
         self._sock = _bind(host, port)
         self._port = int(self._sock.getsockname()[1])
         self._config = self._uvicorn_config(app, ssl_context)
-        self._uvicorn = uvicorn.Server(self._config)
+        self._graceful = graceful_timeout
+        self._uvicorn = _Uvicorn(self._config, graceful_timeout, self._limits.read_timeout)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -218,19 +313,21 @@ class Server:
         self, app: WSGIApplication, ssl_context: SSLContextSource | None
     ) -> uvicorn.Config:
         limits = self._limits
+        self._protocol = protocol_for(limits)
         config = uvicorn.Config(
             WSGIBridge(app, self._executor, limits.max_body),
-            http=protocol_for(limits),
+            http=self._protocol,
             lifespan="off",
             interface="asgi3",
             log_config=None,
             access_log=False,  # ours is in exporter.web.bridge, at debug
             proxy_headers=False,
             server_header=False,
-            limit_concurrency=limits.max_connections,
+            # Not uvicorn's limit_concurrency: it answers 503 to every request, even on an
+            # open connection, while idle ones fill it; the guard caps at accept instead.
+            limit_concurrency=None,
             backlog=LISTEN_BACKLOG,
             timeout_keep_alive=int(max(limits.keep_alive, 1)),
-            timeout_graceful_shutdown=int(GRACEFUL_TIMEOUT),
             h11_max_incomplete_event_size=limits.max_head,
         )
         config.load()
@@ -251,6 +348,16 @@ class Server:
         return sum(t.name.startswith(self._threads + "_") for t in threading.enumerate())
 
     @property
+    def open_connections(self) -> int:
+        """Client connections open now (TLS ones once their handshake is done)."""
+        return len(self._uvicorn.server_state.connections)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Answer bytes waiting for clients to read them, as last counted (see Limits)."""
+        return self._protocol.unsent.total
+
+    @property
     def port(self) -> int:
         return self._port
 
@@ -267,8 +374,8 @@ class Server:
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Serve until `shutdown()`; returns at once if already shut down.
 
-        `poll_interval` is kept for callers of the old server: uvicorn looks for a
-        shutdown request every 0.1 s.
+        `poll_interval` is kept for callers of the old server: a shutdown request
+        wakes the loop at once.
         """
         with self._lock:
             if self._closed:
@@ -278,11 +385,23 @@ class Server:
             asyncio.run(self._uvicorn.serve(sockets=[self._sock]))
         finally:
             self._sock.close()
-            self._executor.shutdown(wait=True)
+            # Not waiting: a worker still in the app after the drain is given up on.
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self._stopped.set()
 
+    def begin_shutdown(self) -> None:
+        """Stop accepting and starting requests; return then, while in-flight ones go on."""
+        if self._request_stop():
+            self._wait_for(self._uvicorn.draining)
+
     def shutdown(self) -> None:
-        """Stop accepting, wait for in-flight requests, close the socket. Idempotent."""
+        """Stop accepting, wait for in-flight requests (at most `graceful_timeout`), close
+        the socket. Idempotent."""
+        if self._request_stop():
+            self._wait_for(self._stopped)
+
+    def _request_stop(self) -> bool:
+        """Ask the loop to stop; False when it never ran (nothing to wait for then)."""
         with self._lock:
             already, self._closed = self._closed, True
             started = self._started
@@ -290,9 +409,17 @@ class Server:
             if not already:
                 self._sock.close()
                 self._executor.shutdown(wait=False)
-            return
-        self._uvicorn.should_exit = True
-        self._stopped.wait(GRACEFUL_TIMEOUT + 5)
+            return False
+        self._uvicorn.request_exit()
+        return True
+
+    def _wait_for(self, event: threading.Event) -> None:
+        # Either event, so a loop that died early does not leave the caller waiting.
+        deadline = self._graceful + 5
+        while not (event.is_set() or self._stopped.wait(min(deadline, 0.05))):
+            deadline -= 0.05
+            if deadline <= 0:
+                return
 
     def __enter__(self) -> Server:
         return self
