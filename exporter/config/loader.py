@@ -176,24 +176,40 @@ def _account_name(ctx: Context, raw: object, path: str) -> str | None:
     return name
 
 
-def _regions(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+def _each_string(
+    ctx: Context,
+    raw: object,
+    path: str,
+    problem: Callable[[Text], str | None],
+    empty: str | None = None,
+) -> tuple[str, ...] | None:
+    """A list of strings, each checked by `problem` (None: fine, else what is wrong with
+    it, reported at `path[index]`); an empty list is reported as `empty` when given."""
     items = string_list(ctx, raw, path)
     if items is None:
         return None
-    if not items:
-        ctx.problem(path, "must list at least one region")
+    if not items and empty is not None:
+        ctx.problem(path, empty)
         return None
     ok = True
     for index, text in items:
-        # The region is substituted into the endpoint's host name.
-        if not _REGION.fullmatch(text.value):
-            ctx.problem(
-                f"{path}[{index}]",
-                f"invalid region id {show(text)} "
-                "(lowercase letters, digits and '-', e.g. cn-hangzhou)",
-            )
+        found = problem(text)
+        if found is not None:
+            ctx.problem(f"{path}[{index}]", found)
             ok = False
     return tuple(text.value for _, text in items) if ok else None
+
+
+def _regions(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    def problem(text: Text) -> str | None:
+        # The region is substituted into the endpoint's host name.
+        if _REGION.fullmatch(text.value):
+            return None
+        return (
+            f"invalid region id {show(text)} (lowercase letters, digits and '-', e.g. cn-hangzhou)"
+        )
+
+    return _each_string(ctx, raw, path, problem, empty="must list at least one region")
 
 
 def _endpoint(ctx: Context, raw: object, path: str) -> str | None:
@@ -254,22 +270,15 @@ def _job_events(ctx: Context, raw: object, path: str) -> JobEventsConfig | None:
 
 
 def _event_statuses(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
-    items = string_list(ctx, raw, path)
-    if items is None:
-        return None
-    if not items:
-        ctx.problem(path, "must list Failed and/or Succeeded (to emit none, leave output empty)")
-        return None
-    ok = True
-    for index, text in items:
-        if text.value not in JOB_EVENT_STATUSES:
-            ctx.problem(
-                f"{path}[{index}]",
-                f"must be Failed or Succeeded, got {show(text)}"
-                f"{hint(text.value, JOB_EVENT_STATUSES)}",
-            )
-            ok = False
-    return tuple(text.value for _, text in items) if ok else None
+    def problem(text: Text) -> str | None:
+        if text.value in JOB_EVENT_STATUSES:
+            return None
+        return (
+            f"must be Failed or Succeeded, got {show(text)}{hint(text.value, JOB_EVENT_STATUSES)}"
+        )
+
+    empty = "must list Failed and/or Succeeded (to emit none, leave output empty)"
+    return _each_string(ctx, raw, path, problem, empty=empty)
 
 
 def _metrics(ctx: Context, raw: object, path: str) -> MetricsConfig | None:
@@ -313,42 +322,33 @@ def _buckets(ctx: Context, raw: object, path: str) -> tuple[float, ...] | None:
 
 
 def _duration_labels(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
-    items = string_list(ctx, raw, path)
-    if items is None:
+    def problem(text: Text) -> str | None:
+        if text.value in DURATION_LABELS:
+            return None
+        return (
+            f"unknown label {show(text)}{hint(text.value, DURATION_LABELS)}; "
+            f"expected some of {', '.join(DURATION_LABELS)}"
+        )
+
+    chosen = _each_string(ctx, raw, path, problem)
+    if chosen is None:
         return None
-    ok = True
-    for index, text in items:
-        if text.value not in DURATION_LABELS:
-            ctx.problem(
-                f"{path}[{index}]",
-                f"unknown label {show(text)}{hint(text.value, DURATION_LABELS)}; "
-                f"expected some of {', '.join(DURATION_LABELS)}",
-            )
-            ok = False
-    if not ok:
-        return None
-    chosen = {text.value for _, text in items}
     return tuple(label for label in DURATION_LABELS if label in chosen)  # exposition order
 
 
 def _disable(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
-    items = string_list(ctx, raw, path)
-    if items is None:
-        return None
-    ok = True
-    for index, text in items:
+    def problem(text: Text) -> str | None:
         if text.value in JOB_FAMILIES:
-            continue
-        ok = False
+            return None
         if text.value.startswith("alb_exporter_"):
             # The self-metrics say whether the job data can be trusted (up, staleness,
             # throttling): without them an empty job family would look like "no jobs".
-            problem = f"{show(text)} is one of the exporter's own metrics, which cannot be disabled"
+            why = f"{show(text)} is one of the exporter's own metrics, which cannot be disabled"
         else:
-            problem = f"unknown metric family {show(text)}{hint(text.value, JOB_FAMILIES)}"
-        families = ", ".join(JOB_FAMILIES)
-        ctx.problem(f"{path}[{index}]", f"{problem}; expected one of the job families: {families}")
-    return tuple(text.value for _, text in items) if ok else None
+            why = f"unknown metric family {show(text)}{hint(text.value, JOB_FAMILIES)}"
+        return f"{why}; expected one of the job families: {', '.join(JOB_FAMILIES)}"
+
+    return _each_string(ctx, raw, path, problem)
 
 
 # --- the tables: the keys of each level, in the order their problems are reported ------

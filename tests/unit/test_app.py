@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,31 +19,12 @@ from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
 from exporter.wiring import Gate
 from tests.support import procs
+from tests.unit.appkit import KEY_ID, REGIONS, SECRET, start, static_keys, write_config
 
-KEY_ID = "LTAI5tCliTestKeyId000001"
-SECRET = "cli-Secret-Value-0a1b2c3d"
-REGIONS = ("cn-hangzhou", "cn-shanghai")
 KEYS: list[TargetKey] = [("prod", r) for r in REGIONS]
 ROLE = "acs:ram::2222222222222222:role/cli-reload"
 EXPIRY = "alb_exporter_credentials_expiry_timestamp_seconds"
 REFRESHES = "alb_exporter_credential_refreshes_total"
-
-
-@pytest.fixture
-def sim() -> Iterator[simulator.SimulatorServer]:
-    alb = simulator.Simulator(
-        REGIONS,
-        seed=5,
-        jobs_per_minute=6,
-        history_seconds=600,
-        credentials={KEY_ID: SECRET},
-    )
-    with simulator.SimulatorServer(alb) as server:
-        yield server
-
-
-def static_keys() -> str:
-    return f"      access_key_id: {KEY_ID}\n      access_key_secret: {SECRET}\n"
 
 
 def assumed_role(sim: simulator.SimulatorServer) -> str:
@@ -54,47 +34,6 @@ def assumed_role(sim: simulator.SimulatorServer) -> str:
         "      source:\n        type: access_key\n"
         f"        access_key_id: {KEY_ID}\n        access_key_secret: {SECRET}\n"
     )
-
-
-def write_config(
-    path: Path, endpoint: str, credentials: str = "", **settings: object
-) -> config.Config:
-    globals_ = {
-        "lookback": "1h",
-        "cache_ttl": "30s",
-        "request_timeout": "5s",
-        "overlap": "1m",
-        **settings,
-    }
-    text = "".join(f"{k}: {v}\n" for k, v in globals_.items())
-    text += (
-        "accounts:\n  - name: prod\n"
-        f"    regions: [{', '.join(REGIONS)}]\n"
-        f'    endpoint: "{endpoint}/{{region}}/"\n'
-        "    max_requests_per_second: 1000\n"
-        "    credentials:\n" + (credentials or static_keys())
-    )
-    path.write_text(text)
-    return config.load(str(path), {})
-
-
-@pytest.fixture
-def cfg_path(tmp_path: Path) -> Path:
-    return tmp_path / "config.yaml"
-
-
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    made: list[App] = []
-    yield made
-    for app in made:
-        app.close()
-
-
-def start(apps: list[App], cfg: config.Config, path: Path) -> App:
-    app = App(cfg, {}, str(path))
-    apps.append(app)
-    return app
 
 
 def targets_of(app: App) -> dict[TargetKey, Target]:

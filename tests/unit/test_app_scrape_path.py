@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from exporter import simulator
 from exporter.app import App
 from exporter.web import make_wsgi_app
-from tests.unit.test_app import apps, cfg_path, sim, start, write_config  # noqa: F401
+from tests.unit.appkit import start, write_config
 
 pytestmark = pytest.mark.usefixtures("sim")
 
@@ -52,9 +52,9 @@ def _tracked(text: str) -> float:
 
 
 def test_scrapes_of_unchanged_data_share_one_render_and_a_refresh_is_seen_at_once(
-    sim: simulator.SimulatorServer,  # noqa: F811
-    cfg_path: Path,  # noqa: F811
-    apps: list[App],  # noqa: F811
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
 ) -> None:
     # Regression: every /metrics scrape re-rendered every series (21.6 ms p50 at the
     # simulator's 10k-job mix) although the data changes once per refresh.
@@ -76,9 +76,9 @@ def test_scrapes_of_unchanged_data_share_one_render_and_a_refresh_is_seen_at_onc
 
 
 def test_a_probe_is_rendered_again_only_after_its_target_refreshed(
-    sim: simulator.SimulatorServer,  # noqa: F811
-    cfg_path: Path,  # noqa: F811
-    apps: list[App],  # noqa: F811
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
 ) -> None:
     app = start(apps, write_config(cfg_path, sim.url, cache_ttl="0s"), cfg_path)
     wsgi = make_wsgi_app(app.web_hooks())
@@ -90,9 +90,9 @@ def test_a_probe_is_rendered_again_only_after_its_target_refreshed(
 
 
 def test_the_state_file_is_not_written_inside_the_refresh_a_scrape_waits_for(
-    sim: simulator.SimulatorServer,  # noqa: F811
-    cfg_path: Path,  # noqa: F811
-    apps: list[App],  # noqa: F811
+    sim: simulator.SimulatorServer,
+    cfg_path: Path,
+    apps: list[App],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Regression: each refresh encoded and fsynced every target's state before the

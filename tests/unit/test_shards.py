@@ -55,14 +55,6 @@ def write_config(
     return path
 
 
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    made: list[App] = []
-    yield made
-    for app in made:
-        app.close()
-
-
 def start(apps: list[App], path: Path, shard: Shard) -> App:
     app = App(config.load(str(path), {}), {}, str(path), shard=shard)
     apps.append(app)

@@ -11,8 +11,8 @@ import pytest
 from exporter.config import AccountConfig, Config, Filters, MetricsConfig, parse, summary
 from exporter.config.loader import ACCOUNT, FILTERS, METRICS, TOP_LEVEL, Key
 
-
-@pytest.mark.parametrize(
+# Each key table beside the dataclass it fills.
+TABLES = pytest.mark.parametrize(
     ("table", "model"),
     [
         (TOP_LEVEL, Config),
@@ -21,19 +21,14 @@ from exporter.config.loader import ACCOUNT, FILTERS, METRICS, TOP_LEVEL, Key
         (METRICS, MetricsConfig),
     ],
 )
+
+
+@TABLES
 def test_a_table_has_one_row_per_field_in_field_order(table: tuple[Key, ...], model: type) -> None:
     assert [key.name for key in table] == [field.name for field in dataclasses.fields(model)]
 
 
-@pytest.mark.parametrize(
-    ("table", "model"),
-    [
-        (TOP_LEVEL, Config),
-        (ACCOUNT, AccountConfig),
-        (FILTERS, Filters),
-        (METRICS, MetricsConfig),
-    ],
-)
+@TABLES
 def test_required_rows_are_the_fields_without_a_default(
     table: tuple[Key, ...], model: type
 ) -> None:

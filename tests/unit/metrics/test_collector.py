@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,9 +13,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
-from exporter.jobs.model import Job
 from exporter.jobs.snapshot import StoreSnapshot
-from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import JobsCollector, TargetView
 from exporter.metrics.self_metrics import SelfMetrics
@@ -27,28 +24,13 @@ from exporter.metrics.table import (
     cap_label,
     family_name,
 )
+from tests.unit.metrics.fakes import T0, FakeView, mkjob
 
 # The OpenMetrics module is untyped upstream.
 generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_exposition.generate_latest
 parse_openmetrics: Callable[[str], Iterable[Metric]] = (
     openmetrics_parser.text_string_to_metric_families
 )
-
-T0 = 1_700_000_000.0
-
-
-@dataclass
-class FakeView:
-    account: str
-    region: str
-    store: JobStore = field(default_factory=lambda: JobStore(3600, 10, duration_buckets=(60.0,)))
-    state: TargetStatus = field(default_factory=TargetStatus)
-
-    def snapshot(self) -> StoreSnapshot:
-        return self.store.snapshot()
-
-    def status(self) -> TargetStatus:
-        return self.state
 
 
 class BrokenView:
@@ -66,20 +48,6 @@ class NamelessView(BrokenView):
     @property
     def account(self) -> str:  # type: ignore[override]
         raise RuntimeError("no account either")
-
-
-def mkjob(
-    job_id: str,
-    status: str,
-    rt: str,
-    api: str,
-    op: str,
-    resource_id: str,
-    create: float,
-    modify: float,
-    code: str = "",
-) -> Job:
-    return Job(job_id, api, op, rt, resource_id, status, code, "", create, modify)
 
 
 def registry_of(*views: TargetView) -> CollectorRegistry:

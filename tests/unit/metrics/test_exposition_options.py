@@ -13,7 +13,7 @@ from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import DURATION, ExpositionOptions, JobsCollector
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, spec
-from tests.unit.metrics.test_collector import T0, FakeView, mkjob
+from tests.unit.metrics.fakes import T0, FakeView, mkjob
 
 LSN = ("listener", "CreateListener", "Create")
 RULE = ("rule", "CreateRule", "Create")
