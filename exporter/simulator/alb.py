@@ -82,6 +82,7 @@ class AlbApi:
         }
         with self._parts.lock:
             delay = 0.0
+            cut = self._parts.faults.cleared()
             try:
                 if region is None:
                     raise Reject(
@@ -132,7 +133,7 @@ class AlbApi:
             record["status"] = status
             record.setdefault("code", "OK" if status == 200 else None)
             self._requests.append(record)
-        return SimResponse(status, (("x-acs-request-id", request_id), *headers), body, delay)
+        return SimResponse(status, (("x-acs-request-id", request_id), *headers), body, delay, cut)
 
     def request_count(self, region: str | None = None) -> int:
         """ListAsynJobs requests received (whatever their outcome), for a region or all."""

@@ -122,6 +122,7 @@ class FaultBoard:
         self._rng = random.Random(f"{seed}/faults")
         self._global: dict[str, object] = {}
         self._regions: dict[str, dict[str, object]] = {}
+        self._cleared = threading.Event()
 
     def set(self, region: str | None, **knobs: object) -> None:
         """Set fault knobs globally or for one region (a value of None restores a default).
@@ -144,8 +145,12 @@ class FaultBoard:
                     target[name] = value
 
     def clear(self, region: str | None) -> None:
-        """Remove every fault knob (or only one region's own settings)."""
+        """Remove every fault knob (or only one region's own settings). Answers still held
+        back by latency or hang go out now, as when a real network recovers: a test that
+        ends a slow phase does not wait for that phase's last answers."""
         with self._lock:
+            self._cleared.set()
+            self._cleared = threading.Event()
             if region is None:
                 self._global.clear()
                 self._regions.clear()
@@ -153,6 +158,11 @@ class FaultBoard:
                 self._regions.pop(region, None)
             for state in self._world.regions.values():
                 state.fault_counter = 0
+
+    def cleared(self) -> threading.Event:
+        """Set by the next `clear`: what a delayed answer waits on besides its delay."""
+        with self._lock:
+            return self._cleared
 
     def effective(self, region: str | None) -> Faults:
         """The knobs in effect for a region (global settings overlaid by the region's)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ class SimResponse:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     delay: float = 0.0  # seconds the server waits before sending (latency / hang knobs)
+    # Set when the fault knobs are cleared: the rest of `delay` is not waited for.
+    cut: threading.Event | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)

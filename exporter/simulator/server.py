@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
@@ -69,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("simulator failed on %s %s", self.command, self.path.partition("?")[0])
             response = SimResponse(500, (("Content-Type", JSON),), b'{"Code":"InternalError"}')
         log.debug("%s %s -> %d", self.command, self.path.partition("?")[0], response.status)
-        if response.delay > 0 and owner._stopping.wait(response.delay):
+        if response.delay > 0 and owner._held_back(response):
             self.close_connection = True
         self.send_response(response.status)
         for name, value in response.headers:
@@ -101,6 +102,17 @@ class SimulatorServer:
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+
+    def _held_back(self, response: SimResponse) -> bool:
+        """Wait out `response.delay`; True when the server stopped meanwhile. Ends early
+        when the fault knobs are cleared (`response.cut`) or the server stops."""
+        deadline = time.monotonic() + response.delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopping.wait(min(left, 0.05)):
+                return True
+            if response.cut is not None and response.cut.is_set():
+                return False
+        return self._stopping.is_set()
 
     def start(self) -> SimulatorServer:
         if self._httpd is not None:

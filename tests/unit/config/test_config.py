@@ -722,6 +722,7 @@ def test_yaml_punctuation_parses_or_raises_config_error(text: str) -> None:
     assert_parses_or_config_error(text)
 
 
+@pytest.mark.slow  # seconds of CPU in the YAML parser; no real-time bound
 def test_pathological_yaml_is_a_config_error() -> None:
     assert_parses_or_config_error("[" * 5000 + "]" * 5000)
     assert_parses_or_config_error("a: &a [*a]\n")

@@ -463,6 +463,7 @@ def test_invalid_parameters_are_rejected() -> None:
         JobStore(60, -1)
 
 
+@pytest.mark.slow  # a second of CPU in reader and writer threads; no real-time bound
 def test_concurrent_readers_never_see_half_an_update() -> None:
     s = primed()
     stop = threading.Event()

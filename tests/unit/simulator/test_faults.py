@@ -4,6 +4,7 @@ paging bugs, and the validation of the knobs themselves."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from exporter.simulator import FAULT_KNOBS, Simulator, SimulatorServer
 from exporter.simulator.faults import MALFORMED
-from tests.support import loopback
+from tests.support import loopback, procs
 from tests.unit.simulator.helpers import all_pages, api_error, call, control, jobs_of, ok
 
 
@@ -80,6 +81,23 @@ def test_latency_and_hang(sim: Simulator, server: SimulatorServer) -> None:
     started = time.monotonic()
     server.shutdown()
     assert time.monotonic() - started < 5
+
+
+def test_clearing_the_faults_sends_the_answers_held_back_now(
+    sim: Simulator, server: SimulatorServer
+) -> None:
+    # A test that ends a slow phase must not wait for that phase's last answers (closing
+    # an App waits for its refreshes in flight): clearing the knobs releases them.
+    sim.set_faults(hang=30)
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: answers.append(call(server, timeout=20)))
+    caller.start()
+    procs.wait_until(lambda: sim.request_count() > 0, timeout=10)
+    started = time.monotonic()
+    sim.clear_faults()
+    caller.join(timeout=20)
+    assert answers and answers[0].status_code == 200
+    assert time.monotonic() - started < 10  # not the 30 s hang
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
