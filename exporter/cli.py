@@ -342,10 +342,12 @@ def main(
     app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
     try:
         if args.once:
-            app.refresher.ensure_fresh(None, timeout=None)
-            sys.stdout.write(generate_latest(app.registry).decode())
-            sys.stdout.flush()
-            app.close()
+            try:
+                app.refresher.ensure_fresh(None, timeout=None)
+                sys.stdout.write(generate_latest(app.registry).decode())
+                sys.stdout.flush()
+            finally:
+                app.close()  # the final state write, even when stdout is gone (`| head`)
             return 0 if app.all_up() else 1
         return _serve(app, args, web)
     finally:

@@ -206,8 +206,34 @@ def _drain_body(environ: WSGIEnvironment) -> None:
 Variant = tuple[str, bool]  # (content type, gzip)
 
 
+def _known_content_types() -> frozenset[str]:
+    formats = (
+        "application/openmetrics-text; version=1.0.0",
+        "text/plain; version=0.0.4",
+        "text/plain; version=1.0.0",
+    )
+    escapings = (
+        "",
+        "; escaping=underscores",
+        "; escaping=allow-utf-8",
+        "; escaping=values",
+        "; escaping=dots",
+    )
+    return frozenset(choose_encoder(f + e)[1] for f in formats for e in escapings)
+
+
+#: What the caches may be keyed by. prometheus_client copies the version a client asks for
+#: into the content type (`version=1.0.<n>` for any n), so an unknown one is answered as
+#: its format's standard version: a client cannot make the render caches grow without end.
+KNOWN_CONTENT_TYPES = _known_content_types()
+_STANDARD_ACCEPT = {True: "application/openmetrics-text; version=1.0.0", False: "text/plain"}
+
+
 def _variant(environ: WSGIEnvironment) -> tuple[Variant, Callable[[CollectorRegistry], bytes]]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+    if content_type not in KNOWN_CONTENT_TYPES:
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        encoder, content_type = choose_encoder(_STANDARD_ACCEPT[openmetrics])
     compress = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
     return (content_type, compress), encoder
 

@@ -480,3 +480,20 @@ def test_probe_renders_are_reused_while_the_targets_version_holds(fake: FakeApp)
         assert data.collector.collects == 2  # another target is another render
         data.collector.value, version[0] = 5.0, "v2"
         assert _value(c.get(url).text) == 5.0
+
+
+def test_any_openmetrics_version_asked_for_is_answered_in_the_standard_one(
+    client: httpx.Client,
+) -> None:
+    # prometheus_client echoes the version a client asks for into the content type, and
+    # the render caches are keyed by it: 40 made-up versions were 40 cached expositions
+    # (a client could grow the exporter's memory without end). Now one variant.
+    seen = set()
+    for n in range(40):
+        accept = f"application/openmetrics-text; version=1.0.{n + 1}"
+        r = client.get("/metrics", headers={"Accept": accept})
+        assert r.status_code == 200 and r.text.endswith("# EOF\n")
+        seen.add(r.headers["content-type"])
+    assert seen == {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+    }
