@@ -51,6 +51,9 @@ class Refresher:
         self._pool = self._new_pool(max_workers)
         # Pools replaced by a reload that changed max_workers: their refreshes finish there.
         self._retired_pools: list[ThreadPoolExecutor] = []
+        # After shutdown (SIGTERM): scrapes still draining get the data there is, and a
+        # reload starts no pool that shutdown would not wait for.
+        self._closed = False
 
     @staticmethod
     def _new_pool(max_workers: int) -> ThreadPoolExecutor:
@@ -98,7 +101,7 @@ class Refresher:
             self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
             self._targets = dict(targets)
             self._cache_ttl = cache_ttl
-            if max_workers is not None and max_workers != self._max_workers:
+            if max_workers is not None and max_workers != self._max_workers and not self._closed:
                 self._pool.shutdown(wait=False)
                 self._retired_pools.append(self._pool)
                 self._pool = self._new_pool(max_workers)
@@ -117,6 +120,8 @@ class Refresher:
         """
         with self._lock:
             wanted = list(self._targets) if keys is None else list(keys)
+            if self._closed:
+                return True  # no refresh starts any more: serve what there is
             futures = [self._future(key) for key in wanted if key in self._targets]
         if not futures:
             return True
@@ -153,6 +158,7 @@ class Refresher:
     def shutdown(self) -> None:
         """Let in-flight refreshes finish; start no new ones."""
         with self._lock:
+            self._closed = True
             pools = [*self._retired_pools, self._pool]
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)

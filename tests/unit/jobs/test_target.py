@@ -352,3 +352,18 @@ def test_a_reload_can_resize_the_pool_and_the_old_one_finishes_its_work() -> Non
     assert refresher.ensure_fresh(None, timeout=10)
     assert all(t.status().tried for t in targets.values())
     refresher.shutdown()
+
+
+def test_after_shutdown_a_scrape_gets_the_data_there_is_and_a_reload_starts_no_pool() -> None:
+    # SIGTERM closes the App while the HTTP drain lets in-flight scrapes finish: one that
+    # needed a refresh then hit the shut-down pool ("cannot schedule new futures after
+    # shutdown") and answered 500 instead of the last data.
+    target, alb = counted_target("r1")
+    refresher = Refresher({target.key: target}, cache_ttl=0, max_workers=1)
+    assert refresher.ensure_fresh(None, timeout=10)
+    calls = alb.calls
+    refresher.shutdown()
+    assert refresher.ensure_fresh(None, timeout=10)
+    refresher.set_targets({target.key: target}, cache_ttl=0, max_workers=3)
+    assert refresher.ensure_fresh([target.key], timeout=10)
+    assert alb.calls == calls  # nothing refreshed after the shutdown, in no new pool
