@@ -24,6 +24,7 @@ from exporter.alibaba.api import (
     MAX_PAGE_SIZE,
 )
 from exporter.alibaba.signing import Signer, canonical_query
+from exporter.alibaba.tls import shared_context
 from exporter.errors import (
     ApiError,
     AuthError,
@@ -110,6 +111,7 @@ class ListAsynJobsClient:
         self._pacer = pacer
         self._http = httpx.Client(
             transport=transport,
+            verify=shared_context(),
             timeout=timeout,
             headers={"accept": "application/json", "user-agent": user_agent},
             # A redirect would be followed unsigned for a different URL; treat it as an error.

@@ -241,7 +241,10 @@ def test_reload_closes_a_replaced_client_only_after_its_refresh_ends(
     statuses = {k: t.status() for k, t in old.items()}
     sim.simulator.set_faults(latency=0.1)
     assert not app.refresher.ensure_fresh(None, timeout=0.3)  # paging, several pages to go
-    write_config(cfg_path, sim.url, **{**settings, "page_size": 7})
+    # Smaller pages: the new targets' refreshes (same stores) take longer than what is left
+    # of the old ones', which therefore finish first and are not superseded by them (a
+    # superseded refresh leaves its target's status as it was).
+    write_config(cfg_path, sim.url, **{**settings, "page_size": 3})
     with caplog.at_level(logging.WARNING):
         assert app.reload() is None
         procs.wait_until(lambda: all(old[k].status() is not statuses[k] for k in KEYS))

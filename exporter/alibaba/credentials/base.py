@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from exporter.alibaba.signing import Credential
+from exporter.alibaba.tls import shared_context
 from exporter.config import is_loopback_host
 from exporter.errors import CredentialsError, FetchError
 
@@ -151,6 +152,8 @@ def http_request(
     try:
         with httpx.Client(
             transport=options.transport,
+            # Without the shared context each fetch would load the CA bundle anew.
+            verify=shared_context() if trust_env else True,
             timeout=timeout,
             follow_redirects=False,
             trust_env=trust_env,
