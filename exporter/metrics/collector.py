@@ -6,7 +6,9 @@ Knows nothing of httpx: targets are read through `TargetView`.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
@@ -28,6 +30,13 @@ from exporter.metrics.table import (
     cap_label,
     family_name,
     spec,
+)
+from exporter.metrics.text import (
+    LabelWriter,
+    RenderedFamily,
+    RenderMemo,
+    histogram_lines,
+    value_lines,
 )
 
 log = logging.getLogger(__name__)
@@ -65,12 +74,13 @@ class _Samples:
     combine: Callable[[float, float], float]
     values: dict[LabelValues, float] = field(default_factory=dict)
     histograms: dict[LabelValues, HistogramSnapshot] = field(default_factory=dict)
+    cap: Callable[[LabelValues], LabelValues] = field(default=lambda labels: _cap_all(labels))
 
-    def add(self, labels: Iterable[str], value: float) -> None:
-        self._put(tuple(cap_label(v) for v in labels), value)
+    def add(self, labels: LabelValues, value: float) -> None:
+        self._put(self.cap(labels), value)
 
-    def add_histogram(self, labels: Iterable[str], value: HistogramSnapshot) -> None:
-        self._put_histogram(tuple(cap_label(v) for v in labels), value)
+    def add_histogram(self, labels: LabelValues, value: HistogramSnapshot) -> None:
+        self._put_histogram(self.cap(labels), value)
 
     def update(self, other: _Samples) -> None:
         """Merge another target's samples (their labels are capped already)."""
@@ -86,6 +96,10 @@ class _Samples:
     def _put_histogram(self, key: LabelValues, value: HistogramSnapshot) -> None:
         current = self.histograms.get(key)
         self.histograms[key] = value if current is None else _merge(current, value)
+
+
+def _cap_all(labels: LabelValues) -> LabelValues:
+    return tuple(cap_label(v) for v in labels)
 
 
 def _sum(a: float, b: float) -> float:
@@ -154,8 +168,10 @@ class ExpositionOptions:
         )
 
 
-def _new_samples() -> dict[str, _Samples]:
-    return {name: _Samples(_COMBINE.get(name, _sum)) for name in JOB_COLLECTOR_METRICS}
+def _new_samples(
+    cap: Callable[[LabelValues], LabelValues] = _cap_all,
+) -> dict[str, _Samples]:
+    return {name: _Samples(_COMBINE.get(name, _sum), cap=cap) for name in JOB_COLLECTOR_METRICS}
 
 
 def _target_samples(
@@ -164,10 +180,12 @@ def _target_samples(
     snap: StoreSnapshot,
     status: TargetStatus,
     options: ExpositionOptions,
+    cap: Callable[[LabelValues], LabelValues] = _cap_all,
 ) -> dict[str, _Samples]:
     """All samples of one target; built completely before merging so a view that fails
-    halfway contributes nothing."""
-    samples = _new_samples()
+    halfway contributes nothing. `cap` caps a label set's values (`_cap_all`, or a memo
+    of it)."""
+    samples = _new_samples(cap)
     t = (account, region)
     _add_all(samples["alb_async_jobs"], t, snap.jobs_by_status)
     _add_all(samples["alb_async_jobs_failed"], t, snap.failed)
@@ -253,6 +271,11 @@ class JobsCollector(Collector):
     ) -> None:
         self._targets = targets
         self._options = options or ExpositionOptions()
+        self._lock = threading.Lock()
+        # Each target's last render (by account and region as configured), and what its
+        # renders keep from one to the next.
+        self._kept: dict[LabelValues, _Render] = {}
+        self._memos: dict[LabelValues, _Memo] = {}
 
     def configure(self, options: ExpositionOptions) -> None:
         """Apply a reloaded `metrics` block from the next scrape on (one reference swap:
@@ -267,26 +290,135 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         options = self._options
-        samples = _new_samples()
+        with self._lock:  # one collect at a time: the writers and the kept renders
+            renders = self._renders(options)
+            targets = list(self._kept.values())
+        for name in options.families():
+            metric = options.spec(name)
+            parts = [render.lines[name] for render in renders]
+            yield RenderedFamily(
+                metric, parts, functools.partial(_slow_family, metric, name, targets)
+            )
+
+    def _renders(self, options: ExpositionOptions) -> list[_Render]:
+        """Every readable target's sample lines, in exposition order; a target whose
+        snapshot, status and options are those of the last collect is not rendered again."""
+        kept, self._kept = self._kept, {}
+        readable: dict[LabelValues, list[_Render]] = {}
         for view in self._views():
             try:
-                one = _target_samples(
-                    view.account, view.region, view.snapshot(), view.status(), options
-                )
+                render = self._render(view, options, kept)
             except Exception:  # a broken view must not cost the other targets their metrics
                 log.exception("cannot read target %s; left out of this scrape", _name(view))
                 continue
-            for name, target_samples in one.items():
-                samples[name].update(target_samples)
-        for name in options.families():
-            yield _family(options.spec(name), samples[name])
+            self._kept[render.target] = render
+            readable.setdefault(render.labels, []).append(render)
+        # Sorted by the capped account and region, the first labels of every family: the
+        # families' samples come out sorted by label values, as one sort of all would.
+        return [_merged(group, options) for _, group in sorted(readable.items())]
+
+    def _render(
+        self, view: TargetView, options: ExpositionOptions, kept: Mapping[LabelValues, _Render]
+    ) -> _Render:
+        account, region = view.account, view.region
+        snap, status = view.snapshot(), view.status()
+        held = kept.get((account, region))
+        if (
+            held is not None
+            and held.snapshot is snap
+            and held.status is status
+            and held.options is options
+        ):
+            return held
+        memo = self._memos.get((account, region))
+        if memo is None:
+            memo = self._memos[(account, region)] = _Memo()
+        memo.capped.start()
+        samples = _target_samples(account, region, snap, status, options, memo.capped)
+        lines = {
+            name: _lines(options.spec(name), samples[name], memo.writers)
+            for name in options.families()
+        }
+        labels = (cap_label(account), cap_label(region))
+        return _Render((account, region), labels, snap, status, options, lines)
 
     def _views(self) -> Sequence[TargetView]:
         try:
-            return self._targets()
+            views = self._targets()
         except Exception:
             log.exception("cannot list targets; exposing no target")
             return ()
+        # Memos of targets a reload removed go with them.
+        present = set()
+        for view in views:
+            try:
+                present.add((view.account, view.region))
+            except Exception:
+                continue  # reported by collect when it reads the view
+        for gone in self._memos.keys() - present:
+            del self._memos[gone]
+        return views
+
+
+class _Memo:
+    """What one target's renders keep from one to the next: capped label sets, and each
+    family's label strings."""
+
+    def __init__(self) -> None:
+        self.capped: RenderMemo[LabelValues, LabelValues] = RenderMemo(_cap_all)
+        self.writers: dict[tuple[str, ...], LabelWriter] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class _Render:
+    """One target's sample lines per family, and what they were written from."""
+
+    target: LabelValues  # account and region as configured
+    labels: LabelValues  # the same, capped: the label values every line starts with
+    snapshot: StoreSnapshot
+    status: TargetStatus
+    options: ExpositionOptions
+    lines: Mapping[str, str]
+
+
+def _lines(
+    metric: MetricSpec, samples: _Samples, writers: dict[tuple[str, ...], LabelWriter]
+) -> str:
+    writer = writers.get((metric.name, *metric.labels))
+    if writer is None:
+        writer = writers[(metric.name, *metric.labels)] = LabelWriter(metric.labels)
+    writer.start()
+    if metric.type == "histogram":
+        return histogram_lines(metric, writer, samples.histograms)
+    return value_lines(metric, writer, samples.values)
+
+
+def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:
+    """Targets whose capped account and region coincide (names longer than a label value
+    may be) share their series: their samples are merged, as equal label sets are."""
+    if len(group) == 1:
+        return group[0]
+    merged = _new_samples()
+    for render in group:
+        account, region = render.target
+        one = _target_samples(account, region, render.snapshot, render.status, options)
+        for name, target_samples in one.items():
+            merged[name].update(target_samples)
+    writers: dict[tuple[str, ...], LabelWriter] = {}
+    lines = {name: _lines(options.spec(name), merged[name], writers) for name in options.families()}
+    first = group[0]
+    return _Render(first.target, first.labels, first.snapshot, first.status, options, lines)
+
+
+def _slow_family(metric: MetricSpec, name: str, renders: Sequence[_Render]) -> Metric:
+    """The family as prometheus_client's own classes hold it, for encoders that read
+    samples (see `exporter.metrics.text`)."""
+    merged = _Samples(_COMBINE.get(name, _sum))
+    for render in renders:
+        account, region = render.target
+        one = _target_samples(account, region, render.snapshot, render.status, render.options)
+        merged.update(one[name])
+    return _family(metric, merged)
 
 
 def _name(view: TargetView) -> str:

@@ -19,6 +19,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from exporter.web.exposition import fast_encoder
 from exporter.web.landing import LandingInfo, render_landing
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ def _variant(environ: WSGIEnvironment) -> tuple[Variant, Callable[[CollectorRegi
         openmetrics = content_type.startswith("application/openmetrics-text")
         encoder, content_type = choose_encoder(_STANDARD_ACCEPT[openmetrics])
     compress = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
-    return (content_type, compress), encoder
+    return (content_type, compress), fast_encoder(content_type, encoder)
 
 
 def _answer(variant: Variant, body: bytes) -> _Response:

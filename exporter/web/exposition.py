@@ -1,0 +1,71 @@
+"""The exposition encoder: families that write their own text (`PreRendered`) are copied
+as they are, every other family goes through prometheus_client's encoder.
+
+prometheus_client's encoders format every sample of a registry on each call (see
+`exporter.metrics.text` for what that costs at scale). A family may instead offer its
+text; it must be exactly what prometheus_client would write, which its producer tests.
+Formats whose text this module does not know (the `dots` name escaping, which rewrites
+every name) are left wholly to prometheus_client, which then reads the families' samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+Encoder = Callable[[Collector], bytes]
+
+_EOF = "# EOF\n"
+
+
+@runtime_checkable
+class PreRendered(Protocol):
+    def exposition_text(self, openmetrics: bool) -> str:
+        """HELP, TYPE and sample lines, byte for byte what prometheus_client writes."""
+        ...
+
+
+def _format(content_type: str) -> bool | None:
+    """True for OpenMetrics, False for the text format, None when names would be
+    escaped in a way only prometheus_client does (`escaping=dots`)."""
+    params = {
+        p.split("=", 1)[0].strip(): p.partition("=")[2].strip() for p in content_type.split(";")[1:]
+    }
+    if params.get("escaping") == "dots":
+        return None
+    return content_type.startswith("application/openmetrics-text")
+
+
+class _One(Collector):
+    """A registry of one family, for prometheus_client's encoder."""
+
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterable[Metric]:
+        return (self._metric,)
+
+
+def fast_encoder(content_type: str, fallback: Encoder) -> Encoder:
+    """The encoder for `content_type` (as prometheus_client's `choose_encoder` chose it,
+    with `fallback` its encoder): the same bytes, pre-rendered families copied."""
+    openmetrics = _format(content_type)
+    if openmetrics is None:
+        return fallback
+
+    def encode(registry: Collector) -> bytes:
+        out: list[str] = []
+        for metric in registry.collect():
+            if isinstance(metric, PreRendered):
+                out.append(metric.exposition_text(openmetrics))
+                continue
+            text = fallback(_One(metric)).decode("utf-8")
+            out.append(text.removesuffix(_EOF) if openmetrics else text)
+        if openmetrics:
+            out.append(_EOF)
+        return "".join(out).encode("utf-8")
+
+    return encode
