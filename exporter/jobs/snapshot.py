@@ -68,11 +68,14 @@ class Histogram:
         self._bounds = bounds
         self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
         self._sum = 0.0
+        # Every publish of the store snapshots every histogram; few change in between.
+        self._snapshot: HistogramSnapshot | None = None
 
     def observe(self, value: float) -> None:
         # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
         self._counts[bisect.bisect_left(self._bounds, value)] += 1
         self._sum += value
+        self._snapshot = None
 
     def raw(self) -> tuple[tuple[int, ...], float]:
         return tuple(self._counts), self._sum
@@ -106,6 +109,11 @@ class Histogram:
         return histogram
 
     def snapshot(self) -> HistogramSnapshot:
+        if self._snapshot is None:
+            self._snapshot = self._cumulative()
+        return self._snapshot
+
+    def _cumulative(self) -> HistogramSnapshot:
         cumulative: list[tuple[float, int]] = []
         running = 0
         for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):

@@ -8,11 +8,13 @@ and an immutable snapshot that scrapes read without locking.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TypeVar
 
 from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
@@ -22,6 +24,9 @@ from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, 
 # Jobs still Processing this long after creation are given up (no longer re-checked). ALB
 # jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.
 DEFAULT_PROCESSING_MAX_AGE = 7 * 86400.0
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def dedupe(observed: Iterable[Job]) -> dict[str, Job]:
@@ -316,17 +321,20 @@ class JobStore:
         floor = self._window_start(now)
         jobs = self._jobs
         window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= floor]
-        unfinished = [job for job in jobs.values() if not job.terminal]
+        unfinished = [job for job in jobs.values() if job.status not in TERMINAL]
         processing = [job for job in unfinished if job.status == PROCESSING]
         self._open = MappingProxyType({job.id: job.create_time for job in unfinished})
+        last = self._snapshot
+        # A mapping equal to the last snapshot's is that one again: renders of unchanged
+        # families can then be told by identity (and nothing is copied).
         self._snapshot = StoreSnapshot(
-            jobs_by_status=frozen(Counter(_status_key(job) for job in window)),
-            failed=frozen(Counter(_error_key(job) for job in window if job.status == FAILED)),
-            finished_total=frozen(self._finished),
-            failures_total=frozen(self._failures),
-            vanished_total=frozen(self._vanished),
-            durations=frozen({k: h.snapshot() for k, h in self._durations.items()}),
-            oldest_processing=frozen(_oldest(processing)),
+            jobs_by_status=_same(last.jobs_by_status, Counter(map(_status_key, window))),
+            failed=_same(last.failed, Counter(map(_error_key, filter(_is_failed, window)))),
+            finished_total=_same(last.finished_total, self._finished),
+            failures_total=_same(last.failures_total, self._failures),
+            vanished_total=_same(last.vanished_total, self._vanished),
+            durations=_same(last.durations, {k: h.snapshot() for k, h in self._durations.items()}),
+            oldest_processing=_same(last.oldest_processing, _oldest(processing)),
             recent_failures=self._newest_failures(window),
             processing_ids=frozenset(job.id for job in processing),
             jobs_tracked=len(jobs),
@@ -417,12 +425,22 @@ def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
     return tuple(sorted({float(b) for b in buckets if b != float("inf")}))
 
 
-def _status_key(job: Job) -> StatusKey:
-    return (job.status, job.resource_type, job.api_name, job.operate_type)
+# attrgetter builds the key tuples in C: publishing recounts the window on every update.
+_status_key: Callable[[Job], StatusKey] = operator.attrgetter(
+    "status", "resource_type", "api_name", "operate_type"
+)
+_error_key: Callable[[Job], ErrorKey] = operator.attrgetter(
+    "resource_type", "api_name", "error_code"
+)
 
 
-def _error_key(job: Job) -> ErrorKey:
-    return (job.resource_type, job.api_name, job.error_code)
+def _is_failed(job: Job) -> bool:
+    return job.status == FAILED
+
+
+def _same(last: Mapping[K, V], now: Mapping[K, V]) -> Mapping[K, V]:
+    """`last` if `now` equals it, else a frozen copy of `now`."""
+    return last if last == now else frozen(now)
 
 
 def _oldest(processing: Iterable[Job]) -> dict[ApiKey, float]:
