@@ -246,6 +246,10 @@ def _raw_get(http: httpx.Client, url: str) -> None:
             pass
 
 
+def _progress(targets: int, what: str) -> None:
+    print(f"[{targets:,} targets] {what}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Point:
     targets: int
@@ -287,14 +291,20 @@ def scale_point(
         if not _all_up(plain, targets):
             raise RuntimeError("ready but not every target up")
         gz = http.get(metrics)
+        _progress(targets, f"ready after {first:.1f} s")
         # Every target refreshed just now (the first ones of a long page-through may be
         # past the TTL already): what follows is served from the cache, not refreshed.
         http.get(metrics, headers={"X-Prometheus-Scrape-Timeout-Seconds": "120"})
+        warmed = time.monotonic()
         m_t = timed(lambda: _raw_get(http, metrics), scrapes)
         probe = f"{base}/probe?account=acct000&region={names[0]}"
         http.get(probe).raise_for_status()
         p_t = timed(lambda: _raw_get(http, probe), scrapes)
         f_t = timed(lambda: _raw_get(http, f"{base}/-/healthy"), scrapes)
+        if time.monotonic() - warmed >= ttl:
+            # Later scrapes would have refreshed: the figures would not be "from cache".
+            raise RuntimeError(f"the from-cache scrapes outlasted cache_ttl {ttl:g}s")
+        _progress(targets, "from-cache scrapes done")
         walls, cpus = [], []
         for _ in range(rounds):
             time.sleep(ttl)  # past the cache TTL: the next scrape refreshes every target
@@ -304,6 +314,7 @@ def scale_point(
             walls.append(time.perf_counter() - t0)
             failures += r.status_code != 200 or not _all_up(r.content, targets)
             cpus.append(_cpu_seconds(proc.pid) - cpu)
+            _progress(targets, f"steady round: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU")
         peak = _vm_mib(proc.pid, "VmHWM")
     return Point(
         targets=targets,

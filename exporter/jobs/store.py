@@ -335,7 +335,7 @@ class JobStore:
             vanished_total=_same(last.vanished_total, self._vanished),
             durations=_same(last.durations, {k: h.snapshot() for k, h in self._durations.items()}),
             oldest_processing=_same(last.oldest_processing, _oldest(processing)),
-            recent_failures=self._newest_failures(window),
+            recent_failures=_same_tuple(last.recent_failures, self._newest_failures(window)),
             processing_ids=frozenset(job.id for job in processing),
             jobs_tracked=len(jobs),
             recovered_total=self._recovered,
@@ -441,6 +441,10 @@ def _is_failed(job: Job) -> bool:
 def _same(last: Mapping[K, V], now: Mapping[K, V]) -> Mapping[K, V]:
     """`last` if `now` equals it, else a frozen copy of `now`."""
     return last if last == now else frozen(now)
+
+
+def _same_tuple(last: tuple[Job, ...], now: tuple[Job, ...]) -> tuple[Job, ...]:
+    return last if last == now else now
 
 
 def _oldest(processing: Iterable[Job]) -> dict[ApiKey, float]:

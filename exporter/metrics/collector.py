@@ -181,44 +181,108 @@ def _target_samples(
     status: TargetStatus,
     options: ExpositionOptions,
     cap: Callable[[LabelValues], LabelValues] = _cap_all,
+    families: Iterable[str] = JOB_COLLECTOR_METRICS,
 ) -> dict[str, _Samples]:
-    """All samples of one target; built completely before merging so a view that fails
-    halfway contributes nothing. `cap` caps a label set's values (`_cap_all`, or a memo
-    of it)."""
+    """The samples of one target's `families`; built completely before merging so a view
+    that fails halfway contributes nothing. `cap` caps a label set's values (`_cap_all`,
+    or a memo of it)."""
     samples = _new_samples(cap)
     t = (account, region)
-    _add_all(samples["alb_async_jobs"], t, snap.jobs_by_status)
-    _add_all(samples["alb_async_jobs_failed"], t, snap.failed)
-    _add_all(samples["alb_async_jobs_finished_total"], t, snap.finished_total)
-    _add_all(samples["alb_async_jobs_failures_total"], t, snap.failures_total)
-    _add_all(samples["alb_async_jobs_vanished_total"], t, snap.vanished_total)
-    oldest = samples["alb_async_job_processing_oldest_created_timestamp_seconds"]
-    _add_all(oldest, t, snap.oldest_processing)
-    for key, hist in snap.durations.items():
-        # Projected label sets that coincide are merged (summed) by the samples.
-        samples[DURATION].add_histogram((*t, *options.project(key)), hist)
-    recent = samples["alb_async_job_recent_failure_timestamp_seconds"]
-    for job in snap.recent_failures:
-        labels = (job.id, job.resource_id, job.resource_type, job.api_name, job.error_code)
-        recent.add((*t, *labels), job.modify_time)
-    _add_status(samples, t, status)
-    samples["alb_exporter_jobs_tracked"].add(t, snap.jobs_tracked)
-    samples["alb_exporter_resync_recovered_jobs_total"].add(t, snap.recovered_total)
+    for name in families:
+        _BUILDERS[name](samples[name], t, snap, status, options)
     return samples
 
 
-def _add_all(samples: _Samples, t: LabelValues, values: Mapping[KeyT, float]) -> None:
-    for key, value in values.items():
-        samples.add((*t, *key), value)
+Builder = Callable[[_Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
 
 
-def _add_status(samples: Mapping[str, _Samples], t: LabelValues, status: TargetStatus) -> None:
+def _from(source: Callable[[StoreSnapshot], Mapping[KeyT, float]]) -> Builder:
+    def build(
+        samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
+    ) -> None:
+        for key, value in source(snap).items():
+            samples.add((*t, *key), value)
+
+    return build
+
+
+def _durations(
+    samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, options: ExpositionOptions
+) -> None:
+    for key, hist in snap.durations.items():
+        # Projected label sets that coincide are merged (summed) by the samples.
+        samples.add_histogram((*t, *options.project(key)), hist)
+
+
+def _recent(samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+    for job in snap.recent_failures:
+        labels = (job.id, job.resource_id, job.resource_type, job.api_name, job.error_code)
+        samples.add((*t, *labels), job.modify_time)
+
+
+def _up(samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object) -> None:
     # Before the first try the target is down: it has served no data yet.
-    samples["alb_exporter_up"].add(t, 1 if status.up else 0)
+    samples.add(t, 1 if status.up else 0)
+
+
+def _last_success(
+    samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object
+) -> None:
     if status.last_success is not None:
-        samples["alb_exporter_last_success_timestamp_seconds"].add(t, status.last_success)
+        samples.add(t, status.last_success)
+
+
+def _refresh_duration(
+    samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object
+) -> None:
     if status.tried and status.refresh_duration is not None:
-        samples["alb_exporter_refresh_duration_seconds"].add(t, status.refresh_duration)
+        samples.add(t, status.refresh_duration)
+
+
+def _tracked(samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+    samples.add(t, snap.jobs_tracked)
+
+
+def _recovered(
+    samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
+) -> None:
+    samples.add(t, snap.recovered_total)
+
+
+_BUILDERS: Mapping[str, Builder] = {
+    "alb_async_jobs": _from(lambda snap: snap.jobs_by_status),
+    "alb_async_jobs_failed": _from(lambda snap: snap.failed),
+    "alb_async_jobs_finished_total": _from(lambda snap: snap.finished_total),
+    "alb_async_jobs_failures_total": _from(lambda snap: snap.failures_total),
+    DURATION: _durations,
+    "alb_async_job_processing_oldest_created_timestamp_seconds": _from(
+        lambda snap: snap.oldest_processing
+    ),
+    "alb_async_jobs_vanished_total": _from(lambda snap: snap.vanished_total),
+    "alb_async_job_recent_failure_timestamp_seconds": _recent,
+    "alb_exporter_up": _up,
+    "alb_exporter_last_success_timestamp_seconds": _last_success,
+    "alb_exporter_refresh_duration_seconds": _refresh_duration,
+    "alb_exporter_jobs_tracked": _tracked,
+    "alb_exporter_resync_recovered_jobs_total": _recovered,
+}
+
+# What a family's samples are made of in a snapshot, for the families worth re-using
+# between renders: the store publishes an unchanged map as the same object (see
+# `JobStore._publish`), so the lines written from it last time still hold. The others
+# come from the status, which every refresh replaces, or are one series.
+_SOURCES: Mapping[str, Callable[[StoreSnapshot], object]] = {
+    "alb_async_jobs": lambda snap: snap.jobs_by_status,
+    "alb_async_jobs_failed": lambda snap: snap.failed,
+    "alb_async_jobs_finished_total": lambda snap: snap.finished_total,
+    "alb_async_jobs_failures_total": lambda snap: snap.failures_total,
+    DURATION: lambda snap: snap.durations,
+    "alb_async_job_processing_oldest_created_timestamp_seconds": lambda snap: (
+        snap.oldest_processing
+    ),
+    "alb_async_jobs_vanished_total": lambda snap: snap.vanished_total,
+    "alb_async_job_recent_failure_timestamp_seconds": lambda snap: snap.recent_failures,
+}
 
 
 def _empty_family(metric: MetricSpec) -> Metric:
@@ -334,11 +398,18 @@ class JobsCollector(Collector):
         if memo is None:
             memo = self._memos[(account, region)] = _Memo()
         memo.capped.start()
-        samples = _target_samples(account, region, snap, status, options, memo.capped)
-        lines = {
-            name: _lines(options.spec(name), samples[name], memo.writers)
-            for name in options.families()
-        }
+        families = options.families()
+        lines: dict[str, str] = {}
+        if held is not None and held.options is options:
+            # Families whose source the store published unchanged keep their lines.
+            for name in families:
+                source = _SOURCES.get(name)
+                if source is not None and source(snap) is source(held.snapshot):
+                    lines[name] = held.lines[name]
+        todo = [name for name in families if name not in lines]
+        samples = _target_samples(account, region, snap, status, options, memo.capped, todo)
+        for name in todo:
+            lines[name] = _lines(options.spec(name), samples[name], memo.writers)
         labels = (cap_label(account), cap_label(region))
         return _Render((account, region), labels, snap, status, options, lines)
 

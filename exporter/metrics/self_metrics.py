@@ -6,10 +6,11 @@ import platform
 import threading
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from exporter import __version__
-from exporter.metrics.table import API_DURATION_BUCKETS, cap_label, family_name, spec
+from exporter.metrics.requests import RequestMetrics
+from exporter.metrics.table import cap_label, family_name, spec
 
 
 class SelfMetrics:
@@ -54,14 +55,9 @@ class SelfMetrics:
         """`on_change()` is called after every change of a series (the render cache's
         generation, see `exporter.app.Generation`)."""
         self._changed = on_change or (lambda: None)
-        self._api_requests = _counter("alb_exporter_api_requests_total", registry)
-        self._api_duration = Histogram(
-            family_name(spec("alb_exporter_api_request_duration_seconds")),
-            spec("alb_exporter_api_request_duration_seconds").help,
-            spec("alb_exporter_api_request_duration_seconds").labels,
-            registry=registry,
-            buckets=API_DURATION_BUCKETS,
-        )
+        # Per target, so written by the exporter rather than prometheus_client (see there).
+        self._requests = RequestMetrics()
+        registry.register(self._requests)
         self._credential_refreshes = _counter("alb_exporter_credential_refreshes_total", registry)
         self._credentials_expiry = _gauge(
             "alb_exporter_credentials_expiry_timestamp_seconds", registry
@@ -79,16 +75,12 @@ class SelfMetrics:
         # Series are created and removed under the same lock as this record, so the two
         # never disagree.
         self._lock = threading.Lock()
-        self._codes: dict[tuple[str, str], set[str]] = {}
         self._credential_codes: dict[str, set[tuple[str, str]]] = {}
         self._expiry_sources: dict[str, set[str]] = {}
 
     def register_target(self, account: str, region: str) -> None:
         """Create the target's request series at 0."""
-        with self._lock:
-            self._api_requests.labels(account, region, "OK")
-            self._api_duration.labels(account, region)
-            self._codes.setdefault((account, region), set()).add("OK")
+        self._requests.register(account, region)
         self._changed()
 
     def request_observer(self, account: str, region: str) -> Callable[[str, float], None]:
@@ -97,11 +89,7 @@ class SelfMetrics:
         self.register_target(account, region)
 
         def observe(code: str, seconds: float) -> None:
-            code = cap_label(code)
-            with self._lock:
-                self._codes.setdefault((account, region), set()).add(code)
-                self._api_requests.labels(account, region, code).inc()
-                self._api_duration.labels(account, region).observe(seconds)
+            self._requests.observe(account, region, cap_label(code), seconds)
             self._changed()
 
         return observe
@@ -132,12 +120,7 @@ class SelfMetrics:
 
     def forget_target(self, account: str, region: str) -> None:
         """Drop the series of a target removed by a config reload."""
-        with self._lock:
-            codes = self._codes.pop((account, region), set())
-            for code in codes:
-                self._api_requests.remove(account, region, code)
-            if codes:
-                self._api_duration.remove(account, region)
+        self._requests.forget(account, region)
         self._changed()
 
     def forget_account(self, account: str) -> None:

@@ -223,3 +223,26 @@ def test_label_strings_kept_never_outgrow_the_last_two_renders(renders: int) -> 
 )
 def test_values_are_written_as_prometheus_client_writes_them(value: float) -> None:
     assert go_float(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
+
+
+def test_every_render_of_a_changing_store_is_prometheus_clients() -> None:
+    # Renders re-use the lines of families the store published unchanged: each step
+    # changes some families and leaves others, and every render must still be exact.
+    view = FakeView("prod", "cn-hangzhou")
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(lambda: [view, FakeView("dev", "cn-shanghai")]))
+    steps = [
+        [mkjob("j1", "Processing", "listener", "CreateListener", "Create", "lsn-1", T0, T0)],
+        [],  # nothing new: every job family unchanged
+        [mkjob("j1", "Succeeded", "listener", "CreateListener", "Create", "lsn-1", T0, T0 + 9)],
+        [mkjob("j2", "Failed", "acl", "CreateAcl", "Create", "acl-1", T0 + 1, T0 + 2, "E")],
+        [],
+    ]
+    seen = set()
+    for n, jobs in enumerate(steps):
+        view.store.update(jobs, [], T0 + 10 + n)
+        view.state = TargetStatus(tried=True, up=n % 2 == 0, last_success=T0 + n)
+        encoder, content_type = choose_encoder("")
+        seen.add(fast_encoder(content_type, encoder)(registry))
+        assert_same_bytes(registry)
+    assert len(seen) == len(steps)
