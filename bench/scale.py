@@ -292,10 +292,12 @@ def scale_point(
             raise RuntimeError("ready but not every target up")
         gz = http.get(metrics)
         _progress(targets, f"ready after {first:.1f} s")
-        # Every target refreshed just now (the first ones of a long page-through may be
-        # past the TTL already): what follows is served from the cache, not refreshed.
-        http.get(metrics, headers={"X-Prometheus-Scrape-Timeout-Seconds": "120"})
+        # The page-through refreshed targets over many seconds; once all are past the TTL
+        # one scrape refreshes them together, and what follows within the TTL is served
+        # from the cache, not refreshed (else a target expiring meanwhile would be).
+        time.sleep(ttl)
         warmed = time.monotonic()
+        http.get(metrics, headers={"X-Prometheus-Scrape-Timeout-Seconds": "120"})
         m_t = timed(lambda: _raw_get(http, metrics), scrapes)
         probe = f"{base}/probe?account=acct000&region={names[0]}"
         http.get(probe).raise_for_status()

@@ -399,7 +399,7 @@ class JobsCollector(Collector):
             memo = self._memos[(account, region)] = _Memo()
         memo.capped.start()
         families = options.families()
-        lines: dict[str, str] = {}
+        lines: dict[str, bytes] = {}
         if held is not None and held.options is options:
             # Families whose source the store published unchanged keep their lines.
             for name in families:
@@ -449,19 +449,19 @@ class _Render:
     snapshot: StoreSnapshot
     status: TargetStatus
     options: ExpositionOptions
-    lines: Mapping[str, str]
+    lines: Mapping[str, bytes]
 
 
 def _lines(
     metric: MetricSpec, samples: _Samples, writers: dict[tuple[str, ...], LabelWriter]
-) -> str:
+) -> bytes:
     writer = writers.get((metric.name, *metric.labels))
     if writer is None:
         writer = writers[(metric.name, *metric.labels)] = LabelWriter(metric.labels)
     writer.start()
     if metric.type == "histogram":
-        return histogram_lines(metric, writer, samples.histograms)
-    return value_lines(metric, writer, samples.values)
+        return histogram_lines(metric, writer, samples.histograms).encode("utf-8")
+    return value_lines(metric, writer, samples.values).encode("utf-8")
 
 
 def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:

@@ -35,7 +35,7 @@ class _Target:
     def __init__(self) -> None:
         self.codes: dict[str, int] = {"OK": 0}
         self.histogram = Histogram(API_DURATION_BUCKETS)
-        self.lines: tuple[str, str] | None = None
+        self.lines: tuple[bytes, bytes] | None = None
 
 
 class RequestMetrics(Collector):
@@ -89,11 +89,11 @@ Held = list[tuple[tuple[str, str], dict[str, int], HistogramSnapshot]]
 
 def _lines(
     key: tuple[str, str], target: _Target, counts: LabelWriter, durations: LabelWriter
-) -> tuple[str, str]:
+) -> tuple[bytes, bytes]:
     by_code: dict[tuple[str, ...], float] = {(*key, code): n for code, n in target.codes.items()}
     return (
-        value_lines(REQUESTS, counts, by_code),
-        histogram_lines(DURATION, durations, {key: target.histogram.snapshot()}),
+        value_lines(REQUESTS, counts, by_code).encode("utf-8"),
+        histogram_lines(DURATION, durations, {key: target.histogram.snapshot()}).encode("utf-8"),
     )
 
 

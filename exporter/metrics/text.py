@@ -162,14 +162,16 @@ def histogram_lines(
 
 
 class RenderedFamily(Metric):
-    """A family whose exposition text is written by this module (`exposition_text`).
+    """A family whose exposition text is written by this module (`exposition_parts`).
 
+    `parts` are its sample lines, UTF-8 encoded once when written: the exposition is then
+    joined from them as they are, with no text copy of the whole of it on the way.
     Its `samples`, which prometheus_client's own encoders and `get_sample_value` read,
     are built on first use by `build()`, the family as prometheus_client would have it.
     """
 
     def __init__(
-        self, metric: MetricSpec, parts: Iterable[str], build: Callable[[], Metric]
+        self, metric: MetricSpec, parts: Iterable[bytes], build: Callable[[], Metric]
     ) -> None:
         # Metric.__init__ is not called: it would set `samples`, built lazily here.
         self.name = family_name(metric)
@@ -191,6 +193,6 @@ class RenderedFamily(Metric):
     def samples(self, value: list[Sample]) -> None:
         self._samples = value
 
-    def exposition_text(self, openmetrics: bool) -> str:
+    def exposition_parts(self, openmetrics: bool) -> list[bytes]:
         """HELP, TYPE and every sample line, as prometheus_client would write them."""
-        return header(self._spec, openmetrics) + "".join(self._parts)
+        return [header(self._spec, openmetrics).encode("utf-8"), *self._parts]
