@@ -8,10 +8,8 @@ and an immutable snapshot that scrapes read without locking.
 from __future__ import annotations
 
 import math
-import operator
 import threading
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TypeVar
@@ -20,6 +18,7 @@ from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, frozen
+from exporter.jobs.window import Window
 
 # Jobs still Processing this long after creation are given up (no longer re-checked). ALB
 # jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.
@@ -124,6 +123,9 @@ class JobStore:
         self._counted: list[Job] = []  # what the update under way counted
         self._jobs: dict[str, Job] = {}  # the latest version of every id held in memory
         self._visible: set[str] = set()  # ids shown in the gauges while within the window
+        self._unfinished: dict[str, Job] = {}  # the held jobs not terminal
+        self._window = Window()  # what the gauges count (visible, within the window)
+        self._touched: set[str] = set()  # ids changed (version, visibility) since a publish
         self._finished: dict[StatusKey, int] = {}
         self._failures: dict[ErrorKey, int] = {}
         self._vanished: dict[ApiKey, int] = {}
@@ -212,7 +214,9 @@ class JobStore:
                 self._ensure_series(job)
                 self._apply(job)
             self._vanish(looked_up, returned)
+            self._touched.update(returned)
             if complete:
+                self._touched.update(self._visible - returned.keys())
                 self._visible = set(returned)
             else:
                 self._visible.update(returned)
@@ -268,6 +272,10 @@ class JobStore:
         # overwriting keeps terminal jobs terminal. Undocumented statuses are shown in the
         # gauges and re-checked like Processing, but neither counted nor reported stuck.
         self._jobs[job.id] = job
+        if job.status in TERMINAL:
+            self._unfinished.pop(job.id, None)
+        else:
+            self._unfinished[job.id] = job
 
     def _finished_while_counting(self, job: Job) -> bool:
         since = self._counting_since
@@ -293,6 +301,8 @@ class JobStore:
     def _forget(self, job_id: str) -> None:
         del self._jobs[job_id]
         self._visible.discard(job_id)
+        self._unfinished.pop(job_id, None)
+        self._touched.add(job_id)
 
     def _window_start(self, now: float) -> float:
         # The window by our clock, but never reaching back before the floor: after a clock
@@ -318,24 +328,26 @@ class JobStore:
             self._floor = barrier if self._floor is None else max(barrier, self._floor)
 
     def _publish(self, now: float) -> None:
-        floor = self._window_start(now)
+        self._update_window(self._window_start(now))
+        window = self._window
         jobs = self._jobs
-        window = [job for job_id in self._visible if (job := jobs[job_id]).create_time >= floor]
-        unfinished = [job for job in jobs.values() if job.status not in TERMINAL]
+        unfinished = list(self._unfinished.values())
         processing = [job for job in unfinished if job.status == PROCESSING]
         self._open = MappingProxyType({job.id: job.create_time for job in unfinished})
         last = self._snapshot
         # A mapping equal to the last snapshot's is that one again: renders of unchanged
         # families can then be told by identity (and nothing is copied).
         self._snapshot = StoreSnapshot(
-            jobs_by_status=_same(last.jobs_by_status, Counter(map(_status_key, window))),
-            failed=_same(last.failed, Counter(map(_error_key, filter(_is_failed, window)))),
+            jobs_by_status=_same(last.jobs_by_status, window.by_status),
+            failed=_same(last.failed, window.by_error),
             finished_total=_same(last.finished_total, self._finished),
             failures_total=_same(last.failures_total, self._failures),
             vanished_total=_same(last.vanished_total, self._vanished),
             durations=_same(last.durations, {k: h.snapshot() for k, h in self._durations.items()}),
             oldest_processing=_same(last.oldest_processing, _oldest(processing)),
-            recent_failures=_same_tuple(last.recent_failures, self._newest_failures(window)),
+            recent_failures=_same_tuple(
+                last.recent_failures, window.newest_failures(self._recent_failures)
+            ),
             processing_ids=frozenset(job.id for job in processing),
             jobs_tracked=len(jobs),
             recovered_total=self._recovered,
@@ -343,15 +355,21 @@ class JobStore:
             primed=self._counting_since is not None,
         )
 
-    def _newest_failures(self, window: Iterable[Job]) -> tuple[Job, ...]:
-        if self._recent_failures == 0:
-            return ()
-        failed = sorted(
-            (job for job in window if job.status == FAILED),
-            key=lambda job: (job.modify_time, job.id),
-            reverse=True,
-        )
-        return tuple(failed[: self._recent_failures])
+    def _update_window(self, start: float) -> None:
+        """Bring the window gauges' jobs to (visible jobs created at or after `start`):
+        by the jobs this update touched, or from scratch after the start moved back."""
+        jobs, visible, touched = self._jobs, self._visible, self._touched
+        self._touched = set()
+        if not self._window.advance(start):
+            held = (jobs[i] for i in visible)
+            self._window.rebuild((job for job in held if job.create_time >= start), start)
+            return
+        for job_id in touched:
+            job = jobs.get(job_id)
+            if job is not None and job_id in visible and job.create_time >= start:
+                self._window.put(job)
+            else:
+                self._window.drop(job_id)
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -391,6 +409,8 @@ class JobStore:
             self._recovered = state.recovered_total
             self._jobs = {job.id: job for job in state.jobs}
             self._visible = {job_id for job_id in state.visible if job_id in self._jobs}
+            self._unfinished = {i: job for i, job in self._jobs.items() if not job.terminal}
+            self._window = Window()  # built from scratch by the publish below
             self._finished = dict(state.finished_total)
             self._failures = dict(state.failures_total)
             self._vanished = dict(state.vanished_total)
@@ -423,19 +443,6 @@ class JobStore:
 
 def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
     return tuple(sorted({float(b) for b in buckets if b != float("inf")}))
-
-
-# attrgetter builds the key tuples in C: publishing recounts the window on every update.
-_status_key: Callable[[Job], StatusKey] = operator.attrgetter(
-    "status", "resource_type", "api_name", "operate_type"
-)
-_error_key: Callable[[Job], ErrorKey] = operator.attrgetter(
-    "resource_type", "api_name", "error_code"
-)
-
-
-def _is_failed(job: Job) -> bool:
-    return job.status == FAILED
 
 
 def _same(last: Mapping[K, V], now: Mapping[K, V]) -> Mapping[K, V]:
