@@ -8,7 +8,8 @@ here changes only by the jobs an update touched and by its start moving forward.
 
 from __future__ import annotations
 
-import heapq
+import array
+import bisect
 import operator
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,6 +29,10 @@ error_key: Callable[[Job], ErrorKey] = operator.attrgetter(
 K = TypeVar("K")
 
 
+def _created(job: Job) -> float:
+    return job.create_time
+
+
 class Window:
     """Jobs shown in the gauges (the store's visible jobs created at or after the window
     start) with their counts by status key and, for Failed ones, by error key.
@@ -42,9 +47,12 @@ class Window:
         self._failed: dict[str, Job] = {}
         self.by_status: Counter[StatusKey] = Counter()
         self.by_error: Counter[ErrorKey] = Counter()
-        # (CreateTime, id) of the jobs held, oldest first; entries of jobs dropped since or
-        # held now with another CreateTime are skipped when they come up.
-        self._by_age: list[tuple[float, str]] = []
+        # CreateTime and id of the jobs held, sorted by CreateTime: two flat arrays, not a
+        # heap of tuples (64 bytes an entry: 64 MiB at 1,000 targets x 1,000 jobs). An
+        # entry whose job was dropped since, or is held now with another CreateTime, is
+        # skipped when the start passes it.
+        self._times = array.array("d")
+        self._ids: list[str] = []
         self.start: float | None = None
 
     def rebuild(self, jobs: Iterable[Job], start: float) -> None:
@@ -53,8 +61,9 @@ class Window:
         self._failed = {i: job for i, job in self._jobs.items() if job.status == FAILED}
         self.by_status = Counter(map(status_key, self._jobs.values()))
         self.by_error = Counter(map(error_key, self._failed.values()))
-        self._by_age = [(job.create_time, job.id) for job in self._jobs.values()]
-        heapq.heapify(self._by_age)
+        ordered = sorted(self._jobs.values(), key=_created)
+        self._times = array.array("d", map(_created, ordered))
+        self._ids = [job.id for job in ordered]
         self.start = start
 
     def advance(self, start: float) -> bool:
@@ -63,12 +72,13 @@ class Window:
         if self.start is None or start < self.start:
             return False
         self.start = start
-        heap = self._by_age
-        while heap and heap[0][0] < start:
-            _, job_id = heapq.heappop(heap)
+        passed = bisect.bisect_left(self._times, start)
+        for job_id in self._ids[:passed]:
             held = self._jobs.get(job_id)
             if held is not None and held.create_time < start:
                 self.drop(job_id)
+        del self._times[:passed]
+        del self._ids[:passed]
         return True
 
     def put(self, job: Job) -> None:
@@ -82,7 +92,10 @@ class Window:
             self._failed[job.id] = job
             self.by_error[error_key(job)] += 1
         if held is None or held.create_time != job.create_time:
-            heapq.heappush(self._by_age, (job.create_time, job.id))
+            # New jobs are the newest, so this is an append but for late-listed ones.
+            at = bisect.bisect_right(self._times, job.create_time)
+            self._times.insert(at, job.create_time)
+            self._ids.insert(at, job.id)
 
     def drop(self, job_id: str) -> None:
         held = self._jobs.pop(job_id, None)
