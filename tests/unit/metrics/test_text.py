@@ -32,7 +32,9 @@ from tests.unit.metrics.fakes import T0, FakeView, mkjob
 ACCEPTS = (
     "",  # curl: the text format 0.0.4
     "text/plain; version=1.0.0; escaping=values",
+    "text/plain; version=1.0.0; escaping=allow-utf-8",
     "text/plain; version=1.0.0; escaping=dots",
+    "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
     "application/openmetrics-text; version=1.0.0; escaping=dots",
     # Prometheus 3's default, which prometheus_client answers with OpenMetrics 1.0.0.
     "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
