@@ -39,7 +39,7 @@ RULES: dict[str, Rule] = {
     "exporter.config": _rule("exporter.errors exporter.yamlstrict exporter.alibaba.api"),
     "exporter.alibaba.api": _rule(),
     "exporter.alibaba": _rule(
-        "exporter exporter.errors exporter.config exporter.jobs.model", "httpx"
+        "exporter exporter.errors exporter.config exporter.jobs.model", "httpx certifi"
     ),
     "exporter.jobs": _rule("exporter.errors exporter.config exporter.alibaba.api"),
     "exporter.metrics": _rule("exporter exporter.errors exporter.jobs", "prometheus_client"),

@@ -4,8 +4,9 @@ as they are, every other family goes through prometheus_client's encoder.
 prometheus_client's encoders format every sample of a registry on each call (see
 `exporter.metrics.text` for what that costs at scale). A family may instead offer its
 text; it must be exactly what prometheus_client would write, which its producer tests.
-Formats whose text this module does not know (the `dots` name escaping, which rewrites
-every name) are left wholly to prometheus_client, which then reads the families' samples.
+Formats that would write our names otherwise than as they are (the `dots` escaping, and
+OpenMetrics' `values`) are left wholly to prometheus_client, which then reads the
+families' samples.
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ class PreRendered(Protocol):
 
 
 def _format(content_type: str) -> bool | None:
-    """True for OpenMetrics, False for the text format, None when names would be
-    escaped in a way only prometheus_client does (`escaping=dots`)."""
+    """True for OpenMetrics, False for the text format, None when prometheus_client would
+    write our (legacy) names otherwise than as they are: the text format escapes them
+    only with `dots`; OpenMetrics with anything but `underscores` and `allow-utf-8` (its
+    `values` prefixes every sample name with `U__`)."""
     params = {
-        p.split("=", 1)[0].strip(): p.partition("=")[2].strip() for p in content_type.split(";")[1:]
+        name.strip(): value.strip()
+        for name, _, value in (part.partition("=") for part in content_type.split(";")[1:])
     }
-    if params.get("escaping") == "dots":
-        return None
-    return content_type.startswith("application/openmetrics-text")
+    escaping = params.get("escaping", "underscores")
+    if content_type.startswith("application/openmetrics-text"):
+        return True if escaping in ("underscores", "allow-utf-8") else None
+    return False if escaping in ("underscores", "allow-utf-8", "values") else None
 
 
 class _One(Collector):

@@ -1,5 +1,6 @@
 """The per-target request metrics (exporter.metrics.requests) expose what prometheus_client's
-own Counter and Histogram exposed before, byte for byte, in both formats."""
+own Counter and Histogram exposed before, byte for byte, in both formats, but for the
+order of the series (sorted now, see `reference`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ def reference(observed: list[tuple[int, int, float]], registered: list[int]) -> 
     by_target: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for target, code_index, seconds in observed:
         by_target[target].append((code_index, seconds))
-    # Series created in the order ours come out: targets sorted, their codes sorted.
+    # Series created in the order ours come out: targets sorted, their codes sorted. This
+    # is the one difference on purpose: prometheus_client wrote them in the order they
+    # were first created, which depended on which request came first (Prometheus reads
+    # the series, not their order).
     for target in sorted(set(registered) | set(by_target), key=lambda i: TARGETS[i]):
         account, region = TARGETS[target]
         codes = {"OK"} | {CODES[code] for code, _ in by_target[target]}

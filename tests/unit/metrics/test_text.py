@@ -35,6 +35,8 @@ ACCEPTS = (
     "text/plain; version=1.0.0; escaping=allow-utf-8",
     "text/plain; version=1.0.0; escaping=dots",
     "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
+    # prometheus_client's OpenMetrics `values` escaping rewrites every sample name (U__...).
+    "application/openmetrics-text; version=1.0.0; escaping=values",
     "application/openmetrics-text; version=1.0.0; escaping=dots",
     # Prometheus 3's default, which prometheus_client answers with OpenMetrics 1.0.0.
     "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
