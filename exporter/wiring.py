@@ -17,7 +17,7 @@ from exporter.alibaba.credentials import CredentialProvider
 from exporter.errors import CredentialsError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.target import Target, TargetKey
-from exporter.metrics.collector import ExpositionOptions
+from exporter.metrics.samples import ExpositionOptions
 
 _P = ParamSpec("_P")
 

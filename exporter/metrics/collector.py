@@ -1,5 +1,6 @@
-"""The job collector: fresh families from each target's store snapshot on every collect
-(the web routes collect once per change of the data, not once per scrape).
+"""The job collector: each target's job families, written from its store snapshot and kept
+until its data changes (the web routes collect once per change of the data, not once per
+scrape); the samples themselves are built by `exporter.metrics.samples`.
 
 Knows nothing of httpx: targets are read through `TargetView`.
 """
@@ -10,27 +11,28 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Protocol
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
-from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.table import (
-    JOB_COLLECTOR_METRICS,
-    MetricSpec,
-    cap_label,
-    family_name,
-    spec,
+from exporter.metrics.samples import (
+    COMBINE,
+    SOURCES,
+    ExpositionOptions,
+    LabelValues,
+    Samples,
+    cap_all,
+    client_family,
+    empty_family,
+    new_samples,
+    sum_values,
+    target_samples,
 )
+from exporter.metrics.table import JOB_COLLECTOR_METRICS, MetricSpec, cap_label, spec
 from exporter.metrics.text import (
     LabelWriter,
     RenderedFamily,
@@ -40,9 +42,6 @@ from exporter.metrics.text import (
 )
 
 log = logging.getLogger(__name__)
-
-# The `le` formatting prometheus_client's own histograms use ("1.0", "+Inf"); untyped upstream.
-_go_float: Callable[[float], str] = _untyped_float_to_go_string
 
 
 class TargetView(Protocol):
@@ -57,255 +56,6 @@ class TargetView(Protocol):
     def snapshot(self) -> StoreSnapshot: ...
 
     def status(self) -> TargetStatus: ...
-
-
-LabelValues = tuple[str, ...]
-KeyT = TypeVar("KeyT", bound=tuple[str, ...])
-
-
-@dataclass
-class _Samples:
-    """Samples of one family collected over all targets.
-
-    Capping can make two label sets equal; duplicate series would make Prometheus reject
-    the whole scrape, so equal label sets are merged with `combine`.
-    """
-
-    combine: Callable[[float, float], float]
-    values: dict[LabelValues, float] = field(default_factory=dict)
-    histograms: dict[LabelValues, HistogramSnapshot] = field(default_factory=dict)
-    cap: Callable[[LabelValues], LabelValues] = field(default=lambda labels: _cap_all(labels))
-
-    def add(self, labels: LabelValues, value: float) -> None:
-        self._put(self.cap(labels), value)
-
-    def add_histogram(self, labels: LabelValues, value: HistogramSnapshot) -> None:
-        self._put_histogram(self.cap(labels), value)
-
-    def update(self, other: _Samples) -> None:
-        """Merge another target's samples (their labels are capped already)."""
-        for key, value in other.values.items():
-            self._put(key, value)
-        for key, hist in other.histograms.items():
-            self._put_histogram(key, hist)
-
-    def _put(self, key: LabelValues, value: float) -> None:
-        current = self.values.get(key)
-        self.values[key] = value if current is None else self.combine(current, value)
-
-    def _put_histogram(self, key: LabelValues, value: HistogramSnapshot) -> None:
-        current = self.histograms.get(key)
-        self.histograms[key] = value if current is None else _merge(current, value)
-
-
-def _cap_all(labels: LabelValues) -> LabelValues:
-    return tuple(cap_label(v) for v in labels)
-
-
-def _sum(a: float, b: float) -> float:
-    return a + b
-
-
-def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
-    if [bound for bound, _ in a.buckets] != [bound for bound, _ in b.buckets]:
-        log.warning("histograms with different buckets share a label set; keeping one")
-        return a
-    buckets = tuple((bound, x + y) for (bound, x), (_, y) in zip(a.buckets, b.buckets, strict=True))
-    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count)
-
-
-# How samples whose capped label sets coincide are merged: counts add up, the oldest
-# Processing job is the minimum, a recent failure keeps the newest time.
-_COMBINE: Mapping[str, Callable[[float, float], float]] = {
-    "alb_async_job_processing_oldest_created_timestamp_seconds": min,
-    "alb_async_job_recent_failure_timestamp_seconds": max,
-    "alb_exporter_up": min,
-    "alb_exporter_last_success_timestamp_seconds": min,
-    "alb_exporter_refresh_duration_seconds": max,
-}
-
-
-DURATION = "alb_async_job_duration_seconds"
-# The labels of a duration histogram key in the store (`DurationKey`), in order.
-DURATION_KEY_LABELS = ("status", "resource_type", "api_name")
-
-
-@dataclass(frozen=True)
-class ExpositionOptions:
-    """What the config's `metrics` block asks of the exposition (the store keeps it all).
-
-    `duration_labels`: the histogram's labels besides account and region, a subset of
-    DURATION_KEY_LABELS; label sets that differ only in the others are summed.
-    `disabled`: job families not exposed at all. These defaults expose everything; the
-    exporter's own defaults are the config's (`metrics` block), converted by the app.
-    """
-
-    duration_labels: tuple[str, ...] = DURATION_KEY_LABELS
-    disabled: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        unknown = set(self.duration_labels) - set(DURATION_KEY_LABELS)
-        if unknown:
-            raise ValueError(f"not labels of {DURATION}: {sorted(unknown)}")
-        # Store keys are projected by position; keep the table's order whatever was given.
-        ordered = tuple(label for label in DURATION_KEY_LABELS if label in self.duration_labels)
-        object.__setattr__(self, "duration_labels", ordered)
-
-    def families(self) -> tuple[str, ...]:
-        return tuple(name for name in JOB_COLLECTOR_METRICS if name not in self.disabled)
-
-    def spec(self, name: str) -> MetricSpec:
-        metric = spec(name)
-        if name != DURATION:
-            return metric
-        return replace(metric, labels=(*metric.labels[:2], *self.duration_labels))
-
-    def project(self, key: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(
-            value
-            for label, value in zip(DURATION_KEY_LABELS, key, strict=True)
-            if label in self.duration_labels
-        )
-
-
-def _new_samples(
-    cap: Callable[[LabelValues], LabelValues] = _cap_all,
-) -> dict[str, _Samples]:
-    return {name: _Samples(_COMBINE.get(name, _sum), cap=cap) for name in JOB_COLLECTOR_METRICS}
-
-
-def _target_samples(
-    account: str,
-    region: str,
-    snap: StoreSnapshot,
-    status: TargetStatus,
-    options: ExpositionOptions,
-    cap: Callable[[LabelValues], LabelValues] = _cap_all,
-    families: Iterable[str] = JOB_COLLECTOR_METRICS,
-) -> dict[str, _Samples]:
-    """The samples of one target's `families`; built completely before merging so a view
-    that fails halfway contributes nothing. `cap` caps a label set's values (`_cap_all`,
-    or a memo of it)."""
-    samples = _new_samples(cap)
-    t = (account, region)
-    for name in families:
-        _BUILDERS[name](samples[name], t, snap, status, options)
-    return samples
-
-
-Builder = Callable[[_Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
-
-
-def _from(source: Callable[[StoreSnapshot], Mapping[KeyT, float]]) -> Builder:
-    def build(
-        samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
-    ) -> None:
-        for key, value in source(snap).items():
-            samples.add((*t, *key), value)
-
-    return build
-
-
-def _durations(
-    samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, options: ExpositionOptions
-) -> None:
-    for key, hist in snap.durations.items():
-        # Projected label sets that coincide are merged (summed) by the samples.
-        samples.add_histogram((*t, *options.project(key)), hist)
-
-
-def _recent(samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
-    for job in snap.recent_failures:
-        labels = (job.id, job.resource_id, job.resource_type, job.api_name, job.error_code)
-        samples.add((*t, *labels), job.modify_time)
-
-
-def _up(samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object) -> None:
-    # Before the first try the target is down: it has served no data yet.
-    samples.add(t, 1 if status.up else 0)
-
-
-def _last_success(
-    samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object
-) -> None:
-    if status.last_success is not None:
-        samples.add(t, status.last_success)
-
-
-def _refresh_duration(
-    samples: _Samples, t: LabelValues, _: object, status: TargetStatus, __: object
-) -> None:
-    if status.tried and status.refresh_duration is not None:
-        samples.add(t, status.refresh_duration)
-
-
-def _tracked(samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
-    samples.add(t, snap.jobs_tracked)
-
-
-def _recovered(
-    samples: _Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
-) -> None:
-    samples.add(t, snap.recovered_total)
-
-
-_BUILDERS: Mapping[str, Builder] = {
-    "alb_async_jobs": _from(lambda snap: snap.jobs_by_status),
-    "alb_async_jobs_failed": _from(lambda snap: snap.failed),
-    "alb_async_jobs_finished_total": _from(lambda snap: snap.finished_total),
-    "alb_async_jobs_failures_total": _from(lambda snap: snap.failures_total),
-    DURATION: _durations,
-    "alb_async_job_processing_oldest_created_timestamp_seconds": _from(
-        lambda snap: snap.oldest_processing
-    ),
-    "alb_async_jobs_vanished_total": _from(lambda snap: snap.vanished_total),
-    "alb_async_job_recent_failure_timestamp_seconds": _recent,
-    "alb_exporter_up": _up,
-    "alb_exporter_last_success_timestamp_seconds": _last_success,
-    "alb_exporter_refresh_duration_seconds": _refresh_duration,
-    "alb_exporter_jobs_tracked": _tracked,
-    "alb_exporter_resync_recovered_jobs_total": _recovered,
-}
-
-# What a family's samples are made of in a snapshot, for the families worth re-using
-# between renders: the store publishes an unchanged map as the same object (see
-# `JobStore._publish`), so the lines written from it last time still hold. The others
-# come from the status, which every refresh replaces, or are one series.
-_SOURCES: Mapping[str, Callable[[StoreSnapshot], object]] = {
-    "alb_async_jobs": lambda snap: snap.jobs_by_status,
-    "alb_async_jobs_failed": lambda snap: snap.failed,
-    "alb_async_jobs_finished_total": lambda snap: snap.finished_total,
-    "alb_async_jobs_failures_total": lambda snap: snap.failures_total,
-    DURATION: lambda snap: snap.durations,
-    "alb_async_job_processing_oldest_created_timestamp_seconds": lambda snap: (
-        snap.oldest_processing
-    ),
-    "alb_async_jobs_vanished_total": lambda snap: snap.vanished_total,
-    "alb_async_job_recent_failure_timestamp_seconds": lambda snap: snap.recent_failures,
-}
-
-
-def _empty_family(metric: MetricSpec) -> Metric:
-    name = family_name(metric)
-    if metric.type == "counter":
-        return CounterMetricFamily(name, metric.help, labels=metric.labels)
-    if metric.type == "histogram":
-        return HistogramMetricFamily(name, metric.help, labels=metric.labels)
-    return GaugeMetricFamily(name, metric.help, labels=metric.labels)
-
-
-def _family(metric: MetricSpec, samples: _Samples) -> Metric:
-    family = _empty_family(metric)
-    # Sorted so the exposition is stable from scrape to scrape (diffable, golden-testable).
-    if isinstance(family, HistogramMetricFamily):
-        for key in sorted(samples.histograms):
-            hist = samples.histograms[key]
-            buckets = [(_go_float(bound), float(n)) for bound, n in hist.buckets]
-            family.add_metric(key, buckets, hist.sum)
-    elif isinstance(family, CounterMetricFamily | GaugeMetricFamily):
-        for key in sorted(samples.values):
-            family.add_metric(key, samples.values[key])
-    return family
 
 
 class JobsCollector(Collector):
@@ -350,7 +100,7 @@ class JobsCollector(Collector):
         # The families without samples: lets the registry reject name clashes at
         # registration without reading any target. All of them, disabled or not: a
         # reload may enable a family later, and the registry checks names only here.
-        return [_empty_family(spec(name)) for name in JOB_COLLECTOR_METRICS]
+        return [empty_family(spec(name)) for name in JOB_COLLECTOR_METRICS]
 
     def collect(self) -> Iterator[Metric]:
         options = self._options
@@ -403,11 +153,11 @@ class JobsCollector(Collector):
         if held is not None and held.options is options:
             # Families whose source the store published unchanged keep their lines.
             for name in families:
-                source = _SOURCES.get(name)
+                source = SOURCES.get(name)
                 if source is not None and source(snap) is source(held.snapshot):
                     lines[name] = held.lines[name]
         todo = [name for name in families if name not in lines]
-        samples = _target_samples(account, region, snap, status, options, memo.capped, todo)
+        samples = target_samples(account, region, snap, status, options, memo.capped, todo)
         for name in todo:
             lines[name] = _lines(options.spec(name), samples[name], memo.writers)
         labels = (cap_label(account), cap_label(region))
@@ -436,7 +186,7 @@ class _Memo:
     family's label strings."""
 
     def __init__(self) -> None:
-        self.capped: RenderMemo[LabelValues, LabelValues] = RenderMemo(_cap_all)
+        self.capped: RenderMemo[LabelValues, LabelValues] = RenderMemo(cap_all)
         self.writers: dict[tuple[str, ...], LabelWriter] = {}
 
 
@@ -453,7 +203,7 @@ class _Render:
 
 
 def _lines(
-    metric: MetricSpec, samples: _Samples, writers: dict[tuple[str, ...], LabelWriter]
+    metric: MetricSpec, samples: Samples, writers: dict[tuple[str, ...], LabelWriter]
 ) -> bytes:
     writer = writers.get((metric.name, *metric.labels))
     if writer is None:
@@ -469,12 +219,12 @@ def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:
     may be) share their series: their samples are merged, as equal label sets are."""
     if len(group) == 1:
         return group[0]
-    merged = _new_samples()
+    merged = new_samples()
     for render in group:
         account, region = render.target
-        one = _target_samples(account, region, render.snapshot, render.status, options)
-        for name, target_samples in one.items():
-            merged[name].update(target_samples)
+        one = target_samples(account, region, render.snapshot, render.status, options)
+        for name, family_samples in one.items():
+            merged[name].update(family_samples)
     writers: dict[tuple[str, ...], LabelWriter] = {}
     lines = {name: _lines(options.spec(name), merged[name], writers) for name in options.families()}
     first = group[0]
@@ -484,12 +234,12 @@ def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:
 def _slow_family(metric: MetricSpec, name: str, renders: Sequence[_Render]) -> Metric:
     """The family as prometheus_client's own classes hold it, for encoders that read
     samples (see `exporter.metrics.text`)."""
-    merged = _Samples(_COMBINE.get(name, _sum))
+    merged = Samples(COMBINE.get(name, sum_values))
     for render in renders:
         account, region = render.target
-        one = _target_samples(account, region, render.snapshot, render.status, render.options)
+        one = target_samples(account, region, render.snapshot, render.status, render.options)
         merged.update(one[name])
-    return _family(metric, merged)
+    return client_family(metric, merged)
 
 
 def _name(view: TargetView) -> str:

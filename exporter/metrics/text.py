@@ -1,16 +1,16 @@
 """The job families' exposition text, written directly instead of through prometheus_client.
 
 prometheus_client turns every sample into a `Sample` with a label dict, then formats it:
-about 26 us per series, 7 s per render at 1,000 targets x 272 series. Here a target's
-sample lines are written straight from its snapshot (a few us per series) and kept until
-its snapshot or status changes, so a render concatenates what changed little.
+26 us per series or more, seconds per render at 1,000 targets. Here a target's sample
+lines are written straight from its snapshot (about 7 us per series) and kept until its
+data changes (`JobsCollector`), so a render mostly joins lines already written.
 
 The text is byte for byte what prometheus_client writes for the same families, in its
 Prometheus text format and in OpenMetrics (the sample lines are the same in both; only
 the HELP and TYPE lines differ). `tests/unit/metrics/test_text.py` holds the two equal
-on generated snapshots, hostile label values included. A format this module does not
-write (the `dots` name escaping) is rendered by prometheus_client from the families'
-samples, which `RenderedFamily` builds on demand.
+on generated snapshots, hostile label values included. A format that would write the
+names otherwise (see `exporter.web.exposition`) is rendered by prometheus_client from the
+families' samples, which `RenderedFamily` builds on demand.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from exporter import config as exporter_config
-from exporter.metrics.collector import ExpositionOptions
+from exporter.metrics.samples import ExpositionOptions
 from exporter.metrics.table import METRICS
 from tests.support.artifacts import (
     ALERTS,

@@ -11,7 +11,8 @@ from exporter import config
 from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import DURATION, ExpositionOptions, JobsCollector
+from exporter.metrics.collector import JobsCollector
+from exporter.metrics.samples import DURATION, ExpositionOptions
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, spec
 from tests.unit.metrics.fakes import T0, FakeView, mkjob
 

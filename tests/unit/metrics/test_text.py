@@ -20,7 +20,8 @@ from prometheus_client.utils import floatToGoString
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import DURATION_KEY_LABELS, ExpositionOptions, JobsCollector
+from exporter.metrics.collector import JobsCollector
+from exporter.metrics.samples import DURATION_KEY_LABELS, ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, MAX_LABEL_VALUE_LENGTH
 from exporter.metrics.text import LabelWriter, go_float

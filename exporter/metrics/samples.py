@@ -1,0 +1,282 @@
+"""One target's samples per job family, built from its store snapshot: the label sets
+and values the collector writes (`exporter.metrics.collector`), and the families as
+prometheus_client holds them, for its own encoders.
+
+Knows nothing of httpx: a target is its account, region, snapshot and status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
+
+from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.target import TargetStatus
+from exporter.metrics.table import (
+    JOB_COLLECTOR_METRICS,
+    MetricSpec,
+    cap_label,
+    family_name,
+    spec,
+)
+
+log = logging.getLogger(__name__)
+
+# The `le` formatting prometheus_client's own histograms use ("1.0", "+Inf"); untyped upstream.
+_go_float: Callable[[float], str] = _untyped_float_to_go_string
+
+LabelValues = tuple[str, ...]
+KeyT = TypeVar("KeyT", bound=tuple[str, ...])
+
+
+@dataclass
+class Samples:
+    """Samples of one family collected over all targets.
+
+    Capping can make two label sets equal; duplicate series would make Prometheus reject
+    the whole scrape, so equal label sets are merged with `combine`.
+    """
+
+    combine: Callable[[float, float], float]
+    values: dict[LabelValues, float] = field(default_factory=dict)
+    histograms: dict[LabelValues, HistogramSnapshot] = field(default_factory=dict)
+    cap: Callable[[LabelValues], LabelValues] = field(default=lambda labels: cap_all(labels))
+
+    def add(self, labels: LabelValues, value: float) -> None:
+        self._put(self.cap(labels), value)
+
+    def add_histogram(self, labels: LabelValues, value: HistogramSnapshot) -> None:
+        self._put_histogram(self.cap(labels), value)
+
+    def update(self, other: Samples) -> None:
+        """Merge another target's samples (their labels are capped already)."""
+        for key, value in other.values.items():
+            self._put(key, value)
+        for key, hist in other.histograms.items():
+            self._put_histogram(key, hist)
+
+    def _put(self, key: LabelValues, value: float) -> None:
+        current = self.values.get(key)
+        self.values[key] = value if current is None else self.combine(current, value)
+
+    def _put_histogram(self, key: LabelValues, value: HistogramSnapshot) -> None:
+        current = self.histograms.get(key)
+        self.histograms[key] = value if current is None else _merge(current, value)
+
+
+def cap_all(labels: LabelValues) -> LabelValues:
+    return tuple(cap_label(v) for v in labels)
+
+
+def sum_values(a: float, b: float) -> float:
+    return a + b
+
+
+def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
+    if [bound for bound, _ in a.buckets] != [bound for bound, _ in b.buckets]:
+        log.warning("histograms with different buckets share a label set; keeping one")
+        return a
+    buckets = tuple((bound, x + y) for (bound, x), (_, y) in zip(a.buckets, b.buckets, strict=True))
+    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count)
+
+
+# How samples whose capped label sets coincide are merged: counts add up, the oldest
+# Processing job is the minimum, a recent failure keeps the newest time.
+COMBINE: Mapping[str, Callable[[float, float], float]] = {
+    "alb_async_job_processing_oldest_created_timestamp_seconds": min,
+    "alb_async_job_recent_failure_timestamp_seconds": max,
+    "alb_exporter_up": min,
+    "alb_exporter_last_success_timestamp_seconds": min,
+    "alb_exporter_refresh_duration_seconds": max,
+}
+
+
+DURATION = "alb_async_job_duration_seconds"
+# The labels of a duration histogram key in the store (`DurationKey`), in order.
+DURATION_KEY_LABELS = ("status", "resource_type", "api_name")
+
+
+@dataclass(frozen=True)
+class ExpositionOptions:
+    """What the config's `metrics` block asks of the exposition (the store keeps it all).
+
+    `duration_labels`: the histogram's labels besides account and region, a subset of
+    DURATION_KEY_LABELS; label sets that differ only in the others are summed.
+    `disabled`: job families not exposed at all. These defaults expose everything; the
+    exporter's own defaults are the config's (`metrics` block), converted by the app.
+    """
+
+    duration_labels: tuple[str, ...] = DURATION_KEY_LABELS
+    disabled: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.duration_labels) - set(DURATION_KEY_LABELS)
+        if unknown:
+            raise ValueError(f"not labels of {DURATION}: {sorted(unknown)}")
+        # Store keys are projected by position; keep the table's order whatever was given.
+        ordered = tuple(label for label in DURATION_KEY_LABELS if label in self.duration_labels)
+        object.__setattr__(self, "duration_labels", ordered)
+
+    def families(self) -> tuple[str, ...]:
+        return tuple(name for name in JOB_COLLECTOR_METRICS if name not in self.disabled)
+
+    def spec(self, name: str) -> MetricSpec:
+        metric = spec(name)
+        if name != DURATION:
+            return metric
+        return replace(metric, labels=(*metric.labels[:2], *self.duration_labels))
+
+    def project(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            value
+            for label, value in zip(DURATION_KEY_LABELS, key, strict=True)
+            if label in self.duration_labels
+        )
+
+
+def new_samples(
+    cap: Callable[[LabelValues], LabelValues] = cap_all,
+) -> dict[str, Samples]:
+    return {name: Samples(COMBINE.get(name, sum_values), cap=cap) for name in JOB_COLLECTOR_METRICS}
+
+
+def target_samples(
+    account: str,
+    region: str,
+    snap: StoreSnapshot,
+    status: TargetStatus,
+    options: ExpositionOptions,
+    cap: Callable[[LabelValues], LabelValues] = cap_all,
+    families: Iterable[str] = JOB_COLLECTOR_METRICS,
+) -> dict[str, Samples]:
+    """The samples of one target's `families`; built completely before merging so a view
+    that fails halfway contributes nothing. `cap` caps a label set's values (`cap_all`,
+    or a memo of it)."""
+    samples = new_samples(cap)
+    t = (account, region)
+    for name in families:
+        _BUILDERS[name](samples[name], t, snap, status, options)
+    return samples
+
+
+Builder = Callable[[Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
+
+
+def _from(source: Callable[[StoreSnapshot], Mapping[KeyT, float]]) -> Builder:
+    def build(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+        for key, value in source(snap).items():
+            samples.add((*t, *key), value)
+
+    return build
+
+
+def _durations(
+    samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, options: ExpositionOptions
+) -> None:
+    for key, hist in snap.durations.items():
+        # Projected label sets that coincide are merged (summed) by the samples.
+        samples.add_histogram((*t, *options.project(key)), hist)
+
+
+def _recent(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+    for job in snap.recent_failures:
+        labels = (job.id, job.resource_id, job.resource_type, job.api_name, job.error_code)
+        samples.add((*t, *labels), job.modify_time)
+
+
+def _up(samples: Samples, t: LabelValues, _: object, status: TargetStatus, __: object) -> None:
+    # Before the first try the target is down: it has served no data yet.
+    samples.add(t, 1 if status.up else 0)
+
+
+def _last_success(
+    samples: Samples, t: LabelValues, _: object, status: TargetStatus, __: object
+) -> None:
+    if status.last_success is not None:
+        samples.add(t, status.last_success)
+
+
+def _refresh_duration(
+    samples: Samples, t: LabelValues, _: object, status: TargetStatus, __: object
+) -> None:
+    if status.tried and status.refresh_duration is not None:
+        samples.add(t, status.refresh_duration)
+
+
+def _tracked(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+    samples.add(t, snap.jobs_tracked)
+
+
+def _recovered(
+    samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
+) -> None:
+    samples.add(t, snap.recovered_total)
+
+
+_BUILDERS: Mapping[str, Builder] = {
+    "alb_async_jobs": _from(lambda snap: snap.jobs_by_status),
+    "alb_async_jobs_failed": _from(lambda snap: snap.failed),
+    "alb_async_jobs_finished_total": _from(lambda snap: snap.finished_total),
+    "alb_async_jobs_failures_total": _from(lambda snap: snap.failures_total),
+    DURATION: _durations,
+    "alb_async_job_processing_oldest_created_timestamp_seconds": _from(
+        lambda snap: snap.oldest_processing
+    ),
+    "alb_async_jobs_vanished_total": _from(lambda snap: snap.vanished_total),
+    "alb_async_job_recent_failure_timestamp_seconds": _recent,
+    "alb_exporter_up": _up,
+    "alb_exporter_last_success_timestamp_seconds": _last_success,
+    "alb_exporter_refresh_duration_seconds": _refresh_duration,
+    "alb_exporter_jobs_tracked": _tracked,
+    "alb_exporter_resync_recovered_jobs_total": _recovered,
+}
+
+# What a family's samples are made of in a snapshot, for the families worth re-using
+# between renders: the store publishes an unchanged map as the same object (see
+# `JobStore._publish`), so the lines written from it last time still hold. The others
+# come from the status, which every refresh replaces, or are one series.
+SOURCES: Mapping[str, Callable[[StoreSnapshot], object]] = {
+    "alb_async_jobs": lambda snap: snap.jobs_by_status,
+    "alb_async_jobs_failed": lambda snap: snap.failed,
+    "alb_async_jobs_finished_total": lambda snap: snap.finished_total,
+    "alb_async_jobs_failures_total": lambda snap: snap.failures_total,
+    DURATION: lambda snap: snap.durations,
+    "alb_async_job_processing_oldest_created_timestamp_seconds": lambda snap: (
+        snap.oldest_processing
+    ),
+    "alb_async_jobs_vanished_total": lambda snap: snap.vanished_total,
+    "alb_async_job_recent_failure_timestamp_seconds": lambda snap: snap.recent_failures,
+}
+
+
+def empty_family(metric: MetricSpec) -> Metric:
+    name = family_name(metric)
+    if metric.type == "counter":
+        return CounterMetricFamily(name, metric.help, labels=metric.labels)
+    if metric.type == "histogram":
+        return HistogramMetricFamily(name, metric.help, labels=metric.labels)
+    return GaugeMetricFamily(name, metric.help, labels=metric.labels)
+
+
+def client_family(metric: MetricSpec, samples: Samples) -> Metric:
+    family = empty_family(metric)
+    # Sorted so the exposition is stable from scrape to scrape (diffable, golden-testable).
+    if isinstance(family, HistogramMetricFamily):
+        for key in sorted(samples.histograms):
+            hist = samples.histograms[key]
+            buckets = [(_go_float(bound), float(n)) for bound, n in hist.buckets]
+            family.add_metric(key, buckets, hist.sum)
+    elif isinstance(family, CounterMetricFamily | GaugeMetricFamily):
+        for key in sorted(samples.values):
+            family.add_metric(key, samples.values[key])
+    return family
