@@ -18,7 +18,6 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
 from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
@@ -29,11 +28,9 @@ from exporter.metrics.table import (
     family_name,
     spec,
 )
+from exporter.metrics.text import go_float
 
 log = logging.getLogger(__name__)
-
-# The `le` formatting prometheus_client's own histograms use ("1.0", "+Inf"); untyped upstream.
-_go_float: Callable[[float], str] = _untyped_float_to_go_string
 
 LabelValues = tuple[str, ...]
 KeyT = TypeVar("KeyT", bound=tuple[str, ...])
@@ -274,7 +271,8 @@ def client_family(metric: MetricSpec, samples: Samples) -> Metric:
     if isinstance(family, HistogramMetricFamily):
         for key in sorted(samples.histograms):
             hist = samples.histograms[key]
-            buckets = [(_go_float(bound), float(n)) for bound, n in hist.buckets]
+            # `le` as prometheus_client's own histograms write it ("1.0", "+Inf").
+            buckets = [(go_float(bound), float(n)) for bound, n in hist.buckets]
             family.add_metric(key, buckets, hist.sum)
     elif isinstance(family, CounterMetricFamily | GaugeMetricFamily):
         for key in sorted(samples.values):
