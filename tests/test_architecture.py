@@ -50,11 +50,13 @@ RULES: dict[str, Rule] = {
     "exporter.simulator": _rule("exporter.alibaba.api exporter.alibaba.signing"),
     "exporter.app": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web exporter.wiring",
+        "exporter.jobs exporter.metrics exporter.web exporter.wiring exporter.reconcile",
         "prometheus_client",
     ),
+    "exporter.reconcile": _rule("exporter.config exporter.jobs"),
     "exporter.wiring": _rule(
-        "exporter exporter.errors exporter.config exporter.alibaba exporter.jobs exporter.metrics",
+        "exporter exporter.errors exporter.config exporter.alibaba exporter.jobs exporter.metrics "
+        "exporter.reconcile",
     ),
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
