@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from exporter import __version__, config
 from exporter.alibaba.ratelimit import TokenBucket
@@ -21,15 +21,13 @@ from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
 from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.target import Target, TargetKey
-from exporter.metrics.collector import JobsCollector
-from exporter.metrics.self_metrics import SelfMetrics
+from exporter.metrics.exposition import Exposition
 from exporter.reconcile import TargetPlan, diff_targets, plans, target_keys
 from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard, WebHooks
 from exporter.wiring import (
     PROG,
     AccountCredentials,
     Builder,
-    Generation,
     Wired,
     exposition_options,
 )
@@ -61,12 +59,11 @@ class App:
         self.env = env
         self.config_path = config_path
         self.telemetry_path = telemetry_path
-        self.registry = CollectorRegistry()
-        self.generation = Generation()
-        self._reloads = 0
-        self.metrics = SelfMetrics(
-            self.registry, shard=(shard.index, shard.count), on_change=self.generation.bump
+        # What /metrics and /probe serve, and the version their caches key on.
+        self.exposition = Exposition(
+            exposition_options(cfg.metrics), shard=(shard.index, shard.count)
         )
+        self.metrics = self.exposition.metrics
         # Serialises changes of the target set (reloads; targets that come and go).
         self._lock = threading.RLock()
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
@@ -96,8 +93,8 @@ class App:
         self.apply_targets(plans(cfg, self._credentials))
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())
-        self.jobs_collector = JobsCollector(self.refresher.targets, exposition_options(cfg.metrics))
-        self.registry.register(self.jobs_collector)
+            # Restored counters: written into the exposition anew.
+            self.exposition.configure(exposition_options(cfg.metrics))
         self.metrics.set_reload_ok(True)
 
     def apply_targets(self, plans: Mapping[TargetKey, TargetPlan]) -> tuple[TargetKey, ...]:
@@ -127,13 +124,13 @@ class App:
                 if gate is not None:
                     gate.close()
                 self.metrics.forget_target(*key)
-            self.generation.bump()  # targets came and went
+            self.exposition.set_targets(w.target for w in self._wired.values())
             return diff.fresh
 
     def after_refresh(self, target: Target) -> None:
         """The refresher's hook, in the refresh's worker thread after each refresh."""
-        # Still inside the refresh a scrape waits for: that scrape sees the new generation.
-        self.generation.bump()
+        # Still inside the refresh a scrape waits for: that scrape sees the new lines.
+        self.exposition.publish(target)
         if self.state_writer is not None and target.status().up:
             self.state_writer.request()
 
@@ -142,13 +139,13 @@ class App:
     def web_hooks(self) -> WebHooks:
         return WebHooks(
             prepare_scrape=self.prepare_scrape,
-            registry=self.registry,
+            registry=self.exposition,
             probe=self.probe,
             is_ready=self.is_ready,
             reload=self.reload,
             landing=self.landing,
-            generation=self.generation,
-            probe_version=self.probe_version,
+            generation=self.exposition.version,
+            probe_version=self.exposition.target_version,
         )
 
     def prepare_scrape(self, budget: float | None) -> None:
@@ -156,7 +153,7 @@ class App:
 
     def probe(
         self, account: str, region: str, budget: float | None
-    ) -> CollectorRegistry | OtherShard | None:
+    ) -> Collector | OtherShard | None:
         target = self.refresher.target((account, region))
         if target is None:
             if (account, region) not in self._configured:
@@ -164,19 +161,7 @@ class App:
             owner = self.shard.owner(account, region)
             return OtherShard(owner=owner, count=self.shard.count, this=self.shard.index)
         self.refresher.ensure_fresh([target.key], timeout=budget or DEFAULT_SCRAPE_BUDGET)
-        registry = CollectorRegistry()
-        registry.register(JobsCollector(lambda: [target], exposition_options(self.cfg.metrics)))
-        return registry
-
-    def probe_version(self, account: str, region: str) -> object:
-        """What a target's probe exposition is made of besides its name: its published
-        snapshot and status (both replaced, never changed in place, on every refresh). Not
-        the target itself: a cached render must not keep a removed target's store alive.
-        And the reload count: a reload may change what is exposed of the same data."""
-        target = self.refresher.target((account, region))
-        if target is None:
-            return None
-        return (self._reloads, target.snapshot(), target.status())
+        return self.exposition.target(account, region)
 
     @property
     def credentials(self) -> Mapping[str, AccountCredentials]:
@@ -268,7 +253,7 @@ class App:
             if new_cfg.metrics.duration_buckets:
                 for w in self._wired.values():
                     w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
-            self.jobs_collector.configure(exposition_options(new_cfg.metrics))
+            self.exposition.configure(exposition_options(new_cfg.metrics))
             for name, credentials in old_credentials.items():
                 if self._credentials.get(name) is not credentials:
                     # Removed account or new credentials: the old source's series (an
@@ -276,8 +261,6 @@ class App:
                     credentials.gate.close()
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
-            self._reloads += 1
-            self.generation.bump()  # settings changed
             log.info("config reloaded: %d targets", len(self._wired))
         if fresh:
             # New targets are tried right away, so /-/ready and their series do not wait

@@ -37,25 +37,6 @@ PROG = "alb-jobs-exporter"
 _P = ParamSpec("_P")
 
 
-class Generation:
-    """A count of changes to what the exporter exposes, for the render cache (`WebHooks.
-    generation`). Bumped after a change is published: by every finished refresh (the
-    targets' snapshots, statuses and the request metrics it observed), by every change of
-    the self-metrics and by reloads. A family whose values change any other way must bump
-    it too, or scrapes would be served a render made before the change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = 0
-
-    def bump(self) -> None:
-        with self._lock:
-            self._value += 1
-
-    def __call__(self) -> int:
-        return self._value
-
-
 class Unavailable:
     """Job source of an account whose credentials cannot be found: every refresh fails
     with the same actionable message, so only that account's targets go `up 0`."""

@@ -40,7 +40,7 @@ def targets_of(app: App) -> dict[TargetKey, Target]:
 
 
 def value(app: App, name: str, **labels: str) -> float | None:
-    return app.registry.get_sample_value(name, labels)
+    return app.exposition.get_sample_value(name, labels)
 
 
 # --- hooks for web -----------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_reload_applies_processing_max_age_to_the_store_it_keeps(
 def _families(app: App) -> dict[str, list[dict[str, str]]]:
     """Sample name -> label sets of the app's exposition."""
     out: dict[str, list[dict[str, str]]] = {}
-    for family in app.registry.collect():
+    for family in app.exposition.collect():
         for sample in family.samples:
             out.setdefault(sample.name, []).append(dict(sample.labels))
     return out
@@ -179,6 +179,7 @@ def test_an_empty_bucket_list_hides_the_histogram_and_turning_it_back_loses_noth
     running = Job("j", "CreateRule", "Create", "rule", "rule-1", PROCESSING, "", "", t0, t0)
     store.update([running], (), t0)
     store.update([replace(running, status="Succeeded", modify_time=t0 + 7)], (), t0 + 10)
+    app.exposition.publish(targets_of(app)[KEYS[0]])  # as the refresh hook does
     count = "alb_async_job_duration_seconds_count"
     labels = {"account": "prod", "region": KEYS[0][1], "status": "Succeeded"}
     assert value(app, count, **labels) == 1
