@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import scale
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs.refresher import Refresher
@@ -33,6 +32,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION
 
 LOOKBACK = 3600.0
 LATENCY = 0.03

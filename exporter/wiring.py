@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Generic, ParamSpec
 
 from exporter import __version__, config
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
 from exporter.alibaba.ratelimit import TokenBucket
@@ -28,6 +27,7 @@ from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.samples import ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.reconcile import TargetPlan
+from exporter.wire import ACTION, API_VERSION
 
 log = logging.getLogger("exporter")
 

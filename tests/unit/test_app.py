@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from exporter import config, simulator
-from exporter.alibaba.api import PROCESSING
 from exporter.app import App
 from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
+from exporter.wire import PROCESSING
 from exporter.wiring import Gate
 from tests.support import procs
 from tests.unit.appkit import KEY_ID, REGIONS, SECRET, start, static_keys, write_config

@@ -12,7 +12,6 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import TargetView
@@ -24,6 +23,7 @@ from exporter.metrics.table import (
     cap_label,
     family_name,
 )
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 # The OpenMetrics module is untyped upstream.

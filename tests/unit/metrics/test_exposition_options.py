@@ -8,11 +8,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import config
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.samples import DURATION, ExpositionOptions
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, spec
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 LSN = ("listener", "CreateListener", "Create")

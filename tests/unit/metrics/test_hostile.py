@@ -29,7 +29,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import errors
 from exporter.alibaba.answers import parse_page
-from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer, percent_encode
 from exporter.errors import MalformedResponseError
@@ -39,6 +38,7 @@ from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH, cap_label
+from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from tests.support import promtool
 from tests.unit.metrics.fakes import published
 
