@@ -35,14 +35,17 @@ RULES: dict[str, Rule] = {
     "exporter.errors": _rule(),
     "exporter.logfmt": _rule(),
     "exporter.yamlstrict": _rule("exporter.errors", "yaml"),
-    "exporter.config": _rule("exporter.errors exporter.yamlstrict exporter.wire"),
     "exporter.wire": _rule(),
+    "exporter.families": _rule(),
+    "exporter.config": _rule("exporter.errors exporter.yamlstrict exporter.wire exporter.families"),
     "exporter.alibaba": _rule(
         "exporter exporter.errors exporter.wire exporter.config exporter.jobs.model",
         "httpx certifi",
     ),
     "exporter.jobs": _rule("exporter.errors exporter.config exporter.wire"),
-    "exporter.metrics": _rule("exporter exporter.errors exporter.jobs", "prometheus_client"),
+    "exporter.metrics": _rule(
+        "exporter exporter.errors exporter.families exporter.jobs", "prometheus_client"
+    ),
     "exporter.web": _rule(
         "exporter exporter.errors exporter.yamlstrict",
         "prometheus_client bcrypt uvicorn h11",

@@ -21,7 +21,6 @@ from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.samples import (
     COMBINE,
-    SOURCES,
     ExpositionOptions,
     LabelValues,
     Samples,
@@ -29,7 +28,7 @@ from exporter.metrics.samples import (
     client_family,
     empty_family,
     new_samples,
-    sum_values,
+    source_of,
     target_samples,
 )
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, MetricSpec, cap_label, spec
@@ -175,8 +174,8 @@ class JobFamilies(Collector):
             # right; the store republishing unchanged maps as the same object only makes
             # the comparison instant).
             for name in families:
-                source = SOURCES.get(name)
-                if source is not None and _equal(source(snap), source(held.snapshot)):
+                source = source_of(name, snap)
+                if source is not None and _equal(source, source_of(name, held.snapshot)):
                     lines[name] = held.lines[name]
         todo = [name for name in families if name not in lines]
         samples = target_samples(account, region, snap, status, options, memo.capped, todo)
@@ -290,7 +289,7 @@ def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:
 def _slow_family(metric: MetricSpec, name: str, renders: Sequence[_Render]) -> Metric:
     """The family as prometheus_client's own classes hold it, for encoders that read
     samples (see `exporter.metrics.text`)."""
-    merged = Samples(COMBINE.get(name, sum_values))
+    merged = Samples(COMBINE[name])
     for render in renders:
         account, region = render.target
         one = target_samples(account, region, render.snapshot, render.status, render.options)
