@@ -11,17 +11,19 @@ VmHWM and CPU are its own and each scrape goes through its HTTP server.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench import scale
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs.refresher import Refresher
@@ -33,6 +35,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION
 
 LOOKBACK = 3600.0
 LATENCY = 0.03
@@ -241,11 +244,149 @@ def curve_rows(quick: bool) -> list[str]:
     return rows
 
 
+COMPARE_START = "<!-- compare: written by python -m bench --compare -->"
+COMPARE_END = "<!-- compare: end -->"
+
+
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def checkout(rev: str) -> tuple[Path, str]:
+    """A detached worktree of `rev` under the temp dir (made once, reused)."""
+    commit = _git("rev-parse", "--short", f"{rev}^{{commit}}")
+    tree = Path(tempfile.gettempdir(), f"alb-bench-{commit}")
+    if not tree.exists():
+        _git("worktree", "add", "--detach", str(tree), commit)
+    return tree, commit
+
+
+def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) -> str:
+    """The scale points of two revisions side by side in one run, each point measured
+    old, new, new, old (so a drift of the machine's load falls on both alike)."""
+    old_tree, old_commit = checkout(old_rev)
+    new_tree, new_commit = (None, "the working tree") if new_rev is None else checkout(new_rev)
+    shapes = {1: (1, 1), 10: (1, 10), 100: (10, 10), 1000: (100, 10)}
+    jobs = 100 if quick else 1_000
+    ttl = 1.0 if quick else 30.0
+    regions = max(shapes[n][1] for n in targets)
+    sim = scale.mix_simulator(scale.REGIONS[:regions], jobs, scale.API_LATENCY)
+    rows = [
+        "| targets | series | revision | /metrics from cache | /probe from cache "
+        "| CPU per target per refresh | steady refresh wall | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    ratios = []
+    with SimulatorServer(sim) as server:
+        for n in targets:
+            accounts, per = shapes[n]
+            got: dict[str, list[scale.Point]] = {"old": [], "new": []}
+            for which in ("old", "new", "new", "old"):
+                tree = old_tree if which == "old" else new_tree
+                got[which].append(
+                    scale.scale_point(
+                        accounts,
+                        per,
+                        server.endpoint_template,
+                        jobs,
+                        scrapes=5 if quick else 100,
+                        rounds=1 if quick else 3,
+                        ttl=ttl,
+                        workers=32,
+                        tree=tree,
+                    )  # fmt: skip
+                )
+            best = {k: _merged_points(v) for k, v in got.items()}
+            for which, label in (("old", old_commit), ("new", new_commit)):
+                p = best[which]
+                rows.append(
+                    f"| {n:,} | {p.series:,} | {which} ({label}) | {_ms(p.metrics)} "
+                    f"| {_ms(p.probe)} | {p.cpu_per_target * 1000:.2f} ms "
+                    f"| {p.round_wall:.2f} s | {p.peak_rss:.0f} MiB |"
+                )
+            o, w = best["old"], best["new"]
+            ratio = (
+                f"| {n:,} | | new / old | p50 {w.metrics[0] / o.metrics[0]:.2f}, "
+                f"p99 {w.metrics[1] / o.metrics[1]:.2f} | p50 {w.probe[0] / o.probe[0]:.2f}, "
+                f"p99 {w.probe[1] / o.probe[1]:.2f} "
+                f"| {w.cpu_per_target / o.cpu_per_target:.2f} "
+                f"| {w.round_wall / o.round_wall:.2f} | {w.peak_rss / o.peak_rss:.2f} |"
+            )
+            rows.append(ratio)
+            ratios.append(ratio)
+            print("\n".join(rows[-3:]), flush=True)
+    return (
+        f"{COMPARE_START}\n## Old vs new, side by side in one run\n\n"
+        f"`python -m bench --compare {old_rev}` ({old_commit} against {new_commit}), "
+        f"targets {', '.join(map(str, targets))}. Real exporter processes as in the scale "
+        f"curve (~{jobs:,} jobs per target, 20 ms per call, cache_ttl {ttl:g} s, "
+        "`max_concurrent_refreshes: 32`); the old revision runs from its own worktree on "
+        "the same interpreter and dependencies. Each point is measured old, new, new, old; "
+        "each figure is the mean of its revision's two (latencies: of the p50s and of the "
+        f"p99s). Machine: {machine()}.\n\n" + "\n".join(rows) + f"\n{COMPARE_END}\n"
+    )
+
+
+def _merged_points(points: list[scale.Point]) -> scale.Point:
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    def pair(get: Callable[[scale.Point], tuple[float, float]]) -> tuple[float, float]:
+        return (mean([get(p)[0] for p in points]), mean([get(p)[1] for p in points]))
+
+    first = points[0]
+    return dataclasses.replace(
+        first,
+        metrics=pair(lambda p: p.metrics),
+        probe=pair(lambda p: p.probe),
+        floor=pair(lambda p: p.floor),
+        round_wall=mean([p.round_wall for p in points]),
+        cpu_per_target=mean([p.cpu_per_target for p in points]),
+        peak_rss=max(p.peak_rss for p in points),
+    )
+
+
+def write_comparison(section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if COMPARE_START in text:
+        before, rest = text.split(COMPARE_START, 1)
+        after = rest.split(COMPARE_END, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(prog="python -m bench")
     args.add_argument("--quick", action="store_true", help="tiny sizes; no RESULTS.md")
+    args.add_argument(
+        "--compare",
+        metavar="REV",
+        help="only the scale points of REV (old) and the working tree (new) side by side, "
+        "written into RESULTS.md's comparison section",
+    )
+    args.add_argument(
+        "--new", metavar="REV", help="with --compare: measure REV as new, not the working tree"
+    )
+    args.add_argument(
+        "--targets",
+        default="1,100,1000",
+        help="with --compare: comma-separated target counts of 1, 10, 100, 1000",
+    )
     parsed = args.parse_args(argv)
     quick = parsed.quick
+    if parsed.compare:
+        targets = [int(n) for n in parsed.targets.split(",")]
+        section = compare(parsed.compare, parsed.new, targets, quick)
+        print(section)
+        if not quick:
+            write_comparison(section)
+        return 0
     sizes = (50, 200) if quick else (1_000, 10_000)
     rows = []
     for size in sizes:

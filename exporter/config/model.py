@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter import families
+
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
 SIGNATURES = ("v3", "v1")
 # The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
@@ -88,22 +90,12 @@ class JobEventsConfig:
     statuses: tuple[str, ...] = ("Failed",)
 
 
-# The job families `metrics.disable` may name: exporter.metrics.table's job data families
-# (a test holds the two equal; config cannot import metrics). The exporter's own
-# alb_exporter_* families are never disabled: they say whether the job data can be trusted.
-JOB_FAMILIES = (
-    "alb_async_jobs",
-    "alb_async_jobs_failed",
-    "alb_async_jobs_finished_total",
-    "alb_async_jobs_failures_total",
-    "alb_async_job_duration_seconds",
-    "alb_async_job_processing_oldest_created_timestamp_seconds",
-    "alb_async_jobs_vanished_total",
-    "alb_async_job_recent_failure_timestamp_seconds",
-)
-# The labels of alb_async_job_duration_seconds (besides account and region) that
-# `metrics.duration_labels` may keep, in exposition order.
-DURATION_LABELS = ("status", "resource_type", "api_name")
+# The job families `metrics.disable` may name, and the labels of the duration histogram
+# (besides account and region) that `metrics.duration_labels` may keep, in exposition
+# order: both from the metric table. The exporter's own alb_exporter_* families are never
+# disabled: they say whether the job data can be trusted.
+JOB_FAMILIES = families.JOB_FAMILIES
+DURATION_LABELS = families.DURATION_KEY_LABELS
 # Per status only: an api_name has one resource_type, so (status, api_name) would be the
 # finest split, and at 18 API names x 2 statuses the histogram alone is hundreds of series
 # per target that nobody graphs one by one. The dashboard groups durations by status.

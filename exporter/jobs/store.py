@@ -14,11 +14,11 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import TypeVar
 
-from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, frozen
 from exporter.jobs.window import Window
+from exporter.wire import FAILED, PROCESSING, TERMINAL
 
 # Jobs still Processing this long after creation are given up (no longer re-checked). ALB
 # jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.

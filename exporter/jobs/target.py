@@ -13,12 +13,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.alibaba.api import MAX_IDS_PER_CALL
 from exporter.config import Filters
 from exporter.errors import ExporterError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.snapshot import StoreSnapshot, StoreState
 from exporter.jobs.store import JobStore
+from exporter.wire import MAX_IDS_PER_CALL
 
 log = logging.getLogger(__name__)
 

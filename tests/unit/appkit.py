@@ -4,6 +4,8 @@ simulator, and `start`, which leaves the App to the `apps` fixture to close
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exporter import config
@@ -40,7 +42,14 @@ def write_config(
     return config.load(str(path), {})
 
 
-def start(apps: list[App], cfg: config.Config, path: Path) -> App:
-    app = App(cfg, {}, str(path))
+def start(
+    apps: list[App],
+    cfg: config.Config,
+    path: Path,
+    *,
+    state_debounce: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> App:
+    app = App(cfg, {}, str(path), state_debounce=state_debounce, clock=clock)
     apps.append(app)
     return app

@@ -7,12 +7,12 @@ import math
 import threading
 from collections.abc import Callable
 
-from exporter.alibaba.api import PROCESSING, SUCCEEDED
 from exporter.errors import ServerError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import JOB_IDS_PER_CALL, RefreshPolicy, Target
+from exporter.wire import PROCESSING, SUCCEEDED
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0
