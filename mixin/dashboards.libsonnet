@@ -1,0 +1,1 @@
+{ grafanaDashboards+:: { 'alb-jobs-exporter.json': import 'dashboard.json' } }
