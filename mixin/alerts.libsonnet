@@ -1,5 +1,6 @@
 // The alert rules. Every alert has a `severity` label and `summary`, `description` and
 // `runbook_url` annotations; the runbook is docs/runbook.md, one section per alert.
+local failures = import 'lib/failures.libsonnet';
 local promql = import 'lib/promql.libsonnet';
 
 {
@@ -30,7 +31,6 @@ local promql = import 'lib/promql.libsonnet';
   local failureMatchers =
     if std.length(cfg.jobFailedIgnoredErrorCodes) == 0 then []
     else ['error_code!~"%s"' % promql.anyOf(cfg.jobFailedIgnoredErrorCodes)],
-  local failures = sel('alb_async_jobs_failures_total', failureMatchers),
   local window = cfg.jobFailedWindow,
 
   prometheusAlerts+:: {
@@ -38,35 +38,11 @@ local promql = import 'lib/promql.libsonnet';
       {
         name: 'alb-async-jobs',
         rules: enabled([
-          // Failures within the window per error code. A failures_total series is born at
-          // its first failure, which increase() cannot see, so a series first seen within
-          // the window (none in the window before) counts with its whole value, also after
-          // it went stale (an exporter restart without state_file). That branch is gated on
-          // alb_async_jobs_finished_total{status="Failed"} of the same API having moved:
-          // those series exist at 0 before a first failure, and counters restored from the
-          // state file after a long scrape gap do not move them, so old failures are not
-          // replayed. `max` rather than `sum`: an HA pair counts each job twice.
+          // Failures within the window per error code (lib/failures.libsonnet says how a
+          // first failure is seen and why restored counters cannot replay old ones).
           alert(
             'AlbAsyncJobFailed',
-            |||
-              (
-                max by (%(labels)s) (
-                  max_over_time(%(failures)s[%(window)s])
-                  unless on (%(labels)s) last_over_time(%(failures)s[%(window)s] offset %(window)s)
-                )
-                and on (%(api)s)
-                max by (%(api)s) (increase(%(finished)s[%(window)s])) > 0
-                or
-                max by (%(labels)s) (increase(%(failures)s[%(window)s]))
-              ) >= %(threshold)s
-            ||| % {
-              labels: by(failureLabels),
-              api: by(['account', 'region', 'resource_type', 'api_name']),
-              failures: failures,
-              finished: sel('alb_async_jobs_finished_total', ['status="Failed"']),
-              window: window,
-              threshold: cfg.jobFailedThreshold,
-            },
+            '%s >= %s' % [std.rstripChars(failures.inWindow(cfg, window, ignored=failureMatchers), '\n'), cfg.jobFailedThreshold],
             cfg.jobFailedSeverity,
             'ALB {{ $labels.api_name }} jobs fail with {{ with $labels.error_code }}{{ . }}{{ else }}no error code{{ end }} in {{ $labels.account }}/{{ $labels.region }}',
             |||

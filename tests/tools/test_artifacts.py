@@ -456,8 +456,16 @@ def test_dashboard_model() -> None:
     variables = {v["name"]: v for v in d["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["account"]["query"]["query"] == "label_values(alb_exporter_up, account)"
+    # Several installs in one Prometheus: cluster, then job, narrow the accounts and regions.
+    assert list(variables) == ["datasource", "cluster", "job", "account", "region"]
+    assert variables["cluster"]["query"]["query"] == "label_values(alb_exporter_up, cluster)"
+    assert variables["account"]["query"]["query"] == (
+        'label_values(alb_exporter_up{cluster=~"$cluster", job=~"$job"}, account)'
+    )
     assert variables["region"]["query"]["query"].startswith("label_values(alb_exporter_up{")
+    for name in ("cluster", "job", "account", "region"):
+        # "All" matches series without the label (one Prometheus per cluster has none).
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
     ids = [p["id"] for p in _panels()]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     for panel in _panels():
@@ -466,10 +474,11 @@ def test_dashboard_model() -> None:
                 "title"
             ]
             for target in panel["targets"]:
-                if "alb_exporter_build_info" in target["expr"]:
-                    continue  # the one metric without account/region
-                assert 'account=~"$account"' in target["expr"], panel["title"]
-                assert 'region=~"$region"' in target["expr"], panel["title"]
+                metrics = metric_references(dashboard_rules.substitute(target["expr"]))[0]
+                labels = set().union(*(EXPOSED[m] for m in metrics))
+                for var in ("cluster", "job", "account", "region"):
+                    if var in labels | {"cluster", "job"}:
+                        assert f'{var}=~"${var}"' in target["expr"], (panel["title"], var)
 
 
 def test_dashboard_panels_do_not_overlap() -> None:
@@ -483,28 +492,54 @@ def test_dashboard_panels_do_not_overlap() -> None:
                 cells[(x, y)] = panel["title"]
 
 
-def test_dashboard_rows_cover_the_issue() -> None:
+def test_dashboard_puts_failures_first() -> None:
     rows = [p["title"] for p in _panels() if p["type"] == "row"]
-    assert rows == [
-        "Overview / exporter health",
-        "Jobs by status",
-        "Failures",
-        "Job durations",
-        "Stuck jobs",
-        "Recent failures",
-    ]
+    assert rows == ["Failures", "Stuck jobs", "Jobs", "Exporter health"]
+    # The stat row on top: failures in the range, stuck jobs, targets down, credentials.
+    top = [p["title"] for p in _panels() if p["gridPos"]["y"] == 1]
+    assert top[:4] == ["Failures in range", "Stuck jobs", "Targets down", "Credentials expire in"]
     exprs = " ".join(e for _, e in dashboard_exprs())
     for needle in (
         "time() - alb_exporter_last_success_timestamp_seconds",
         'code=~"Throttling.*"',
         "sum by (code) (rate(alb_exporter_api_requests_total",
-        "topk(",
         "histogram_quantile(0.99, sum by (le) (rate(alb_async_job_duration_seconds_bucket",
         "time() - alb_async_job_processing_oldest_created_timestamp_seconds",
         "alb_async_job_recent_failure_timestamp_seconds",
         "sum by (error_code) (alb_async_jobs_failed",
+        "alb_exporter_credentials_expiry_timestamp_seconds",
     ):
         assert needle in exprs, needle
+
+
+def _panel(title: str) -> dict[str, Any]:
+    (panel,) = [p for p in _panels() if p["title"] == title]
+    return panel
+
+
+def test_failure_bars_count_each_failure_in_one_bar_and_carry_exemplars() -> None:
+    bars = _panel("Failures by API and error code")
+    assert bars["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
+    (target,) = bars["targets"]
+    assert target["exemplar"] is True
+    # Step-to-step differences: windows of exactly one step, no extrapolation, no overlap.
+    assert "$__rate_interval" not in target["expr"] and "increase(" not in target["expr"]
+    assert "offset $__interval" in target["expr"]
+    assert bars["interval"] and bars["maxDataPoints"]
+
+
+def test_tables_show_only_meaningful_columns() -> None:
+    # Each table's query aggregates to the labels it shows: no job, instance, pod columns.
+    for panel in _panels():
+        if panel["type"] != "table":
+            continue
+        (target,) = panel["targets"]
+        outer = re.match(r"(?:sort_desc\()?(?:max|sum) by \(([^)]*)\)", target["expr"])
+        assert outer, panel["title"]
+        kept = {label.strip() for label in outer.group(1).split(",")}
+        organize = panel["transformations"][-1]["options"]
+        assert kept | {"Value"} == set(organize["indexByName"]), panel["title"]
+        assert kept <= set(organize["renameByName"]), panel["title"]
 
 
 @pytest.mark.tools
