@@ -24,6 +24,8 @@ REPO = MIXIN.parent
 FILES = REPO / "helm" / "alb-jobs-exporter" / "files"
 ALERTS = FILES / "alerts.yaml"
 DASHBOARD = FILES / "dashboard.json"
+# The chart's schema names the alerts prometheusRule.disabled / overrides accept.
+SCHEMA = FILES.parent / "values.schema.json"
 
 ALERTS_HEADER = """\
 # GENERATED from mixin/ (mixin.libsonnet, default _config) by `make mixin`: do not edit.
@@ -100,19 +102,35 @@ def dashboard_json(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
 
 
-def rendered() -> dict[Path, str]:
+def schema_json(schema_text: str, alerts: dict[str, Any]) -> str:
+    """The chart's values.schema.json with the alert names it validates set from the rules
+    (the rest of the schema is written by hand)."""
+    schema = json.loads(schema_text)
+    names = [rule["alert"] for group in alerts["groups"] for rule in group["rules"]]
+    rules = schema["properties"]["prometheusRule"]["properties"]
+    rules["disabled"]["items"]["enum"] = names
+    rules["overrides"]["propertyNames"]["enum"] = names
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def rendered(files: Path = FILES) -> dict[Path, str]:
     """Every rendered file and its exact text."""
     out = evaluate()
     (dashboard,) = out["dashboards"].values()
-    return {ALERTS: alerts_yaml(out["alerts"]), DASHBOARD: dashboard_json(dashboard)}
+    schema = (files.parent / SCHEMA.name).read_text(encoding="utf-8")
+    return {
+        ALERTS: alerts_yaml(out["alerts"]),
+        DASHBOARD: dashboard_json(dashboard),
+        SCHEMA: schema_json(schema, out["alerts"]),
+    }
 
 
 def drifted(files: Path = FILES) -> list[Path]:
     """The rendered files (in `files`, the chart's files/ by default) whose text differs
     from what the mixin renders."""
     out = []
-    for path, text in rendered().items():
-        committed = files / path.name
+    for path, text in rendered(files).items():
+        committed = (files.parent if path == SCHEMA else files) / path.name
         if not committed.exists() or committed.read_text(encoding="utf-8") != text:
             out.append(committed)
     return out

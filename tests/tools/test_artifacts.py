@@ -574,6 +574,7 @@ def test_ci_values_cover_the_combinations() -> None:
         "monitoring-values.yaml",
         "persistence-values.yaml",
         "sharding-values.yaml",
+        "rules-values.yaml",
     } <= names
 
 
@@ -779,6 +780,47 @@ def test_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
 
 
 @pytest.mark.tools
+def test_rules_can_be_disabled_and_overridden_per_alert(tmp_path: Path) -> None:
+    docs = helm_template("-f", str(CHART / "ci" / "rules-values.yaml"))
+    (rule,) = by_kind(docs, "PrometheusRule")
+    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    source = {r["alert"]: r for r in alert_rules()}
+    assert set(rendered) == set(source) - {"AlbJobsExporterThrottling"}
+    failed = rendered["AlbAsyncJobFailed"]
+    assert failed["for"] == "10m"
+    # Override labels win over the alert's own and over additionalRuleLabels.
+    assert failed["labels"] == {"severity": "critical", "team": "alb-owners"}
+    assert failed["expr"] == source["AlbAsyncJobFailed"]["expr"]
+    stuck = rendered["AlbAsyncJobStuck"]
+    assert stuck["expr"].endswith("> 3600")
+    assert stuck["annotations"]["summary"] == (
+        "ALB {{ $labels.api_name }} job processing for over an hour"
+    )
+    assert (
+        stuck["annotations"]["description"]
+        == source["AlbAsyncJobStuck"]["annotations"]["description"]
+    )
+    for name, r in rendered.items():
+        assert r["annotations"]["runbook_url"] == (
+            f"https://wiki.example.com/alb-jobs-exporter/runbook#{name.lower()}"
+        )
+        if name not in ("AlbAsyncJobFailed",):
+            assert r["labels"] == {**source[name]["labels"], "team": "sre"}, name
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+    r = run(tool("promtool"), "check", "rules", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_chart_schema_names_exactly_the_shipped_alerts() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    rules = schema["properties"]["prometheusRule"]["properties"]
+    names = [r["alert"] for r in alert_rules()]
+    assert rules["disabled"]["items"]["enum"] == names
+    assert rules["overrides"]["propertyNames"]["enum"] == names
+
+
+@pytest.mark.tools
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -792,6 +834,19 @@ def test_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
         (["--set", "rrsa.enabled=true"], "rrsa.roleName"),
         (["--set-json", 'config.metrics.disable=["alb_exporter_up"]'], "disable"),
         (["--set-json", 'config.metrics.duration_labels=["operate_type"]'], "duration_labels"),
+        (["--set-json", 'prometheusRule.disabled=["AlbAsyncJobFail"]'], "prometheusRule.disabled"),
+        (
+            ["--set-json", 'prometheusRule.overrides={"AlbAsyncJobStuk": {"for": "1m"}}'],
+            "AlbAsyncJobStuk",
+        ),
+        (
+            ["--set-json", 'prometheusRule.overrides={"AlbAsyncJobFailed": {"for": "10 min"}}'],
+            "prometheusRule.overrides.AlbAsyncJobFailed.for",
+        ),
+        (
+            ["--set-json", 'prometheusRule.overrides={"AlbAsyncJobFailed": {"severity": "x"}}'],
+            "severity",
+        ),
     ],
 )
 def test_chart_rejects_bad_values(args: list[str], message: str) -> None:

@@ -34,12 +34,19 @@ def test_committed_files_are_what_the_mixin_renders() -> None:
 
 
 def test_an_edit_to_a_rendered_file_only_is_drift(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
     for path in (ALERTS, DASHBOARD):
-        shutil.copy(path, tmp_path / path.name)
-    assert mixin_render.drifted(tmp_path) == []
-    edited = (tmp_path / ALERTS.name).read_text().replace("for: 5m", "for: 50m", 1)
-    (tmp_path / ALERTS.name).write_text(edited)
-    assert mixin_render.drifted(tmp_path) == [tmp_path / ALERTS.name]
+        shutil.copy(path, files / path.name)
+    shutil.copy(mixin_render.SCHEMA, tmp_path / mixin_render.SCHEMA.name)
+    assert mixin_render.drifted(files) == []
+    edited = (files / ALERTS.name).read_text().replace("for: 5m", "for: 50m", 1)
+    (files / ALERTS.name).write_text(edited)
+    assert mixin_render.drifted(files) == [files / ALERTS.name]
+    # The schema's alert names are rendered too.
+    schema = tmp_path / mixin_render.SCHEMA.name
+    schema.write_text(schema.read_text().replace('"AlbAsyncJobStuck",', "", 1))
+    assert mixin_render.drifted(files) == [files / ALERTS.name, schema]
 
 
 def test_render_check_command_passes_on_the_committed_files() -> None:
