@@ -184,3 +184,22 @@ def test_jsonnetfmt_keeps_the_mixin_formatted() -> None:
 
 def test_rendered_alerts_are_the_yaml_of_the_mixin() -> None:
     assert yaml.safe_load(ALERTS.read_text()) == mixin_render.evaluate()["alerts"]
+
+
+def _anchors(path: Path) -> set[str]:
+    headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_runbook_links_resolve() -> None:
+    # The runbook is where a page lands: each of its links to this repository's docs must
+    # reach an existing file and heading.
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", RUNBOOK.read_text(encoding="utf-8")):
+        if target.startswith("http"):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (RUNBOOK.parent / file) if file else RUNBOOK
+        if not path.exists() or (anchor and anchor not in _anchors(path)):
+            broken.append(target)
+    assert broken == []
