@@ -49,6 +49,7 @@ def test_an_edit_to_a_rendered_file_only_is_drift(tmp_path: Path) -> None:
     assert mixin_render.drifted(files) == [files / ALERTS.name, schema]
 
 
+@pytest.mark.e2e  # a process: `make mixin`'s script as CI runs it
 def test_render_check_command_passes_on_the_committed_files() -> None:
     ok = subprocess.run(
         [sys.executable, str(MIXIN / "render.py"), "--check"],
