@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from exporter.alibaba.api import PROCESSING, SUCCEEDED
 from exporter.errors import ServerError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.store import JobStore
-from exporter.jobs.target import JOB_IDS_PER_CALL, RefreshPolicy, Target
+from exporter.jobs.target import JOB_IDS_PER_CALL, RefreshPolicy, Target, TargetKey
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0
@@ -192,12 +192,14 @@ class Gate:
 
     def __init__(self) -> None:
         self.started = 0
+        self.entered = threading.Event()
         self.release = threading.Event()
         self._lock = threading.Lock()
 
     def list_jobs(self, query: JobQuery) -> list[Job]:
         with self._lock:
             self.started += 1
+        self.entered.set()
         self.release.wait(10)
         return []
 
@@ -234,6 +236,31 @@ def test_concurrent_scrapes_share_one_refresh_per_target_and_deadline_is_kept() 
     # Cached now: no new listing.
     assert refresher.ensure_fresh(None, timeout=10)
     assert [g.started for g in gates.values()] == [1, 1, 1]
+    refresher.shutdown()
+
+
+def test_a_scrape_just_after_a_refresh_finished_reuses_it() -> None:
+    # Issue 24: 50 concurrent scrapes now and then caused two upstream refreshes on a busy
+    # machine. A refresh's future was done before its done-callback marked the target fresh;
+    # a scrape in between saw a finished refresh that was not fresh and started another.
+    gate = Gate()
+    t = Target("a", "r1", gate, JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+    refresher = Refresher({t.key: t}, cache_ttl=60, max_workers=2)
+    first = threading.Thread(target=refresher.ensure_fresh, kwargs={"timeout": 10})
+    first.start()
+    assert gate.entered.wait(10)
+
+    def keys() -> Iterator[TargetKey]:
+        # `ensure_fresh` reads its keys under the refresher's lock: while this runs, the
+        # refresher can do nothing that needs it. The refresh finishes meanwhile and the
+        # scrape waiting on it returns; only then does this scrape ask for the target.
+        gate.release.set()
+        first.join(10)
+        assert not first.is_alive()
+        yield t.key
+
+    assert refresher.ensure_fresh(keys(), timeout=10)
+    assert gate.started == 1
     refresher.shutdown()
 
 
