@@ -298,7 +298,7 @@ def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) 
                         ttl=ttl,
                         workers=32,
                         tree=tree,
-                    )  # fmt: skip
+                    )
                 )
             best = {k: _merged_points(v) for k, v in got.items()}
             for which, label in (("old", old_commit), ("new", new_commit)):
