@@ -59,7 +59,7 @@ RULES: dict[str, Rule] = {
     "exporter.reconcile": _rule("exporter.config exporter.jobs"),
     "exporter.wiring": _rule(
         "exporter exporter.errors exporter.wire exporter.config exporter.alibaba exporter.jobs "
-        "exporter.metrics exporter.reconcile",
+        "exporter.metrics exporter.web exporter.reconcile",
     ),
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "

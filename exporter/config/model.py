@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from exporter import families
 
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
+# A config may have no accounts (`--demo` adds its own); serving or reloading one may not.
+NO_ACCOUNTS = "accounts: at least one account is required"
 SIGNATURES = ("v3", "v1")
 # The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
 SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
