@@ -210,6 +210,22 @@ def serving_rows(quick: bool) -> list[str]:
 CURVE = ((1, 1), (1, 10), (10, 10), (100, 10))
 
 
+def curve_point(
+    url: str,
+    accounts: int,
+    regions: int,
+    jobs: int,
+    ttl: float,
+    quick: bool,
+    tree: Path | None = None,
+) -> scale.Point:
+    """One point of the scale curve, as the curve and --compare measure it."""
+    scrapes, rounds = (5, 1) if quick else (100, 3)
+    return scale.scale_point(
+        accounts, regions, url, jobs, scrapes=scrapes, rounds=rounds, ttl=ttl, workers=32, tree=tree
+    )
+
+
 def curve_rows(quick: bool) -> list[str]:
     points = ((1, 1), (1, 2)) if quick else CURVE
     jobs = 100 if quick else 1_000
@@ -224,16 +240,7 @@ def curve_rows(quick: bool) -> list[str]:
     ]
     with SimulatorServer(sim) as server:
         for accounts, regions in points:
-            p = scale.scale_point(
-                accounts,
-                regions,
-                server.endpoint_template,
-                jobs,
-                scrapes=5 if quick else 100,
-                rounds=1 if quick else 3,
-                ttl=ttl,
-                workers=32,
-            )
+            p = curve_point(server.endpoint_template, accounts, regions, jobs, ttl, quick)
             rows.append(
                 f"| {p.targets:,} ({accounts} x {regions}) | {p.series:,} | {p.size / 1e6:.2f} MB "
                 f"({p.gz_size / 1e6:.2f} MB) | {p.first_data:.1f} s | {p.round_wall:.2f} s "
