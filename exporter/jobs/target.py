@@ -99,7 +99,7 @@ class RefreshPolicy:
 
 @dataclass(frozen=True)
 class TargetState:
-    """A target's refresh position, as persisted by `exporter.state`."""
+    """A target's refresh position, as persisted by `exporter.jobs.state`."""
 
     position: float | None  # the clock time of the last successful refresh
     last_full: float | None  # the clock time of the last complete page-through
