@@ -164,6 +164,18 @@ def test_the_table_matches_docs_architecture() -> None:
     assert rows == RULES
 
 
+def test_the_family_table_matches_docs_architecture() -> None:
+    from exporter.families import METRICS
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("<!-- families table", 1)[1].split("-->", 1)[1].split("\n\n", 1)[0]
+    rows = [
+        tuple(c.strip().strip("`") for c in line.strip().strip("|").split("|"))
+        for line in table.strip().splitlines()[2:]
+    ]
+    assert rows == [(m.name, m.source) for m in METRICS]
+
+
 @pytest.mark.parametrize(
     ("module", "source"),
     [
