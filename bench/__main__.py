@@ -284,8 +284,9 @@ def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) 
     sim = scale.mix_simulator(scale.REGIONS[:regions], jobs, scale.API_LATENCY)
     rows = [
         "| targets | series | revision | /metrics from cache | /probe from cache "
-        "| CPU per target per refresh | steady refresh wall | peak RSS |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| HTTP floor (/-/healthy) | CPU per target per refresh | steady refresh wall "
+        "| peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     ratios = []
     with SimulatorServer(sim) as server:
@@ -312,7 +313,7 @@ def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) 
                 p = best[which]
                 rows.append(
                     f"| {n:,} | {p.series:,} | {which} ({label}) | {_ms(p.metrics)} "
-                    f"| {_ms(p.probe)} | {p.cpu_per_target * 1000:.2f} ms "
+                    f"| {_ms(p.probe)} | {_ms(p.floor)} | {p.cpu_per_target * 1000:.2f} ms "
                     f"| {p.round_wall:.2f} s | {p.peak_rss:.0f} MiB |"
                 )
             o, w = best["old"], best["new"]
@@ -320,6 +321,7 @@ def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) 
                 f"| {n:,} | | new / old | p50 {w.metrics[0] / o.metrics[0]:.2f}, "
                 f"p99 {w.metrics[1] / o.metrics[1]:.2f} | p50 {w.probe[0] / o.probe[0]:.2f}, "
                 f"p99 {w.probe[1] / o.probe[1]:.2f} "
+                f"| p50 {w.floor[0] / o.floor[0]:.2f}, p99 {w.floor[1] / o.floor[1]:.2f} "
                 f"| {w.cpu_per_target / o.cpu_per_target:.2f} "
                 f"| {w.round_wall / o.round_wall:.2f} | {w.peak_rss / o.peak_rss:.2f} |"
             )
