@@ -9,6 +9,7 @@ Builds without network I/O; temporary credentials are fetched on the first `get(
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypedDict
 
 from exporter.alibaba.credentials.base import CredentialProvider, Options, SecretFile
 from exporter.alibaba.credentials.metadata import EcsRamRole
@@ -39,16 +40,13 @@ def _ram_role_arn(
             options,
             source(),
             config.role_arn or "",
-            session_name=config.role_session_name,
             external_id=(
                 # Named by its key path under the account, as the config's problems are.
                 SecretFile(config.external_id_file, f"{key_path}.external_id_file")
                 if config.external_id_file
                 else config.external_id
             ),
-            policy=config.policy,
-            duration=duration_seconds(config),
-            endpoint=config.sts_endpoint,
+            **_role(config),
         ),
         options,
     )
@@ -64,12 +62,26 @@ def _oidc_role_arn(
             config.role_arn or "",
             config.oidc_provider_arn or "",
             config.oidc_token_file or "",
-            session_name=config.role_session_name,
-            policy=config.policy,
-            duration=duration_seconds(config),
-            endpoint=config.sts_endpoint,
+            **_role(config),
         ),
         options,
+    )
+
+
+class _Role(TypedDict):
+    session_name: str | None
+    policy: str | None
+    duration: str
+    endpoint: str | None
+
+
+def _role(config: CredentialsConfig) -> _Role:
+    """What AssumeRole and AssumeRoleWithOIDC take alike."""
+    return _Role(
+        session_name=config.role_session_name,
+        policy=config.policy,
+        duration=duration_seconds(config),
+        endpoint=config.sts_endpoint,
     )
 
 
