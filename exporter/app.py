@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
@@ -110,8 +110,9 @@ class App:
     def apply_targets(self, plans: Mapping[TargetKey, TargetPlan]) -> tuple[TargetKey, ...]:
         """Make the running targets those of `plans` (a reload, or targets that come and
         go at run time): what is kept, replaced or removed is `diff_targets`'s decision.
-        Returns the keys of the new targets, which have not refreshed yet. Holds the lock
-        of the target set; settings besides the plans are the running config's."""
+        Returns the keys of the new targets, which have not refreshed yet (`warm_up`
+        them once the change is complete). Holds the lock of the target set; settings
+        besides the plans are the running config's."""
         with self._lock:
             old = self._wired
             diff = diff_targets({k: w.plan for k, w in old.items()}, plans)
@@ -240,13 +241,16 @@ class App:
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
             log.info("config reloaded: %d targets", len(self._wired))
-        if fresh:
-            # New targets are tried right away, so /-/ready and their series do not wait
-            # for the next scrape.
-            threading.Thread(
-                target=self.refresher.ensure_fresh, args=(fresh,), name="reload-warmup", daemon=True
-            ).start()
+        self.warm_up(fresh)
         return None
+
+    def warm_up(self, keys: Sequence[TargetKey]) -> None:
+        """Refresh new targets now, in the background (after `apply_targets`), so that
+        /-/ready and their series do not wait for the next scrape."""
+        if keys:
+            threading.Thread(
+                target=self.refresher.ensure_fresh, args=(keys,), name="reload-warmup", daemon=True
+            ).start()
 
     def _log_ownership(self, own: config.Config) -> None:
         owned = len(target_keys(own))
