@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
 
@@ -16,27 +17,40 @@ from exporter import __version__, config
 from exporter.alibaba.ratelimit import TokenBucket
 from exporter.errors import ConfigError
 from exporter.jobs.events import JobEvents
-from exporter.jobs.model import cap_text
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.state import StateFile
 from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.target import Target, TargetKey
 from exporter.metrics.exposition import Exposition
 from exporter.reconcile import TargetPlan, diff_targets, plans, target_keys
-from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard, WebHooks
+from exporter.web import LandingInfo, OtherShard, WebHooks
 from exporter.wiring import (
     PROG,
     AccountCredentials,
     Builder,
     Wired,
     exposition_options,
+    landing_targets,
+    recent_failures,
 )
 
-__all__ = ["PROG", "App"]
+__all__ = ["PROG", "App", "Seams"]
 
 log = logging.getLogger("exporter")
 # Without a scrape-timeout header (curl, a browser) a scrape still must not hang forever.
 DEFAULT_SCRAPE_BUDGET = 60.0
+
+
+@dataclass(frozen=True)
+class Seams:
+    """What tests replace instead of patching our modules or waiting in real time:
+    `clock`, the wall clock the credential providers judge expiry by; `state_debounce`,
+    how long the state writer gathers save requests (None: its default); `state_write`,
+    how the state file is written (None: atomically, `exporter.jobs.state`)."""
+
+    clock: Callable[[], float] = time.time
+    state_debounce: float | None = None
+    state_write: Callable[[str, bytes], None] | None = None
 
 
 class App:
@@ -50,12 +64,8 @@ class App:
         *,
         telemetry_path: str = "/metrics",
         shard: config.Shard = config.UNSHARDED,
-        state_debounce: float | None = None,
-        clock: Callable[[], float] = time.time,
+        seams: Seams = Seams(),
     ) -> None:
-        """The seams for tests that must not wait: `state_debounce`, how long the state
-        writer gathers save requests (None: its default); `clock`, the wall clock the
-        credential providers judge expiry by."""
         self.env = env
         self.config_path = config_path
         self.telemetry_path = telemetry_path
@@ -73,7 +83,7 @@ class App:
         cfg = self.cfg = shard.select(cfg)
         self._log_ownership(cfg)
         self.events = JobEvents(cfg.job_events.output, cfg.job_events.statuses)
-        self._builder = Builder(env, self.metrics, on_counted=self.events.emit, clock=clock)
+        self._builder = Builder(env, self.metrics, on_counted=self.events.emit, clock=seams.clock)
         self._credentials = self._builder.providers(cfg, {})
         self._wired: dict[TargetKey, Wired] = {}
         self.refresher = Refresher(
@@ -83,10 +93,10 @@ class App:
             after_refresh=self.after_refresh,
         )
         # The state file is read once, at start-up; a reload keeps the running state.
-        self.state = StateFile(cfg.state_file) if cfg.state_file else None
+        self.state = StateFile(cfg.state_file, write=seams.state_write) if cfg.state_file else None
         # Saved by one background thread: never inside the refresh a scrape waits for.
         self.state_writer = (
-            StateWriter(self.state, self.refresher.targets, debounce=state_debounce)
+            StateWriter(self.state, self.refresher.targets, debounce=seams.state_debounce)
             if self.state is not None
             else None
         )
@@ -100,8 +110,9 @@ class App:
     def apply_targets(self, plans: Mapping[TargetKey, TargetPlan]) -> tuple[TargetKey, ...]:
         """Make the running targets those of `plans` (a reload, or targets that come and
         go at run time): what is kept, replaced or removed is `diff_targets`'s decision.
-        Returns the keys of the new targets, which have not refreshed yet. Holds the lock
-        of the target set; settings besides the plans are the running config's."""
+        Returns the keys of the new targets, which have not refreshed yet (`warm_up`
+        them once the change is complete). Holds the lock of the target set; settings
+        besides the plans are the running config's."""
         with self._lock:
             old = self._wired
             diff = diff_targets({k: w.plan for k, w in old.items()}, plans)
@@ -177,48 +188,16 @@ class App:
         return all(t.status().tried for t in self.refresher.targets())
 
     def landing(self) -> LandingInfo:
-        rows = []
-        for t in self.refresher.targets():
-            st = t.status()
-            rows.append(
-                LandingTarget(
-                    t.account,
-                    t.region,
-                    st.up if st.tried else None,
-                    st.last_success,
-                    st.last_error,
-                )
-            )
+        targets = self.refresher.targets()
         return LandingInfo(
             version=__version__,
-            targets=rows,
+            targets=landing_targets(targets),
             telemetry_path=self.telemetry_path,
-            failures=self._recent_failures(),
+            failures=recent_failures(targets, self.cfg.recent_failures),
             shard_index=self.shard.index,
             shard_count=self.shard.count,
             configured_targets=len(self._configured),
         )
-
-    def _recent_failures(self) -> list[LandingFailure]:
-        failed = [
-            (job, t.account, t.region)
-            for t in self.refresher.targets()
-            for job in t.snapshot().recent_failures
-        ]
-        failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
-        return [
-            LandingFailure(
-                time=job.modify_time,
-                account=account,
-                region=region,
-                job_id=cap_text(job.id),
-                resource_id=cap_text(job.resource_id),
-                api_name=cap_text(job.api_name),
-                error_code=cap_text(job.error_code),
-                error_message=cap_text(job.error_message),
-            )
-            for job, account, region in failed[: self.cfg.recent_failures]
-        ]
 
     def reload(self) -> str | None:
         """Re-read the config file; on error keep the running config and report why."""
@@ -235,7 +214,7 @@ class App:
                 return str(exc)
             if not new_cfg.accounts:
                 self.metrics.set_reload_ok(False)
-                error = "accounts: at least one account is required"
+                error = config.NO_ACCOUNTS
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
             self._configured = target_keys(new_cfg)
@@ -262,13 +241,16 @@ class App:
                     self.metrics.forget_account(name)
             self.metrics.set_reload_ok(True)
             log.info("config reloaded: %d targets", len(self._wired))
-        if fresh:
-            # New targets are tried right away, so /-/ready and their series do not wait
-            # for the next scrape.
-            threading.Thread(
-                target=self.refresher.ensure_fresh, args=(fresh,), name="reload-warmup", daemon=True
-            ).start()
+        self.warm_up(fresh)
         return None
+
+    def warm_up(self, keys: Sequence[TargetKey]) -> None:
+        """Refresh new targets now, in the background (after `apply_targets`), so that
+        /-/ready and their series do not wait for the next scrape."""
+        if keys:
+            threading.Thread(
+                target=self.refresher.ensure_fresh, args=(keys,), name="reload-warmup", daemon=True
+            ).start()
 
     def _log_ownership(self, own: config.Config) -> None:
         owned = len(target_keys(own))

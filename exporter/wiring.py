@@ -21,12 +21,13 @@ from exporter.alibaba.credentials import CredentialObserver, CredentialProvider,
 from exporter.alibaba.ratelimit import TokenBucket
 from exporter.alibaba.signing import make_signer
 from exporter.errors import CredentialsError
-from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.model import Job, JobQuery, cap_text
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.samples import ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.reconcile import TargetPlan
+from exporter.web import LandingFailure, LandingTarget
 from exporter.wire import ACTION, API_VERSION
 
 log = logging.getLogger("exporter")
@@ -231,3 +232,37 @@ class Builder:
     def close(self) -> None:
         for bucket in self.buckets.values():
             bucket.close()
+
+
+# --- what the landing page shows of the targets ---
+
+
+def landing_targets(targets: Sequence[Target]) -> list[LandingTarget]:
+    rows = []
+    for t in targets:
+        st = t.status()
+        rows.append(
+            LandingTarget(
+                t.account, t.region, st.up if st.tried else None, st.last_success, st.last_error
+            )
+        )
+    return rows
+
+
+def recent_failures(targets: Sequence[Target], limit: int) -> list[LandingFailure]:
+    """The newest `limit` recent failures of all targets, newest first."""
+    failed = [(job, t.account, t.region) for t in targets for job in t.snapshot().recent_failures]
+    failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
+    return [
+        LandingFailure(
+            time=job.modify_time,
+            account=account,
+            region=region,
+            job_id=cap_text(job.id),
+            resource_id=cap_text(job.resource_id),
+            api_name=cap_text(job.api_name),
+            error_code=cap_text(job.error_code),
+            error_message=cap_text(job.error_message),
+        )
+        for job, account, region in failed[:limit]
+    ]

@@ -59,7 +59,7 @@ RULES: dict[str, Rule] = {
     "exporter.reconcile": _rule("exporter.config exporter.jobs"),
     "exporter.wiring": _rule(
         "exporter exporter.errors exporter.wire exporter.config exporter.alibaba exporter.jobs "
-        "exporter.metrics exporter.reconcile",
+        "exporter.metrics exporter.web exporter.reconcile",
     ),
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
@@ -162,6 +162,18 @@ def test_the_table_matches_docs_architecture() -> None:
             third = frozenset(c.strip("` ") for c in cells[2].split(",") if c.strip("` -"))
             rows[cells[0]] = Rule(ours, third)
     assert rows == RULES
+
+
+def test_the_family_table_matches_docs_architecture() -> None:
+    from exporter.families import METRICS
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("<!-- families table", 1)[1].split("-->", 1)[1].split("\n\n", 1)[0]
+    rows = [
+        tuple(c.strip().strip("`") for c in line.strip().strip("|").split("|"))
+        for line in table.strip().splitlines()[2:]
+    ]
+    assert rows == [(m.name, m.source) for m in METRICS]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from exporter import families
 
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
+# A config may have no accounts (`--demo` adds its own); serving or reloading one may not.
+NO_ACCOUNTS = "accounts: at least one account is required"
 SIGNATURES = ("v3", "v1")
 # The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
 SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
@@ -148,9 +150,14 @@ class Config:
     max_pages: int = 500
     recent_failures: int = 10
     state_file: str = ""
-    overlap: float = 60.0  # incremental listings reach back this far before the last one
+    # Incremental listings reach back this far before the last one: ALB's CreateTime comes
+    # from other hosts than our clock, and a job may be listed a little after its
+    # CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
+    overlap: float = 60.0
     full_resync_interval: float = 1800.0  # a complete page-through of the window this often
-    processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
+    # Jobs still Processing this long after creation are given up (no longer re-checked).
+    # ALB jobs normally end within an hour; a week keeps week-long stuck jobs visible.
+    processing_max_age: float = 7 * 86400.0
     max_concurrent_refreshes: int = 4
     metrics: MetricsConfig = MetricsConfig()
     job_events: JobEventsConfig = JobEventsConfig()

@@ -68,20 +68,20 @@ class Exposition(Readable):
         targets = list(targets)
         self._jobs.set_targets(targets)
         with self._lock:
-            self._versions = {
-                key: self._versions.get(key, 0) for key in ((t.account, t.region) for t in targets)
-            }
-        self._changed(*self._versions)
+            self._versions = dict.fromkeys(((t.account, t.region) for t in targets), 0)
+        self._changed(every_target=True)
 
     def configure(self, options: ExpositionOptions) -> None:
         """A reloaded `metrics` block: every target's lines are written anew under it."""
         self._jobs.configure(options)
-        self._changed(*self._versions)
+        self._changed(every_target=True)
 
-    def _changed(self, *targets: tuple[str, str]) -> None:
+    def _changed(self, *targets: tuple[str, str], every_target: bool = False) -> None:
+        """After a write: the version moves, and with it the versions of the targets the
+        write touched (of all of them for a write of every target)."""
         with self._lock:
             self._version += 1
-            for key in targets:
+            for key in self._versions if every_target else targets:
                 if key in self._versions:
                     self._versions[key] = self._version
 

@@ -2,7 +2,7 @@
 
 Alert rules (helm/alb-jobs-exporter/files/alerts.yaml) and the Grafana dashboard
 (files/dashboard.json) may only use metric and label names the exporter exposes
-(exporter.collector.METRICS); promtool checks and unit-tests the rules and parses
+(exporter.families.METRICS); promtool checks and unit-tests the rules and parses
 every dashboard expression; helm renders the chart and the prometheus-operator
 objects (which kubernetes-validate has no schemas for) are checked here.
 

@@ -4,12 +4,10 @@ simulator, and `start`, which leaves the App to the `apps` fixture to close
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from exporter import config
-from exporter.app import App
+from exporter.app import App, Seams
 
 KEY_ID = "LTAI5tCliTestKeyId000001"
 SECRET = "cli-Secret-Value-0a1b2c3d"
@@ -42,14 +40,7 @@ def write_config(
     return config.load(str(path), {})
 
 
-def start(
-    apps: list[App],
-    cfg: config.Config,
-    path: Path,
-    *,
-    state_debounce: float | None = None,
-    clock: Callable[[], float] = time.time,
-) -> App:
-    app = App(cfg, {}, str(path), state_debounce=state_debounce, clock=clock)
+def start(apps: list[App], cfg: config.Config, path: Path, seams: Seams | None = None) -> App:
+    app = App(cfg, {}, str(path), seams=seams or Seams())
     apps.append(app)
     return app

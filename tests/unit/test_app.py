@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter import config, simulator
-from exporter.app import App
+from exporter.app import App, Seams
 from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
 from exporter.wire import PROCESSING
@@ -259,7 +259,7 @@ def test_changed_credentials_drop_the_old_sources_series(
     sim.simulator.sts_ttl = 30.0  # the provider fetches anew 20 s after each fetch
     now = [0.0]  # seconds the App's clock is ahead of the real one
     cfg = write_config(cfg_path, sim.url, assumed_role(sim))
-    app = start(apps, cfg, cfg_path, clock=lambda: time.time() + now[0])
+    app = start(apps, cfg, cfg_path, Seams(clock=lambda: time.time() + now[0]))
     assert app.refresher.ensure_fresh(None, timeout=10)
     assert app.all_up()
     expiry = value(app, EXPIRY, account="prod", source="ram_role_arn")
@@ -340,16 +340,24 @@ def test_concurrent_reloads_and_scrapes_do_not_crash(
     assert app.all_up()
 
 
+def unwritable_state_file(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> tuple[App, Path]:
+    """An App whose state file cannot be written (a file where its folder should be),
+    saving at once when asked; and that file."""
+    blocker = cfg_path.parent / "not-a-dir"
+    blocker.write_text("a file where the state file's folder should be")
+    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
+    return start(apps, cfg, cfg_path, Seams(state_debounce=0)), blocker
+
+
 def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
     sim: simulator.SimulatorServer,
     cfg_path: Path,
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    blocker = cfg_path.parent / "not-a-dir"
-    blocker.write_text("a file where the state file's folder should be")
-    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
-    app = start(apps, cfg, cfg_path, state_debounce=0)
+    app, blocker = unwritable_state_file(sim, cfg_path, apps)
     with caplog.at_level(logging.DEBUG, logger="exporter"):
         for _ in range(4):
             assert app.refresher.ensure_fresh(None, timeout=10)
@@ -375,10 +383,7 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    blocker = cfg_path.parent / "not-a-dir"
-    blocker.write_text("a file where the state file's folder should be")
-    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
-    app = start(apps, cfg, cfg_path, state_debounce=0)
+    app, _ = unwritable_state_file(sim, cfg_path, apps)
     # The hook as the refresh pool's workers call it, eight at once. The slow handler
     # holds the first reporter between its check and its set of the last error, where
     # the others would slip in unless that step is serialised.

@@ -18,7 +18,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import simulator
-from exporter.app import App
+from exporter.app import App, Seams
+from exporter.jobs.state import write_atomically
 from exporter.web import make_wsgi_app
 from tests.unit.appkit import start, write_config
 
@@ -96,24 +97,19 @@ def test_the_state_file_is_not_written_inside_the_refresh_a_scrape_waits_for(
     sim: simulator.SimulatorServer,
     cfg_path: Path,
     apps: list[App],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Regression: each refresh encoded and fsynced every target's state before the
     # scrape waiting for it could render (p50 45 ms -> 221 ms at 2 x 10k jobs).
-    from exporter.jobs import state, state_writer
-
-    monkeypatch.setattr(state_writer, "DEFAULT_DEBOUNCE", 0.01)
     writing, release = threading.Event(), threading.Event()
-    real_write = state.write_atomically
 
     def slow_write(path: str, data: bytes) -> None:
         writing.set()
         assert release.wait(10)
-        real_write(path, data)
+        write_atomically(path, data)
 
-    monkeypatch.setattr(state, "write_atomically", slow_write)
     state_path = cfg_path.parent / "state.json"
-    app = start(apps, write_config(cfg_path, sim.url, state_file=str(state_path)), cfg_path)
+    cfg = write_config(cfg_path, sim.url, state_file=str(state_path))
+    app = start(apps, cfg, cfg_path, Seams(state_debounce=0, state_write=slow_write))
     try:
         # The refreshes finish (and the scrape renders) while the write is held up.
         assert app.refresher.ensure_fresh(None, timeout=3)
