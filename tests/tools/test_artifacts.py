@@ -808,6 +808,11 @@ def test_dockerfile_contract() -> None:
     assert f"http://127.0.0.1:{PORT}/-/healthy" in text
     assert "curl" not in text.split("HEALTHCHECK", 1)[1]
     assert sum(1 for op, *_ in instructions if op == "FROM") == 2
+    # Both stages on one base image a mirror can replace (hosts without Docker Hub).
+    assert instructions[0] == ["ARG", "BASE_IMAGE=python:3.11-slim"]
+    assert [rest[0].split()[0] for op, *rest in instructions if op == "FROM"] == [
+        "${BASE_IMAGE}"
+    ] * 2
 
 
 @pytest.mark.tools
