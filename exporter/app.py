@@ -9,7 +9,12 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from exporter import __version__, config
 from exporter.alibaba.api import ACTION, API_VERSION
@@ -64,6 +69,14 @@ class App:
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
+        # process_* (resident memory, CPU seconds, open fds: what sizing the pod needs)
+        # and python_* (version, GC), as client_python exporters have them; on /metrics
+        # only, not in /probe's per-target registry. Rendered with the rest, so they are
+        # as old as the newest render: at most cache_ttl while scrapes come (a refresh
+        # moves the generation).
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.generation = Generation()
         self._reloads = 0
         self.metrics = SelfMetrics(

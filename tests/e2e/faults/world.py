@@ -611,8 +611,14 @@ def check_no_secret_in_any_log_line_or_answer(suite: Suite) -> None:
         suite.get(path)
     logs = suite.exporter.output()
     assert "level=debug" in logs  # the whole module ran at debug level
-    # Error level is for bugs; no fault above is one.
-    assert "Traceback" not in logs and "level=error" not in logs
+    # No fault above is a bug: no traceback, and the only errors are the targets' failed
+    # refreshes (which the runbook has on-call look for at error level).
+    assert "Traceback" not in logs
+    errors = [line for line in logs.splitlines() if "level=error" in line]
+    assert all(
+        re.search(r'msg="refresh of account=\S+ region=\S+ (failed|still failing)', line)
+        for line in errors
+    ), errors
     assert suite.scrapes > 50 and len(suite.answers) > 50
     needles: set[str] = set()
     for secret in suite.secrets:
