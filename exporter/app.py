@@ -64,8 +64,11 @@ class App:
         *,
         telemetry_path: str = "/metrics",
         shard: config.Shard = config.UNSHARDED,
+        demo: bool = False,
     ) -> None:
+        """`demo`: the targets are the built-in simulator's; the landing page says so."""
         self.env = env
+        self.demo = demo
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         self.registry = CollectorRegistry()
@@ -320,6 +323,7 @@ class App:
             shard_index=self.shard.index,
             shard_count=self.shard.count,
             configured_targets=len(self._configured),
+            demo=self.demo,
         )
 
     def _recent_failures(self) -> list[LandingFailure]:

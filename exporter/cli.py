@@ -376,7 +376,9 @@ def main(
             print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
             return 2
 
-    app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
+    app = App(
+        cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard, demo=args.demo
+    )
     try:
         if args.once:
             try:
