@@ -297,10 +297,12 @@ def test_the_probes_and_the_monitor_get_through_to_the_exporter(
     # service's name as the server name, the user and password from their Secrets.
     (sm,) = by_kind(rendered[1], "ServiceMonitor")
     (endpoint,) = sm["spec"]["endpoints"]
+    user_ref = endpoint["basicAuth"]["username"]
+    user = Pod(rendered[1]).secrets[user_ref["name"]]["stringData"][user_ref["key"]]
     ca = pki[0]
     with httpx.Client(verify=tlsutil.client_context(ca), timeout=10) as client:
         url = exporter.url.replace("https://", f"{endpoint['scheme']}://") + endpoint["path"]
         sni = {"sni_hostname": endpoint["tlsConfig"]["serverName"]}
-        ok = client.get(url, auth=("prometheus", PASSWORD), extensions=sni)
+        ok = client.get(url, auth=(user, PASSWORD), extensions=sni)
         assert ok.status_code == 200 and "alb_exporter_up" in ok.text
         assert client.get(url, extensions=sni).status_code == 401
