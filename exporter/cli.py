@@ -22,7 +22,14 @@ from prometheus_client import disable_created_metrics, generate_latest
 from exporter import __version__, config, logfmt
 from exporter.alibaba.credentials import provider_for
 from exporter.app import PROG, App
-from exporter.config.shard import HOSTNAME, UNSHARDED, Shard, parse_count, parse_index
+from exporter.config.shard import (
+    HOSTNAME,
+    UNSHARDED,
+    Shard,
+    parse_count,
+    parse_index,
+    shard_of,
+)
 from exporter.errors import ConfigError, CredentialsError
 from exporter.web import (
     Limits,
@@ -149,6 +156,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=None,
         help=f"this replica's shard, 0..N-1, or '{HOSTNAME}' for the trailing -<ordinal> "
         "of the host name, as in a StatefulSet (env ALB_EXPORTER_SHARD_INDEX; default 0)",
+    )
+    p.add_argument(
+        "--shard.owner-of",
+        dest="owner_of",
+        nargs=2,
+        metavar=("ACCOUNT", "REGION"),
+        default=None,
+        help="print which of the --shard.count shards owns the target ACCOUNT x REGION "
+        "(a listed or discovered one) and exit; needs no config",
     )
     p.add_argument(
         "--version",
@@ -298,6 +314,10 @@ def main(
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.owner_of is not None:
+        # Jump hash is not a shell expression: this is README's "which shard owns it".
+        print(shard_of(args.owner_of[0], args.owner_of[1], shard.count))
+        return 0
     logfmt.setup(args.log_level, args.log_format)
     web = None
     if args.web_config_file:

@@ -17,7 +17,7 @@ class SelfMetrics:
     """The exporter's own directly instrumented metrics, on an explicit registry.
 
     `shard` is (index, count), exposed as `alb_exporter_shard_ordinal` and
-    `alb_exporter_shard_count`.
+    `alb_exporter_total_shards`.
 
     Series created up front: `register_target` creates
     `alb_exporter_api_requests_total{code="OK"}` at 0 and the empty request-duration
@@ -38,9 +38,9 @@ class SelfMetrics:
         # HELP alb_exporter_shard_ordinal This replica's shard (--shard.index), ...
         # TYPE alb_exporter_shard_ordinal gauge
         alb_exporter_shard_ordinal 0.0
-        # HELP alb_exporter_shard_count Number of shards the targets are split across ...
-        # TYPE alb_exporter_shard_count gauge
-        alb_exporter_shard_count 1.0
+        # HELP alb_exporter_total_shards Number of shards the targets are split across ...
+        # TYPE alb_exporter_total_shards gauge
+        alb_exporter_total_shards 1.0
     """  # noqa: E501
 
     def __init__(
@@ -69,7 +69,7 @@ class SelfMetrics:
         # Exposed unsharded too (0 of 1), so one alert rule sees every exporter and a
         # replica that lost its shard flags is told apart from one that never had them.
         _gauge("alb_exporter_shard_ordinal", registry).set(shard[0])
-        _gauge("alb_exporter_shard_count", registry).set(shard[1])
+        _gauge("alb_exporter_total_shards", registry).set(shard[1])
         # prometheus_client offers no portable way to list a metric's label sets, so the
         # ones to forget on reload are remembered here (written from refresh threads).
         # Series are created and removed under the same lock as this record, so the two

@@ -225,7 +225,7 @@ SPEC_TABLE = {
     "alb_exporter_credentials_expiry_timestamp_seconds": ("gauge", ("account", "source")),
     "alb_exporter_build_info": ("gauge", ("version", "python_version")),
     "alb_exporter_shard_ordinal": ("gauge", ()),
-    "alb_exporter_shard_count": ("gauge", ()),
+    "alb_exporter_total_shards": ("gauge", ()),
 }
 
 
@@ -297,7 +297,7 @@ def test_shard_gauges_say_which_shard_of_how_many(
         SelfMetrics(registry, shard=shard)
     text = generate_latest(registry).decode()
     assert f"\nalb_exporter_shard_ordinal {want[0]}\n" in text
-    assert f"\nalb_exporter_shard_count {want[1]}\n" in text
+    assert f"\nalb_exporter_total_shards {want[1]}\n" in text
 
 
 def test_openmetrics_rendering() -> None:
