@@ -2,13 +2,16 @@
 
 It speaks real HTTP, checks V1 and V3 signatures exactly as the gateway does (with our own
 `signing` functions), serves per-region jobs that evolve with simulated time, and has fault
-knobs (throttling, 5xx, hangs, malformed bodies, paging bugs, denials, clock skew).
+knobs (throttling, 5xx, hangs, malformed bodies, paging bugs, denials, clock skew). It also
+stands in for an organisation: Resource Directory's ListAccounts (`/rd/`), ALB's
+DescribeRegions and AssumeRole into member accounts, with their own fault knobs.
 Standalone: `python -m exporter.simulator --listen 127.0.0.1:0` (see `--help`).
 
 The parts: `core` (the `Simulator` facade: lock, time, dispatch), `world` and `jobs` (regions
 and their evolving jobs), `alb` (the ListAsynJobs endpoint) with `gateway` (keys, signatures,
 nonces), `listing` (paging, filters, rendering) and `faults` (the knobs), `identity` (STS and
-ECS metadata stand-ins), `control` (the /_sim/ API), `server` (HTTP) and `cli`.
+ECS metadata stand-ins), `directory` and `resource_directory` (the organisation and its
+ListAccounts endpoint), `control` (the /_sim/ API), `server` (HTTP) and `cli`.
 """
 
 from exporter.simulator.cli import main, parse_duration
