@@ -44,6 +44,7 @@ log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN = ":9868"
 DEMO_REGIONS = ("cn-hangzhou", "cn-shanghai")
+NO_ACCOUNTS = "accounts: at least one account is required (or discovery.resource_directory)"
 # `--demo --check-config` starts no simulator; its real port is only chosen when it starts.
 DEMO_CHECK_URL = "http://127.0.0.1:0"
 
@@ -227,14 +228,24 @@ def _shard(args: argparse.Namespace, env: Mapping[str, str], hostname: Callable[
 
 
 def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNSHARDED) -> int:
+    # Offline: providers are built (a missing source is named) but nothing is fetched, and
+    # discovery's ListAccounts / DescribeRegions are not called.
     problems = []
     for i, account in enumerate(cfg.accounts):
         try:
             provider_for(account, env)
         except CredentialsError as exc:
             problems.append(f"accounts[{i}].credentials: {exc}")
-    if not cfg.accounts:
-        problems.append("accounts: at least one account is required")
+    directory = cfg.discovery.resource_directory
+    if directory is not None:
+        try:
+            provider_for(
+                config.AccountConfig("discovery", (), credentials=directory.credentials), env
+            )
+        except CredentialsError as exc:
+            problems.append(f"discovery.resource_directory.credentials: {exc}")
+    if not cfg.accounts and directory is None:
+        problems.append(NO_ACCOUNTS)
     if problems:
         for problem in problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -355,8 +366,8 @@ def main(
             return 2
         if args.check_config:
             return _check_config(cfg, env, shard)
-        if not cfg.accounts:
-            print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
+        if not cfg.accounts and cfg.discovery.resource_directory is None:
+            print(f"{PROG}: error: {NO_ACCOUNTS}", file=sys.stderr)
             return 2
 
     app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
