@@ -48,9 +48,10 @@ RULES: dict[str, Rule] = {
         "prometheus_client bcrypt uvicorn h11",
     ),
     "exporter.simulator": _rule("exporter.alibaba.api exporter.alibaba.signing"),
+    "exporter.discovery": _rule("exporter exporter.errors exporter.config exporter.alibaba"),
     "exporter.app": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web exporter.wiring",
+        "exporter.jobs exporter.metrics exporter.web exporter.wiring exporter.discovery",
         "prometheus_client",
     ),
     "exporter.wiring": _rule(
@@ -58,7 +59,8 @@ RULES: dict[str, Rule] = {
     ),
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web exporter.simulator exporter.app",
+        "exporter.jobs exporter.metrics exporter.web exporter.simulator exporter.app "
+        "exporter.discovery",
         "prometheus_client",
     ),
     "exporter.__main__": _rule("exporter.cli"),
