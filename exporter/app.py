@@ -17,6 +17,7 @@ from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
 from exporter.alibaba.ratelimit import TokenBucket
 from exporter.alibaba.signing import make_signer
+from exporter.discovery import Discovery
 from exporter.errors import ConfigError, CredentialsError
 from exporter.jobs.events import JobEvents
 from exporter.jobs.model import Job, cap_text
@@ -70,6 +71,16 @@ class App:
             self.registry, shard=(shard.index, shard.count), on_change=self.generation.bump
         )
         self._lock = threading.Lock()
+        # Targets found at run time (a directory's members, `regions: "*"`): the engine
+        # resolves the file's config into concrete accounts, and every change it finds is
+        # applied like a reload. A saved discovery serves every known target at once.
+        self.discovery: Discovery | None = None
+        self._discovering = False
+        if cfg.discovers:
+            self.discovery = Discovery(cfg, env, self.metrics)
+            if cfg.state_file:
+                self.discovery.restore(StateFile(cfg.state_file).section("discovery"))
+            cfg = self.discovery.resolved()
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
         # targets it owns, and the rest are only remembered to name their owner on /probe.
         self.shard = shard
@@ -85,6 +96,7 @@ class App:
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = StateFile(cfg.state_file) if cfg.state_file else None
         if self.state is not None:
+            self.state.sections = self._state_sections
             self.state.restore(w.target for w in self._wired.values())
         # Saved by one background thread: never inside the refresh a scrape waits for.
         self.state_writer = (
@@ -101,6 +113,7 @@ class App:
         self.jobs_collector = JobsCollector(self.refresher.targets, exposition_options(cfg.metrics))
         self.registry.register(self.jobs_collector)
         self.metrics.set_reload_ok(True)
+        self._count_sources()
 
     def _providers(
         self, cfg: config.Config, old: Mapping[str, AccountCredentials]
@@ -284,7 +297,39 @@ class App:
         return (self._reloads, target.snapshot(), target.status())
 
     def is_ready(self) -> bool:
-        return all(t.status().tried for t in self.refresher.targets())
+        # With discovery, ready once its first round ran (or a saved one was restored):
+        # before that the target set is not known.
+        discovered = self.discovery is None or self.discovery.attempted.is_set()
+        return discovered and all(t.status().tried for t in self.refresher.targets())
+
+    # --- discovery ---
+
+    def start_discovery(self) -> None:
+        """Run discovery rounds in the background (serving mode)."""
+        self._discovering = True
+        if self.discovery is not None:
+            self.discovery.start(self.apply_discovered)
+
+    def discover_once(self) -> None:
+        """One discovery round, applied (`--once`)."""
+        if self.discovery is not None:
+            self.discovery.run_once()
+            self.apply_discovered(self.discovery.resolved())
+
+    def apply_discovered(self, resolved: config.Config) -> None:
+        """Targets discovery added or removed, through the same path as a reload."""
+        with self._lock:
+            fresh = self._apply(resolved)
+            log.info("discovery: %d targets", len(self._wired))
+        self._warm_up(fresh)
+
+    def _state_sections(self) -> dict[str, object]:
+        return {} if self.discovery is None else {"discovery": self.discovery.snapshot()}
+
+    def _count_sources(self) -> None:
+        found = self.discovery.discovered() if self.discovery is not None else frozenset()
+        owned = set(self._wired)
+        self.metrics.set_discovery_targets(len(owned - found), len(owned & found))
 
     def landing(self) -> LandingInfo:
         rows = []
@@ -343,58 +388,85 @@ class App:
                 self.metrics.set_reload_ok(False)
                 log.error("config reload failed, keeping the running config: %s", exc)
                 return str(exc)
-            if not new_cfg.accounts:
+            if not new_cfg.accounts and new_cfg.discovery.resource_directory is None:
                 self.metrics.set_reload_ok(False)
                 error = "accounts: at least one account is required"
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
-            self._configured = target_keys(new_cfg)
-            new_cfg = self.shard.select(new_cfg)
-            self._log_ownership(new_cfg)
-            old, old_credentials = self._wired, self._credentials
-            self._credentials = self._providers(new_cfg, old_credentials)
-            self._wired = self._wire(new_cfg, old, self._credentials)
-            self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
-            # The metrics block applies in place: the stores keep their counters (the
-            # histograms re-bucketed) and the collector exposes the new choice next scrape.
-            # An empty list only hides the histogram: the stores keep their buckets, so
-            # turning it back on loses nothing.
-            if new_cfg.metrics.duration_buckets:
-                for w in self._wired.values():
-                    w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
-            self.jobs_collector.configure(exposition_options(new_cfg.metrics))
-            self.cfg = new_cfg
-            replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
-            self.refresher.set_targets(
-                {k: w.target for k, w in self._wired.items()},
-                cache_ttl=new_cfg.cache_ttl,
-                max_workers=new_cfg.max_concurrent_refreshes,
-                # A client still paging for a refresh in flight is closed when that ends.
-                retired=lambda target: self._close(replaced[id(target)]),
-            )
-            for key, w in old.items():
-                if key not in self._wired:
-                    if w.gate is not None:
-                        w.gate.close()
-                    self.metrics.forget_target(*key)
-            for name, credentials in old_credentials.items():
-                if self._credentials.get(name) is not credentials:
-                    # Removed account or new credentials: the old source's series (an
-                    # expiry alerting forever, say) go; the new provider's fetches add theirs.
-                    credentials.gate.close()
-                    self.metrics.forget_account(name)
+            new_cfg = self._discover(new_cfg)
+            fresh = self._apply(new_cfg)
             self.metrics.set_reload_ok(True)
             self._reloads += 1
-            self.generation.bump()  # targets came and went, settings changed
             log.info("config reloaded: %d targets", len(self._wired))
-            fresh = [k for k, w in self._wired.items() if old.get(k) is not w]
+        self._warm_up(fresh)
+        return None
+
+    def _discover(self, file_cfg: config.Config) -> config.Config:
+        """The reloaded file's config resolved by discovery (started or stopped as the
+        file now says); accounts or a directory no longer configured go at once."""
+        if not file_cfg.discovers:
+            if self.discovery is not None:
+                self.discovery.stop()
+                self.discovery = None
+            return file_cfg
+        if self.discovery is None:
+            self.discovery = Discovery(file_cfg, self.env, self.metrics)
+            if self._discovering:
+                self.discovery.start(self.apply_discovered)
+        else:
+            self.discovery.configure(file_cfg)
+        return self.discovery.resolved()
+
+    def _warm_up(self, fresh: list[TargetKey]) -> None:
         if fresh:
             # New targets are tried right away, so /-/ready and their series do not wait
             # for the next scrape.
             threading.Thread(
                 target=self.refresher.ensure_fresh, args=(fresh,), name="reload-warmup", daemon=True
             ).start()
-        return None
+
+    def _apply(self, new_cfg: config.Config) -> list[TargetKey]:
+        """Make `new_cfg` (concrete regions) the running config: targets are added, kept,
+        replaced or removed, counters carried where the data is the same. The one path
+        of reloads and discovery; the caller holds the lock. Returns the new targets."""
+        self._configured = target_keys(new_cfg)
+        new_cfg = self.shard.select(new_cfg)
+        self._log_ownership(new_cfg)
+        old, old_credentials = self._wired, self._credentials
+        self._credentials = self._providers(new_cfg, old_credentials)
+        self._wired = self._wire(new_cfg, old, self._credentials)
+        self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
+        # The metrics block applies in place: the stores keep their counters (the
+        # histograms re-bucketed) and the collector exposes the new choice next scrape.
+        # An empty list only hides the histogram: the stores keep their buckets, so
+        # turning it back on loses nothing.
+        if new_cfg.metrics.duration_buckets:
+            for w in self._wired.values():
+                w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
+        self.jobs_collector.configure(exposition_options(new_cfg.metrics))
+        self.cfg = new_cfg
+        replaced = {id(w.target): w for k, w in old.items() if self._wired.get(k) is not w}
+        self.refresher.set_targets(
+            {k: w.target for k, w in self._wired.items()},
+            cache_ttl=new_cfg.cache_ttl,
+            max_workers=new_cfg.max_concurrent_refreshes,
+            # A client still paging for a refresh in flight is closed when that ends.
+            retired=lambda target: self._close(replaced[id(target)]),
+        )
+        for key, w in old.items():
+            if key not in self._wired:
+                if w.gate is not None:
+                    w.gate.close()
+                self.metrics.forget_target(*key)
+        for name, credentials in old_credentials.items():
+            if self._credentials.get(name) is not credentials:
+                # Removed account or new credentials: the old source's series (an
+                # expiry alerting forever, say) go; the new provider's fetches add theirs.
+                credentials.gate.close()
+                self.metrics.forget_account(name)
+        self._count_sources()
+        self.generation.bump()  # targets came and went, settings changed
+        return [k for k, w in self._wired.items() if old.get(k) is not w]
 
     def _log_ownership(self, own: config.Config) -> None:
         owned = len(target_keys(own))
@@ -417,6 +489,8 @@ class App:
         return all(t.status().up for t in self.refresher.targets())
 
     def close(self) -> None:
+        if self.discovery is not None:
+            self.discovery.stop()
         for bucket in self._buckets.values():
             bucket.close()
         self.refresher.shutdown()

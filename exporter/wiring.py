@@ -112,6 +112,7 @@ def _globals(c: config.Config) -> config.Config:
         cache_ttl=0.0,
         job_events=config.JobEventsConfig(),
         metrics=config.MetricsConfig(),
+        discovery=config.DiscoveryConfig(),  # how targets are found is not their data
     )
 
 

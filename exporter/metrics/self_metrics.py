@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -74,6 +75,11 @@ class SelfMetrics:
         # ones to forget on reload are remembered here (written from refresh threads).
         # Series are created and removed under the same lock as this record, so the two
         # never disagree.
+        self._discovery_targets = _gauge("alb_exporter_discovery_targets", registry)
+        self._discovery_success = _gauge(
+            "alb_exporter_discovery_last_success_timestamp_seconds", registry
+        )
+        self._discovery_errors = _counter("alb_exporter_discovery_errors_total", registry)
         self._lock = threading.Lock()
         self._credential_codes: dict[str, set[tuple[str, str]]] = {}
         self._expiry_sources: dict[str, set[str]] = {}
@@ -121,6 +127,21 @@ class SelfMetrics:
     def forget_target(self, account: str, region: str) -> None:
         """Drop the series of a target removed by a config reload."""
         self._requests.forget(account, region)
+        self._changed()
+
+    # --- discovery (an exporter.discovery.DiscoveryObserver) ---
+
+    def succeeded(self, source: str, account: str, now: float | None = None) -> None:
+        self._discovery_success.labels(source, account).set(time.time() if now is None else now)
+        self._changed()
+
+    def failed(self, source: str, account: str, code: str) -> None:
+        self._discovery_errors.labels(source, account, cap_label(code)).inc()
+        self._changed()
+
+    def set_discovery_targets(self, config: int, discovery: int) -> None:
+        self._discovery_targets.labels("config").set(config)
+        self._discovery_targets.labels("discovery").set(discovery)
         self._changed()
 
     def forget_account(self, account: str) -> None:

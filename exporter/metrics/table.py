@@ -154,6 +154,26 @@ METRICS: tuple[MetricSpec, ...] = (
         "This replica's shard (--shard.index), 0..alb_exporter_total_shards-1.",
         (),
     ),
+    MetricSpec(
+        "alb_exporter_discovery_targets",
+        "gauge",
+        "Targets this replica owns, by where they came from: config or discovery.",
+        ("source",),
+    ),
+    MetricSpec(
+        "alb_exporter_discovery_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful discovery listing: resource_directory (account"
+        ' "") or regions (per account).',
+        ("source", "account"),
+    ),
+    MetricSpec(
+        "alb_exporter_discovery_errors_total",
+        "counter",
+        "Failed discovery calls, by code (as alb_exporter_api_requests_total, plus "
+        "AssumeRoleFailed).",
+        ("source", "account", "code"),
+    ),
     # kube-state-metrics' name; the former `alb_exporter_shard_count` drew promtool's lint
     # (a gauge should not end in `_count`, a histogram's suffix).
     MetricSpec(

@@ -226,6 +226,9 @@ SPEC_TABLE = {
     "alb_exporter_build_info": ("gauge", ("version", "python_version")),
     "alb_exporter_shard_ordinal": ("gauge", ()),
     "alb_exporter_total_shards": ("gauge", ()),
+    "alb_exporter_discovery_targets": ("gauge", ("source",)),
+    "alb_exporter_discovery_last_success_timestamp_seconds": ("gauge", ("source", "account")),
+    "alb_exporter_discovery_errors_total": ("counter", ("source", "account", "code")),
 }
 
 
@@ -253,6 +256,9 @@ def full_registry() -> CollectorRegistry:
     metrics.request_observer("prod", "cn-hangzhou")("Throttling.User", 0.2)
     metrics.credential_refresh("prod", "sts", "OK")
     metrics.set_credentials_expiry("prod", "sts", T0 + 3600)
+    metrics.set_discovery_targets(2, 0)
+    metrics.succeeded("resource_directory", "", T0)
+    metrics.failed("regions", "shop", "AssumeRoleFailed")
     return registry
 
 
