@@ -198,6 +198,23 @@ def _demo_config(sim_url: str, demo_id: str, demo_secret: str) -> config.Config:
                 credentials=creds,
             ),
         ),
+        # And an organisation: the simulator's directory (simulator.DEMO_MEMBERS), each
+        # member's regions read with DescribeRegions, one member without the role (up 0).
+        discovery=config.DiscoveryConfig(
+            interval=60.0,
+            resource_directory=config.ResourceDirectoryConfig(
+                credentials=creds,
+                directory_endpoint=f"{sim_url}/rd/",
+                sts_endpoint=f"{sim_url}/sts/",
+                member=config.AccountConfig(
+                    "",
+                    (),
+                    endpoint=f"{sim_url}/{{region}}/",
+                    all_regions=True,
+                    exclude_regions=("eu-central-1",),
+                ),
+            ),
+        ),
     )
 
 
@@ -351,9 +368,9 @@ def main(
                 DEMO_CHECK_URL, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET
             )
             return _check_config(demo, env, shard)
-        sim = simulator.SimulatorServer(
-            simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
-        )
+        demo_sim = simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
+        demo_sim.set_directory(members=simulator.DEMO_MEMBERS)
+        sim = simulator.SimulatorServer(demo_sim)
         sim.start()
         cfg = _demo_config(sim.url, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET)
         config_path = None

@@ -16,6 +16,7 @@ ListAccounts endpoint), `control` (the /_sim/ API), `server` (HTTP) and `cli`.
 
 from exporter.simulator.cli import main, parse_duration
 from exporter.simulator.core import DEFAULT_REGIONS, Simulator
+from exporter.simulator.directory import DEMO_MEMBERS
 from exporter.simulator.faults import FAULT_KNOBS, Faults
 from exporter.simulator.gateway import (
     DEMO_ACCESS_KEY_ID,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_REGIONS",
     "DEMO_ACCESS_KEY_ID",
     "DEMO_ACCESS_KEY_SECRET",
+    "DEMO_MEMBERS",
     "FAULT_KNOBS",
     "NONCE_WINDOW_SECONDS",
     "STS_API_VERSION",

@@ -28,6 +28,14 @@ ROOT_FOLDER = "r-Sim0Root"
 DISCOVERY_FAULTS = ("", "throttle", "5xx", "malformed", "timeout", "deny")
 TIMEOUT_HANG = 60.0  # seconds a `timeout` answer is held back (cut when the fault clears)
 _ARN_RE = re.compile(r"^acs:ram::(\d+):role/(\S+)$")
+# `--demo`'s organisation: two members found by discovery, one the exporter's role was
+# never deployed in (its targets are up 0), one still being promoted (not watched).
+DEMO_MEMBERS: list[dict[str, Any]] = [
+    {"account_id": "1900000000000001", "display_name": "org-shop", "folder": "fd-prod"},
+    {"account_id": "1900000000000002", "display_name": "org-payments", "folder": "fd-prod"},
+    {"account_id": "1900000000000003", "display_name": "org-legacy", "role": False},
+    {"account_id": "1900000000000004", "display_name": "org-new", "status": "PromoteVerifying"},
+]
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,14 @@ def test_an_organisation_is_discovered_exactly_and_counted_like_listed_targets(
     # Nobody listed a member it should not have: ALB saw only the two good members' keys.
     listed = {r["account_id"] for r in control(sim, "GET", "/_sim/requests")}
     assert listed == {MEMBERS[0]["account_id"], MEMBERS[1]["account_id"]}
+    # The management secret and the members' temporary keys never show.
+    issued = control(sim, "GET", "/_sim/identity?secrets=1")["issued"]
+    assert issued
+    text = exporter.output() + loopback.get(exporter.url + "/metrics").text
+    text += loopback.get(exporter.url + "/").text
+    for secret in [MGMT_SECRET, *(i["AccessKeySecret"] for i in issued)]:
+        assert secret not in text
+    assert not any(i["SecurityToken"] in text for i in issued)
 
 
 def test_members_come_and_go_at_run_time_and_failed_listings_change_nothing(
@@ -238,3 +246,19 @@ def test_a_restart_while_the_directory_is_down_serves_and_counts_every_known_tar
         )
     )
     assert set(ups(again.url)) == expected_targets()
+
+
+def test_demo_shows_an_organisation_with_one_member_up_0() -> None:
+    with procs.start(
+        ["-m", "exporter", "--demo"], env={"ALB_EXPORTER_LISTEN": "127.0.0.1:0"}
+    ) as proc:
+
+        def org() -> dict[tuple[str, str], float]:
+            return {k: v for k, v in ups(proc.url).items() if k[0].startswith("org-")}
+
+        procs.wait_until(
+            lambda: {a for a, _ in org()} == {"org-shop", "org-payments", "org-legacy"}
+        )
+        procs.wait_until(lambda: all(v == 1 for (a, _), v in org().items() if a != "org-legacy"))
+        assert {v for (a, _), v in org().items() if a == "org-legacy"} == {0.0}
+        assert all(v == 1 for (a, _), v in ups(proc.url).items() if a.startswith("demo"))
