@@ -394,7 +394,7 @@ def main(
             try:
                 app.discover_once()
                 app.refresher.ensure_fresh(None, timeout=None)
-                sys.stdout.write(generate_latest(app.registry).decode())
+                sys.stdout.write(generate_latest(app.exposition).decode())
                 sys.stdout.flush()
             finally:
                 app.close()  # the final state write, even when stdout is gone (`| head`)

@@ -16,12 +16,6 @@ from typing import Any
 import httpx
 
 from exporter.alibaba.answers import decode_answer, redact
-from exporter.alibaba.api import (
-    DESCRIBE_REGIONS,
-    EXPIRED_TOKEN_CODE,
-    LIST_ACCOUNTS,
-    RD_MAX_RESULTS,
-)
 from exporter.alibaba.client import RequestPacer
 from exporter.alibaba.signing import Signer, canonical_query
 from exporter.alibaba.tls import shared_context
@@ -32,6 +26,12 @@ from exporter.errors import (
     PagingError,
     RequestTimeoutError,
     TransportError,
+)
+from exporter.wire import (
+    DESCRIBE_REGIONS,
+    EXPIRED_TOKEN_CODE,
+    LIST_ACCOUNTS,
+    RD_MAX_RESULTS,
 )
 
 log = logging.getLogger(__name__)

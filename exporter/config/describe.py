@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from exporter.alibaba.api import RD_ENDPOINT
 from exporter.config.model import (
     DEFAULT_ENDPOINT,
     SECRET_KEYS,
@@ -21,6 +20,7 @@ from exporter.config.model import (
 )
 from exporter.config.scalars import format_duration
 from exporter.config.shard import UNSHARDED, Shard
+from exporter.wire import RD_ENDPOINT
 
 
 def summary(config: Config, shard: Shard = UNSHARDED) -> str:

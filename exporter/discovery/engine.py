@@ -16,14 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from exporter import __version__
-from exporter.alibaba.api import (
-    API_VERSION,
-    DESCRIBE_REGIONS,
-    LIST_ACCOUNTS,
-    RD_API_VERSION,
-    RD_ENDPOINT,
-    member_role_arn,
-)
 from exporter.alibaba.credentials import CredentialProvider, provider_for
 from exporter.alibaba.discovery import RpcCaller, describe_regions, list_accounts
 from exporter.alibaba.ratelimit import TokenBucket
@@ -31,6 +23,14 @@ from exporter.alibaba.signing import make_signer
 from exporter.config import AccountConfig, Config, CredentialsConfig, ResourceDirectoryConfig
 from exporter.discovery.rules import Known, fallback_regions, regions_of, watched
 from exporter.errors import CredentialsError, ExporterError
+from exporter.wire import (
+    API_VERSION,
+    DESCRIBE_REGIONS,
+    LIST_ACCOUNTS,
+    RD_API_VERSION,
+    RD_ENDPOINT,
+    member_role_arn,
+)
 
 log = logging.getLogger("exporter")
 

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.alibaba.api import USABLE_MEMBER_STATUSES
 from exporter.alibaba.discovery import Member
 from exporter.config import ResourceDirectoryConfig
+from exporter.wire import USABLE_MEMBER_STATUSES
 
 log = logging.getLogger("exporter")
 

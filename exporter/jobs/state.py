@@ -52,8 +52,11 @@ class StateFile:
         min_interval: float = DEFAULT_MIN_INTERVAL,
         timer: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        write: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """`write(path, data)` writes the file (default `write_atomically`)."""
         self.path = path
+        self._write = write or write_atomically
         self._min_interval = min_interval
         self._timer = timer
         self._clock = clock
@@ -139,7 +142,7 @@ class StateFile:
         counts = _counts(targets)
         sections = self.sections()
         data = encode({t.key: t.export_state() for t in targets}, self._clock(), sections)
-        write_atomically(self.path, data)
+        self._write(self.path, data)
         self._last_save = now
         self._saved_counts = counts
         self._saved_sections = sections

@@ -9,7 +9,6 @@ from collections import deque
 from typing import Any
 
 from exporter.alibaba import signing
-from exporter.alibaba.api import DESCRIBE_REGIONS
 from exporter.simulator.gateway import credential_of
 from exporter.simulator.listing import Listing
 from exporter.simulator.messages import (
@@ -23,6 +22,7 @@ from exporter.simulator.messages import (
     form_params,
 )
 from exporter.simulator.parts import Parts
+from exporter.wire import DESCRIBE_REGIONS
 
 _HOST_RE = re.compile(r"^alb(?:-vpc)?\.([a-z0-9-]+)\.aliyuncs\.com$")
 # V1 common parameters: authentication, not business. Kept out of request logs and of the

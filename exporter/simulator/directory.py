@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from exporter.alibaba.api import MEMBER_STATUSES, RD_MAX_RESULTS
 from exporter.simulator.messages import Reject, dumps
+from exporter.wire import MEMBER_STATUSES, RD_MAX_RESULTS
 
 RD_ID = "rd-3Eq1Sim"
 ROOT_FOLDER = "r-Sim0Root"

@@ -8,7 +8,6 @@ from collections import deque
 from typing import Any
 
 from exporter.alibaba import signing
-from exporter.alibaba.api import LIST_ACCOUNTS, RD_API_VERSION
 from exporter.simulator.alb import business_params
 from exporter.simulator.directory import new_request_id
 from exporter.simulator.gateway import credential_of
@@ -22,6 +21,7 @@ from exporter.simulator.messages import (
     form_params,
 )
 from exporter.simulator.parts import Parts
+from exporter.wire import LIST_ACCOUNTS, RD_API_VERSION
 
 _RD_ACTIONS = {LIST_ACCOUNTS: RD_API_VERSION}
 

@@ -213,9 +213,9 @@ def test_member_account_is_the_directory_keys_with_the_role() -> None:
 def test_list_accounts_pages_to_the_end_and_describe_regions_is_flat(
     sim: tuple[Simulator, str],
 ) -> None:
-    from exporter.alibaba.api import API_VERSION, LIST_ACCOUNTS, RD_API_VERSION
     from exporter.alibaba.discovery import RpcCaller, describe_regions, list_accounts
     from exporter.alibaba.signing import Credential, make_signer
+    from exporter.wire import API_VERSION, LIST_ACCOUNTS, RD_API_VERSION
 
     alb, url = sim
     key = Credential(MGMT_KEY, MGMT_SECRET, None)

@@ -8,14 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.alibaba.api import (
+from exporter.simulator import STS_API_VERSION, Simulator, SimulatorServer
+from exporter.wire import (
     DESCRIBE_REGIONS,
     LIST_ACCOUNTS,
     MEMBER_STATUSES,
     RD_API_VERSION,
     member_role_arn,
 )
-from exporter.simulator import STS_API_VERSION, Simulator, SimulatorServer
 from tests.unit.simulator.helpers import KEY, REGIONS, api_error, call, control, ok
 
 MEMBERS = [
