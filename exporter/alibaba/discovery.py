@@ -128,6 +128,9 @@ class RpcCaller:
             raise TransportError(
                 f"{self.action} request failed: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
+        except RuntimeError as exc:
+            # close() while a call waits (the exporter stopping): that call ends now.
+            raise TransportError(f"{self.action} cancelled: the client was closed") from exc
         return decode_answer(response, payload)
 
 

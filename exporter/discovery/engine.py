@@ -180,11 +180,15 @@ class Discovery:
         self._stop.set()
         for bucket in list(self._buckets.values()):
             bucket.close()  # a paced call gives up at once
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        for entry in self._callers.values():
+        # Calls in flight are cancelled, not waited for: SIGTERM stops within seconds
+        # whatever the discovery APIs do.
+        with self._lock:
+            callers = list(self._callers.values())
+        for entry in callers:
             if isinstance(entry.caller, RpcCaller):
                 entry.caller.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def run_once(self) -> frozenset[tuple[str, str]]:
         """One round: list, apply the rules; returns the known targets after it."""
