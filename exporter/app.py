@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__, config
 from exporter.alibaba.ratelimit import TokenBucket
+from exporter.discovery import Discovery
 from exporter.errors import ConfigError
 from exporter.jobs.events import JobEvents
 from exporter.jobs.refresher import Refresher
@@ -81,6 +82,16 @@ class App:
         self.metrics = self.exposition.metrics
         # Serialises changes of the target set (reloads; targets that come and go).
         self._lock = threading.RLock()
+        # Targets found at run time (a directory's members, `regions: "*"`): the engine
+        # resolves the file's config into concrete accounts, and every change it finds is
+        # applied like a reload. A saved discovery serves every known target at once.
+        self.discovery: Discovery | None = None
+        self._discovering = False
+        if cfg.discovers:
+            self.discovery = Discovery(cfg, env, self.metrics)
+            if cfg.state_file:
+                self.discovery.restore(StateFile(cfg.state_file).section("discovery"))
+            cfg = self.discovery.resolved()
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
         # targets it owns, and the rest are only remembered to name their owner on /probe.
         self.shard = shard
@@ -99,6 +110,8 @@ class App:
         )
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = StateFile(cfg.state_file, write=seams.state_write) if cfg.state_file else None
+        if self.state is not None:
+            self.state.sections = self._state_sections
         # Saved by one background thread: never inside the refresh a scrape waits for.
         self.state_writer = (
             StateWriter(self.state, self.refresher.targets, debounce=seams.state_debounce)
@@ -111,6 +124,7 @@ class App:
             # Restored counters: written into the exposition anew.
             self.exposition.configure(exposition_options(cfg.metrics))
         self.metrics.set_reload_ok(True)
+        self._count_sources()
 
     def apply_targets(self, plans: Mapping[TargetKey, TargetPlan]) -> tuple[TargetKey, ...]:
         """Make the running targets those of `plans` (a reload, or targets that come and
@@ -190,7 +204,39 @@ class App:
         return self._builder.buckets
 
     def is_ready(self) -> bool:
-        return all(t.status().tried for t in self.refresher.targets())
+        # With discovery, ready once its first round ran (or a saved one was restored):
+        # before that the target set is not known.
+        discovered = self.discovery is None or self.discovery.attempted.is_set()
+        return discovered and all(t.status().tried for t in self.refresher.targets())
+
+    # --- discovery ---
+
+    def start_discovery(self) -> None:
+        """Run discovery rounds in the background (serving mode)."""
+        self._discovering = True
+        if self.discovery is not None:
+            self.discovery.start(self.apply_discovered)
+
+    def discover_once(self) -> None:
+        """One discovery round, applied (`--once`)."""
+        if self.discovery is not None:
+            self.discovery.run_once()
+            self.apply_discovered(self.discovery.resolved())
+
+    def apply_discovered(self, resolved: config.Config) -> None:
+        """Targets discovery added or removed, through the same path as a reload."""
+        with self._lock:
+            fresh = self._apply(resolved)
+            log.info("discovery: %d targets", len(self._wired))
+        self.warm_up(fresh)
+
+    def _state_sections(self) -> dict[str, object]:
+        return {} if self.discovery is None else {"discovery": self.discovery.snapshot()}
+
+    def _count_sources(self) -> None:
+        found = self.discovery.discovered() if self.discovery is not None else frozenset()
+        owned = set(self._wired)
+        self.metrics.set_discovery_targets(len(owned - found), len(owned & found))
 
     def landing(self) -> LandingInfo:
         targets = self.refresher.targets()
@@ -218,37 +264,62 @@ class App:
                 self.metrics.set_reload_ok(False)
                 log.error("config reload failed, keeping the running config: %s", exc)
                 return str(exc)
-            if not new_cfg.accounts:
+            if not new_cfg.accounts and new_cfg.discovery.resource_directory is None:
                 self.metrics.set_reload_ok(False)
                 error = config.NO_ACCOUNTS
                 log.error("config reload failed, keeping the running config: %s", error)
                 return error
-            self._configured = target_keys(new_cfg)
-            new_cfg = self.shard.select(new_cfg)
-            self._log_ownership(new_cfg)
-            old_credentials = self._credentials
-            self._credentials = self._builder.providers(new_cfg, old_credentials)
-            self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
-            self.cfg = new_cfg
-            fresh = self.apply_targets(plans(new_cfg, self._credentials))
-            # The metrics block applies in place: the stores keep their counters (the
-            # histograms re-bucketed) and the collector exposes the new choice next scrape.
-            # An empty list only hides the histogram: the stores keep their buckets, so
-            # turning it back on loses nothing.
-            if new_cfg.metrics.duration_buckets:
-                for w in self._wired.values():
-                    w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
-            self.exposition.configure(exposition_options(new_cfg.metrics))
-            for name, credentials in old_credentials.items():
-                if self._credentials.get(name) is not credentials:
-                    # Removed account or new credentials: the old source's series (an
-                    # expiry alerting forever, say) go; the new provider's fetches add theirs.
-                    credentials.gate.close()
-                    self.metrics.forget_account(name)
+            new_cfg = self._discover(new_cfg)
+            fresh = self._apply(new_cfg)
             self.metrics.set_reload_ok(True)
             log.info("config reloaded: %d targets", len(self._wired))
         self.warm_up(fresh)
         return None
+
+    def _discover(self, file_cfg: config.Config) -> config.Config:
+        """The reloaded file's config resolved by discovery (started or stopped as the
+        file now says); accounts or a directory no longer configured go at once."""
+        if not file_cfg.discovers:
+            if self.discovery is not None:
+                self.discovery.stop()
+                self.discovery = None
+            return file_cfg
+        if self.discovery is None:
+            self.discovery = Discovery(file_cfg, self.env, self.metrics)
+            if self._discovering:
+                self.discovery.start(self.apply_discovered)
+        else:
+            self.discovery.configure(file_cfg)
+        return self.discovery.resolved()
+
+    def _apply(self, new_cfg: config.Config) -> tuple[TargetKey, ...]:
+        """Make `new_cfg` (concrete regions) the running config through `apply_targets`:
+        the one path of reloads and discovery; the caller holds the lock. Returns the
+        targets to warm up."""
+        self._configured = target_keys(new_cfg)
+        new_cfg = self.shard.select(new_cfg)
+        self._log_ownership(new_cfg)
+        old_credentials = self._credentials
+        self._credentials = self._builder.providers(new_cfg, old_credentials)
+        self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
+        self.cfg = new_cfg
+        fresh = self.apply_targets(plans(new_cfg, self._credentials))
+        # The metrics block applies in place: the stores keep their counters (the
+        # histograms re-bucketed) and the collector exposes the new choice next scrape.
+        # An empty list only hides the histogram: the stores keep their buckets, so
+        # turning it back on loses nothing.
+        if new_cfg.metrics.duration_buckets:
+            for w in self._wired.values():
+                w.target.store.set_duration_buckets(new_cfg.metrics.duration_buckets)
+        self.exposition.configure(exposition_options(new_cfg.metrics))
+        for name, credentials in old_credentials.items():
+            if self._credentials.get(name) is not credentials:
+                # Removed account or new credentials: the old source's series (an
+                # expiry alerting forever, say) go; the new provider's fetches add theirs.
+                credentials.gate.close()
+                self.metrics.forget_account(name)
+        self._count_sources()
+        return tuple(fresh)
 
     def warm_up(self, keys: Sequence[TargetKey]) -> None:
         """Refresh new targets now, in the background (after `apply_targets`), so that
@@ -279,6 +350,8 @@ class App:
         return all(t.status().up for t in self.refresher.targets())
 
     def close(self) -> None:
+        if self.discovery is not None:
+            self.discovery.stop()
         self._builder.close()
         self.refresher.shutdown()
         if self.state_writer is not None:

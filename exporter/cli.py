@@ -21,9 +21,16 @@ from typing import NoReturn
 from prometheus_client import disable_created_metrics, generate_latest
 
 from exporter import __version__, config, logfmt
-from exporter.alibaba.credentials import Plan, plan_for
+from exporter.alibaba.credentials import Plan, plan_for, provider_for
 from exporter.app import PROG, App
-from exporter.config.shard import HOSTNAME, UNSHARDED, Shard, parse_count, parse_index
+from exporter.config.shard import (
+    HOSTNAME,
+    UNSHARDED,
+    Shard,
+    parse_count,
+    parse_index,
+    shard_of,
+)
 from exporter.errors import ConfigError, CredentialsError
 from exporter.web import (
     Limits,
@@ -153,6 +160,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "of the host name, as in a StatefulSet (env ALB_EXPORTER_SHARD_INDEX; default 0)",
     )
     p.add_argument(
+        "--shard.owner-of",
+        dest="owner_of",
+        nargs=2,
+        metavar=("ACCOUNT", "REGION"),
+        default=None,
+        help="print which of the --shard.count shards owns the target ACCOUNT x REGION "
+        "(a listed or discovered one) and exit; needs no config",
+    )
+    p.add_argument(
         "--version",
         action="version",
         version=f"{PROG} {__version__} (python {platform.python_version()})",
@@ -181,6 +197,23 @@ def _demo_config(sim_url: str, demo_id: str, demo_secret: str) -> config.Config:
                 endpoint=f"{sim_url}/{{region}}/",
                 signature="v1",
                 credentials=creds,
+            ),
+        ),
+        # And an organisation: the simulator's directory (simulator.DEMO_MEMBERS), each
+        # member's regions read with DescribeRegions, one member without the role (up 0).
+        discovery=config.DiscoveryConfig(
+            interval=60.0,
+            resource_directory=config.ResourceDirectoryConfig(
+                credentials=creds,
+                directory_endpoint=f"{sim_url}/rd/",
+                sts_endpoint=f"{sim_url}/sts/",
+                member=config.AccountConfig(
+                    "",
+                    (),
+                    endpoint=f"{sim_url}/{{region}}/",
+                    all_regions=True,
+                    exclude_regions=("eu-central-1",),
+                ),
             ),
         ),
     )
@@ -214,7 +247,8 @@ def _shard(args: argparse.Namespace, env: Mapping[str, str], hostname: Callable[
 
 def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNSHARDED) -> int:
     """The config summary, which credentials each account would use and warnings for what
-    looks wrong but may be right (a region this version does not know); no network call."""
+    looks wrong but may be right (a region this version does not know). Offline: no source
+    is fetched, and discovery's ListAccounts / DescribeRegions are not called."""
     problems = []
     plans: list[tuple[str, Plan]] = []
     for i, account in enumerate(cfg.accounts):
@@ -222,7 +256,15 @@ def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNS
             plans.append((account.name, plan_for(account, env)))
         except CredentialsError as exc:
             problems.append(f"accounts[{i}].credentials: {exc}")
-    if not cfg.accounts:
+    directory = cfg.discovery.resource_directory
+    if directory is not None:
+        try:
+            provider_for(
+                config.AccountConfig("discovery", (), credentials=directory.credentials), env
+            )
+        except CredentialsError as exc:
+            problems.append(f"discovery.resource_directory.credentials: {exc}")
+    if not cfg.accounts and directory is None:
         problems.append(config.NO_ACCOUNTS)
     if problems:
         for problem in problems:
@@ -302,6 +344,7 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
         len(app.refresher.targets()),
         app.shard,
     )
+    app.start_discovery()
     # Refresh once right away so /-/ready turns 200 without waiting for the first scrape.
     threading.Thread(target=app.refresher.ensure_fresh, name="warmup", daemon=True).start()
     stop.wait()
@@ -335,6 +378,10 @@ def main(
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.owner_of is not None:
+        # Jump hash is not a shell expression: this is README's "which shard owns it".
+        print(shard_of(args.owner_of[0], args.owner_of[1], shard.count))
+        return 0
     logfmt.setup(args.log_level, args.log_format)
     web = None
     if args.web_config_file:
@@ -356,9 +403,9 @@ def main(
                 DEMO_CHECK_URL, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET
             )
             return _check_config(demo, env, shard)
-        sim = simulator.SimulatorServer(
-            simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
-        )
+        demo_sim = simulator.Simulator(regions=(*DEMO_REGIONS, "eu-central-1"))
+        demo_sim.set_directory(members=simulator.DEMO_MEMBERS)
+        sim = simulator.SimulatorServer(demo_sim)
         sim.start()
         cfg = _demo_config(sim.url, simulator.DEMO_ACCESS_KEY_ID, simulator.DEMO_ACCESS_KEY_SECRET)
         config_path = None
@@ -372,7 +419,7 @@ def main(
             return 2
         if args.check_config:
             return _check_config(cfg, env, shard)
-        if not cfg.accounts:
+        if not cfg.accounts and cfg.discovery.resource_directory is None:
             print(f"{PROG}: error: {config.NO_ACCOUNTS}", file=sys.stderr)
             return 2
 
@@ -382,6 +429,7 @@ def main(
     try:
         if args.once:
             try:
+                app.discover_once()
                 app.refresher.ensure_fresh(None, timeout=None)
                 sys.stdout.write(generate_latest(app.exposition).decode())
                 sys.stdout.flush()

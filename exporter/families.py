@@ -192,15 +192,37 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "alb_exporter_shard_ordinal",
         "gauge",
-        "This replica's shard (--shard.index), 0..alb_exporter_shard_count-1.",
+        "This replica's shard (--shard.index), 0..alb_exporter_total_shards-1.",
         (),
         "instrument",
     ),
-    # SPEC's name. `promtool check metrics` lints it (a gauge should not end in `_count`, a
-    # histogram's suffix; kube-state-metrics says `..._total_shards`), but dashboards, alerts
-    # and users' queries follow SPEC; tests/support/promtool.py accepts exactly this lint.
     MetricSpec(
-        "alb_exporter_shard_count",
+        "alb_exporter_discovery_targets",
+        "gauge",
+        "Targets this replica owns, by where they came from: config or discovery.",
+        ("source",),
+        "instrument",
+    ),
+    MetricSpec(
+        "alb_exporter_discovery_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful discovery listing: resource_directory (account"
+        ' "") or regions (per account).',
+        ("source", "account"),
+        "instrument",
+    ),
+    MetricSpec(
+        "alb_exporter_discovery_errors_total",
+        "counter",
+        "Failed discovery calls, by code (as alb_exporter_api_requests_total, plus "
+        "AssumeRoleFailed).",
+        ("source", "account", "code"),
+        "instrument",
+    ),
+    # kube-state-metrics' name; the former `alb_exporter_shard_count` drew promtool's lint
+    # (a gauge should not end in `_count`, a histogram's suffix).
+    MetricSpec(
+        "alb_exporter_total_shards",
         "gauge",
         "Number of shards the targets are split across (--shard.count).",
         (),

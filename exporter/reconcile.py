@@ -65,6 +65,7 @@ def target_settings(cfg: config.Config) -> config.Config:
         cache_ttl=0.0,
         job_events=config.JobEventsConfig(),
         metrics=config.MetricsConfig(),
+        discovery=config.DiscoveryConfig(),  # how targets are found is not their data
     )
 
 

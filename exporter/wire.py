@@ -65,3 +65,30 @@ REGIONS = (
     "me-east-1",
     "na-south-1",
 )
+
+# --- discovery (alibaba-api.md section 11) ---------------------------------------------------
+
+# ALB DescribeRegions: the regions where ALB is offered (same version as ListAsynJobs).
+DESCRIBE_REGIONS = "DescribeRegions"
+# Resource Directory's ListAccounts, on the global endpoint (no region in the host).
+LIST_ACCOUNTS = "ListAccounts"
+RD_API_VERSION = "2022-04-19"
+RD_ENDPOINT = "https://resourcedirectory.aliyuncs.com"
+RD_MAX_RESULTS = 100  # ListAccounts' MaxResults upper bound
+# Members being created, invited, promoted or deleted are listed too; only these are usable.
+USABLE_MEMBER_STATUSES = ("CreateSuccess", "InviteSuccess", "PromoteSuccess")
+MEMBER_STATUSES = (
+    "CreateSuccess",
+    "InviteSuccess",
+    "PromoteVerifying",
+    "PromoteFailed",
+    "PromoteExpired",
+    "PromoteCancelled",
+    "PromoteSuccess",
+)
+
+
+def member_role_arn(account_id: str, role_name: str) -> str:
+    """The ARN of role `role_name` in member `account_id` (role names are case-insensitive
+    in ARNs; the console writes them lower-case)."""
+    return f"acs:ram::{account_id}:role/{role_name.lower()}"

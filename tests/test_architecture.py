@@ -51,9 +51,13 @@ RULES: dict[str, Rule] = {
         "prometheus_client bcrypt uvicorn h11",
     ),
     "exporter.simulator": _rule("exporter.wire exporter.alibaba.signing"),
+    "exporter.discovery": _rule(
+        "exporter exporter.errors exporter.config exporter.alibaba exporter.wire"
+    ),
     "exporter.app": _rule(
         "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web exporter.wiring exporter.reconcile",
+        "exporter.jobs exporter.metrics exporter.web exporter.wiring exporter.reconcile "
+        "exporter.discovery",
         "prometheus_client",
     ),
     "exporter.reconcile": _rule("exporter.config exporter.jobs"),
@@ -64,7 +68,7 @@ RULES: dict[str, Rule] = {
     "exporter.cli": _rule(
         "exporter exporter.errors exporter.logfmt exporter.wire exporter.config "
         "exporter.alibaba exporter.jobs exporter.metrics exporter.web exporter.simulator "
-        "exporter.app",
+        "exporter.app exporter.discovery",
         "prometheus_client",
     ),
     "exporter.__main__": _rule("exporter.cli"),

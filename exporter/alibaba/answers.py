@@ -76,12 +76,13 @@ def classify(code: str, http_status: int | None) -> type[ApiError]:
     return RequestError
 
 
-def decode_answer(response: httpx.Response) -> Any:
-    """The JSON body of a success answer; raises the mapped error for anything else."""
+def decode_answer(response: httpx.Response, payload: str = "Jobs") -> Any:
+    """The JSON body of a success answer; raises the mapped error for anything else.
+    `payload` is the key a success answer of the action carries (ListAsynJobs: Jobs)."""
     status = response.status_code
     body, parse_problem = _json(response.content)
     code = _error_code(body)
-    if 200 <= status < 300 and not (code and "Jobs" not in body):
+    if 200 <= status < 300 and not (code and payload not in body):
         # A 2xx body carrying a Code but no Jobs is an error answer in disguise; reading it
         # as "no jobs" would make an outage look like a quiet account.
         if parse_problem is not None:

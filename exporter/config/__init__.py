@@ -5,7 +5,8 @@ non-empty string`. Messages never contain secrets: nothing under `credentials` i
 and neither is any value that came from an environment variable.
 
 model (the dataclasses and their defaults), loader (parse, load and the key tables),
-scalars (values, `${VAR}`, URLs), credentials (the `credentials:` block), describe (summary),
+scalars (values, `${VAR}`, URLs), credentials (the `credentials:` block), discovery (the
+`discovery:` block's values), describe (summary),
 shard (which replica owns a target).
 """
 
@@ -32,9 +33,11 @@ from exporter.config.model import (
     AccountConfig,
     Config,
     CredentialsConfig,
+    DiscoveryConfig,
     Filters,
     JobEventsConfig,
     MetricsConfig,
+    ResourceDirectoryConfig,
 )
 from exporter.config.scalars import format_duration, is_loopback_host
 from exporter.config.shard import UNSHARDED, Shard, shard_of
@@ -62,9 +65,11 @@ __all__ = [
     "AccountConfig",
     "Config",
     "CredentialsConfig",
+    "DiscoveryConfig",
     "Filters",
     "JobEventsConfig",
     "MetricsConfig",
+    "ResourceDirectoryConfig",
     "Shard",
     "format_duration",
     "is_loopback_host",

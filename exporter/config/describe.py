@@ -11,13 +11,16 @@ from dataclasses import fields
 from exporter.config.model import (
     DEFAULT_ENDPOINT,
     SECRET_KEYS,
+    AccountConfig,
     Config,
     CredentialsConfig,
+    DiscoveryConfig,
     Filters,
     MetricsConfig,
 )
 from exporter.config.scalars import format_duration
 from exporter.config.shard import UNSHARDED, Shard
+from exporter.wire import RD_ENDPOINT
 
 
 def summary(config: Config, shard: Shard = UNSHARDED) -> str:
@@ -38,6 +41,7 @@ def summary(config: Config, shard: Shard = UNSHARDED) -> str:
         f"max_concurrent_refreshes: {config.max_concurrent_refreshes}",
         f"metrics: {_metrics_summary(config.metrics)}",
         f"job_events: {_job_events_summary(config)}",
+        *_discovery_summary(config.discovery, config.discovers),
     ]
     if shard.count > 1:
         total = sum(len(a.regions) for a in config.accounts)
@@ -48,17 +52,54 @@ def summary(config: Config, shard: Shard = UNSHARDED) -> str:
     else:
         lines.append(f"accounts: {len(config.accounts)}")
     for account in config.accounts:
-        endpoint = account.endpoint or f"{DEFAULT_ENDPOINT} (default)"
-        lines += [
-            f"  - name: {account.name}",
-            f"    regions: {_regions_summary(account.name, account.regions, shard)}",
-            f"    endpoint: {endpoint}",
-            f"    signature: {account.signature}",
-            f"    credentials: {_credentials_summary(account.credentials)}",
-            f"    filters: {_filters_summary(account.filters)}",
-            f"    max_requests_per_second: {account.max_requests_per_second:g}",
-        ]
+        lines += [f"  - name: {account.name}", *_account_lines(account, shard, "    ")]
     return "\n".join(lines)
+
+
+def _account_lines(
+    account: AccountConfig, shard: Shard, indent: str, credentials: bool = True
+) -> list[str]:
+    endpoint = account.endpoint or f"{DEFAULT_ENDPOINT} (default)"
+    if account.all_regions:
+        regions = "* (every region ALB is offered in, read with DescribeRegions)"
+    else:
+        regions = _regions_summary(account.name, account.regions, shard)
+    return [
+        f"{indent}regions: {regions}",
+        f"{indent}exclude_regions: {', '.join(account.exclude_regions) or 'none'}",
+        f"{indent}endpoint: {endpoint}",
+        f"{indent}signature: {account.signature}",
+        *([f"{indent}credentials: {_credentials_summary(account.credentials)}"] * credentials),
+        f"{indent}filters: {_filters_summary(account.filters)}",
+        f"{indent}max_requests_per_second: {account.max_requests_per_second:g}",
+    ]
+
+
+def _discovery_summary(discovery: DiscoveryConfig, used: bool) -> list[str]:
+    if not used:
+        return ["discovery: off (every target is listed by hand)"]
+    lines = [
+        f"discovery: every {format_duration(discovery.interval)}, DescribeRegions and STS in"
+        f" {discovery.region} (checked offline: no API call is made here)"
+    ]
+    rd = discovery.resource_directory
+    if rd is None:
+        return [*lines, "  resource_directory: none"]
+    tags = ", ".join(f"{k}={v}" for k, v in rd.tags)
+    lines += [
+        "  resource_directory:",
+        f"    credentials: {_credentials_summary(rd.credentials)}",
+        f"    directory_endpoint: {rd.directory_endpoint or f'{RD_ENDPOINT} (default)'}",
+        f"    role_name: {rd.role_name} (acs:ram::<member>:role/{rd.role_name.lower()})",
+        f"    external_id: {'set' if rd.external_id else 'none'}",
+        f"    sts_endpoint: {rd.sts_endpoint or 'default'}",
+        f"    account_label: {rd.account_label}",
+        f"    folders: {', '.join(rd.folders) or 'every folder'}",
+        f"    tags: {tags or 'any'}",
+        f"    exclude_accounts: {', '.join(rd.exclude_accounts) or 'none'}",
+        *_account_lines(rd.member, UNSHARDED, "    ", credentials=False),
+    ]
+    return lines
 
 
 def _regions_summary(account: str, regions: tuple[str, ...], shard: Shard) -> str:

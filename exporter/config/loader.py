@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
 from exporter import yamlstrict
+from exporter.config import discovery
 from exporter.config.credentials import credentials_block
 from exporter.config.model import (
     DURATION_LABELS,
@@ -23,9 +24,11 @@ from exporter.config.model import (
     SIGNATURES,
     AccountConfig,
     Config,
+    DiscoveryConfig,
     Filters,
     JobEventsConfig,
     MetricsConfig,
+    ResourceDirectoryConfig,
 )
 from exporter.config.scalars import (
     Context,
@@ -33,6 +36,7 @@ from exporter.config.scalars import (
     any_string,
     duration,
     endpoint_problem,
+    expand,
     format_duration,
     integer,
     mapping,
@@ -51,6 +55,7 @@ T = TypeVar("T")
 Parser = Callable[[Context, Any, str], Any]
 
 _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+ALL = "*"  # `regions: "*"`: every region ALB is offered in
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,27 @@ def _accounts(ctx: Context, raw: object, path: str) -> tuple[AccountConfig, ...]
         ctx.problem(path, f"must be a list of accounts, got {kind(raw)}")
         return None
     accounts = [
-        _build(ctx, item, f"{path}[{index}]", ACCOUNT, AccountConfig)
+        _build(ctx, item, f"{path}[{index}]", ACCOUNT, partial(_account, ctx, f"{path}[{index}]"))
         for index, item in enumerate(raw)
     ]
     valid = [account for account in accounts if account is not None]
     return tuple(valid) if len(valid) == len(raw) else None
+
+
+def _account(ctx: Context, path: str, **values: Any) -> AccountConfig | None:
+    """An account from its keys; `regions: "*"` becomes `all_regions`, whose only
+    companion `exclude_regions` is."""
+    regions = values.pop("regions", ())
+    if regions == ALL:
+        return AccountConfig(**values, regions=(), all_regions=True)
+    if values.get("exclude_regions"):
+        ctx.problem(
+            f"{path}.exclude_regions",
+            f'goes only with regions: "{ALL}" (a listed region is polled; to leave one out,'
+            " remove it from the list)",
+        )
+        return None
+    return AccountConfig(**values, regions=regions)
 
 
 def _account_name(ctx: Context, raw: object, path: str) -> str | None:
@@ -210,6 +231,36 @@ def _regions(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
         )
 
     return _each_string(ctx, raw, path, problem, empty="must list at least one region")
+
+
+def _regions_or_all(ctx: Context, raw: object, path: str) -> tuple[str, ...] | str | None:
+    """A list of region ids, or "*" for every region ALB is offered in."""
+    if isinstance(raw, str):
+        text = expand(ctx, raw, path)
+        if text is None:
+            return None
+        if text.value == ALL:
+            return ALL
+        ctx.problem(
+            path,
+            f'must be a list of region ids or "{ALL}" (every region ALB is offered in),'
+            f" got {show(text)}",
+        )
+        return None
+    if isinstance(raw, list) and ALL in raw:
+        ctx.problem(
+            f"{path}[{raw.index(ALL)}]",
+            f'"{ALL}" stands for every region and cannot be mixed with region ids;'
+            f' write regions: "{ALL}" (and exclude_regions to leave some out)',
+        )
+        return None
+    return _regions(ctx, raw, path)
+
+
+def _exclude_regions(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
+    if isinstance(raw, list) and not raw:
+        return ()
+    return _regions(ctx, raw, path)
 
 
 def _endpoint(ctx: Context, raw: object, path: str) -> str | None:
@@ -351,6 +402,25 @@ def _disable(ctx: Context, raw: object, path: str) -> tuple[str, ...] | None:
     return _each_string(ctx, raw, path, problem)
 
 
+# --- discovery -------------------------------------------------------------------------
+
+
+def _discovery(ctx: Context, raw: object, path: str) -> DiscoveryConfig | None:
+    return _build(ctx, raw, path, DISCOVERY, DiscoveryConfig)
+
+
+def _resource_directory(ctx: Context, raw: object, path: str) -> ResourceDirectoryConfig | None:
+    return _build(ctx, raw, path, RESOURCE_DIRECTORY, partial(_directory, ctx, path))
+
+
+def _directory(ctx: Context, path: str, **values: Any) -> ResourceDirectoryConfig | None:
+    member_keys = {k.name for k in ACCOUNT} - {"name", "credentials"}
+    member = {k: values.pop(k) for k in list(values) if k in member_keys}
+    member.setdefault("regions", ALL)  # every member's every region unless told otherwise
+    account = _account(ctx, path, name="", **member)
+    return None if account is None else ResourceDirectoryConfig(**values, member=account)
+
+
 # --- the tables: the keys of each level, in the order their problems are reported ------
 
 METRICS = (
@@ -369,12 +439,35 @@ FILTERS = (
 )
 ACCOUNT = (
     Key("name", _account_name, missing="required"),
-    Key("regions", _regions, missing="required (a list of region ids, e.g. [cn-hangzhou])"),
+    Key(
+        "regions",
+        _regions_or_all,
+        missing='required (a list of region ids, e.g. [cn-hangzhou], or "*" for every region)',
+    ),
     Key("endpoint", _endpoint),
     Key("signature", _signature),
     Key("credentials", credentials_block),
     Key("filters", _filters),
     Key("max_requests_per_second", positive_number),
+    Key("exclude_regions", _exclude_regions),
+)
+RESOURCE_DIRECTORY = (
+    Key("credentials", credentials_block),
+    Key("directory_endpoint", discovery.url),
+    Key("role_name", discovery.role_name),
+    Key("external_id", any_string),
+    Key("sts_endpoint", discovery.url),
+    Key("account_label", discovery.account_label),
+    Key("folders", _strings),
+    Key("tags", discovery.tags),
+    Key("exclude_accounts", _strings),
+    # The account keys, for every member; none is required (regions defaults to "*").
+    *(replace(key, missing="") for key in ACCOUNT if key.name not in ("name", "credentials")),
+)
+DISCOVERY = (
+    Key("interval", discovery.interval),
+    Key("region", discovery.one_region),
+    Key("resource_directory", _resource_directory),
 )
 TOP_LEVEL = (
     Key("lookback", partial(duration, zero_ok=False)),
@@ -390,6 +483,7 @@ TOP_LEVEL = (
     Key("max_concurrent_refreshes", partial(integer, low=1, high=256)),
     Key("metrics", _metrics),
     Key("job_events", _job_events),
+    Key("discovery", _discovery),
     Key("accounts", _accounts),
 )
 TOP_LEVEL_KEYS = tuple(key.name for key in TOP_LEVEL)

@@ -12,7 +12,7 @@ from exporter import families
 
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
 # A config may have no accounts (`--demo` adds its own); serving or reloading one may not.
-NO_ACCOUNTS = "accounts: at least one account is required"
+NO_ACCOUNTS = "accounts: at least one account is required (or discovery.resource_directory)"
 SIGNATURES = ("v3", "v1")
 # The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
 SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
@@ -66,6 +66,7 @@ class CredentialsConfig:
 @dataclass(frozen=True)
 class AccountConfig:
     name: str
+    # The region ids listed; empty while `all_regions` ("*") waits for DescribeRegions.
     regions: tuple[str, ...]
     endpoint: str = ""  # template; "" means DEFAULT_ENDPOINT
     signature: str = "v3"  # "v3" or "v1"
@@ -75,10 +76,44 @@ class AccountConfig:
     # and API and shared with Terraform, the console and ingress controllers. 5/s leaves
     # room for them while a refresh (one call plus what is new) takes well under a second.
     max_requests_per_second: float = 5.0
+    # `regions: "*"`: every region ALB is offered in (DescribeRegions), minus these.
+    all_regions: bool = False
+    exclude_regions: tuple[str, ...] = ()
 
     def endpoint_for(self, region: str) -> str:
         """The base URL for one region: the template with `{region}` substituted."""
         return (self.endpoint or DEFAULT_ENDPOINT).replace("{region}", region)
+
+
+ACCOUNT_LABELS = ("display_name", "account_id")
+DEFAULT_ROLE_NAME = "AlbJobsExporterReadOnly"
+
+
+@dataclass(frozen=True)
+class ResourceDirectoryConfig:
+    """`discovery.resource_directory`: every usable member account, a role assumed in each.
+    The account-level keys (regions, endpoint, signature, filters, budget) apply to every
+    member, as `member` (an AccountConfig without name or credentials) holds them."""
+
+    credentials: CredentialsConfig | None = None  # the management account; None: the chain
+    directory_endpoint: str = ""  # "": Resource Directory's global endpoint
+    role_name: str = DEFAULT_ROLE_NAME
+    external_id: str | None = field(default=None, repr=False)
+    sts_endpoint: str | None = None
+    account_label: str = "display_name"  # or account_id
+    folders: tuple[str, ...] = ()  # ResourceDirectoryPath prefixes; empty: every folder
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs that must all match
+    exclude_accounts: tuple[str, ...] = ()  # AccountIds or display names
+    member: AccountConfig = AccountConfig("", (), all_regions=True)
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """`discovery`: how often, and where, accounts and regions are listed at run time."""
+
+    interval: float = 600.0
+    region: str = "cn-hangzhou"  # whose endpoints answer DescribeRegions (and STS)
+    resource_directory: ResourceDirectoryConfig | None = None
 
 
 JOB_EVENT_STATUSES = ("Failed", "Succeeded")
@@ -161,4 +196,12 @@ class Config:
     max_concurrent_refreshes: int = 4
     metrics: MetricsConfig = MetricsConfig()
     job_events: JobEventsConfig = JobEventsConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     accounts: tuple[AccountConfig, ...] = ()
+
+    @property
+    def discovers(self) -> bool:
+        """Whether any target is found at run time (a directory, or `regions: "*"`)."""
+        return self.discovery.resource_directory is not None or any(
+            a.all_regions for a in self.accounts
+        )

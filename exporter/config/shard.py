@@ -2,17 +2,20 @@
 
 A target (account x region) belongs to shard
 
-    int.from_bytes(sha256(account + "\\0" + region)[:4], "big") % count
+    jump_consistent_hash(fnv1a_64(account + "\\0" + region), count)
 
-(UTF-8). A region id is lowercase letters, digits and '-', so the last NUL splits the
-pair unambiguously whatever the account name holds.
-The README gives the same function as a shell one-liner, so anyone can tell which replica
-owns a target without running the exporter. Python's `hash()` would differ per process.
+(UTF-8; Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash Algorithm", 2014).
+A region id is lowercase letters, digits and '-', so the last NUL splits the pair
+unambiguously whatever the account name holds. Jump hash rather than `hash % count`:
+growing from N to N+1 shards moves only the targets that go to the new shard (about
+1/(N+1) of them) and shrinking moves only the removed shard's, so a StatefulSet scaled up
+or down re-homes as few targets (and resets as few counters) as possible. Python's
+`hash()` would differ per process. `alb-jobs-exporter --shard.count N --shard.owner-of
+ACCOUNT REGION` prints the owner, since jump hash is not a shell expression.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,12 +27,40 @@ HOSTNAME = "hostname"
 _ORDINAL = re.compile(r".*-([0-9]+)")
 
 
+_MASK64 = (1 << 64) - 1
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+# The 64-bit linear congruential generator of the paper's reference code.
+_LCG_MULTIPLIER = 2862933555777941757
+
+
+def fnv1a_64(data: bytes) -> int:
+    """FNV-1a, 64 bits (Fowler, Noll, Vo): xor each byte in, then multiply."""
+    h = _FNV64_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * _FNV64_PRIME) & _MASK64
+    return h
+
+
+def jump_consistent_hash(key: int, buckets: int) -> int:
+    """The bucket, `0..buckets-1`, of a 64-bit `key` (Lamping & Veach's reference, line
+    by line: a pseudo-random walk whose jumps land past `buckets` for all but the last)."""
+    if buckets < 1:
+        raise ValueError(f"bucket count must be at least 1, not {buckets}")
+    key &= _MASK64
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * _LCG_MULTIPLIER + 1) & _MASK64
+        j = int((b + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return b
+
+
 def shard_of(account: str, region: str, count: int) -> int:
     """The shard, `0..count-1`, that owns the target `account` x `region`."""
     if count < 1:
         raise ValueError(f"shard count must be at least 1, not {count}")
-    digest = hashlib.sha256(f"{account}\0{region}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % count
+    return jump_consistent_hash(fnv1a_64(f"{account}\0{region}".encode()), count)
 
 
 @dataclass(frozen=True)

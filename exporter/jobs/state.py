@@ -63,6 +63,10 @@ class StateFile:
         self._lock = threading.Lock()
         self._last_save: float | None = None
         self._saved_counts: dict[TargetKey, int] = {}
+        # Other owners' sections of the document (discovery's last successful listing),
+        # written with every save; a change of them is saved like a counter that moved.
+        self.sections: Callable[[], dict[str, Any]] = dict
+        self._saved_sections: dict[str, Any] = {}
 
     # --- loading -------------------------------------------------------------------------
 
@@ -82,6 +86,15 @@ class StateFile:
         except StateError as exc:
             log.warning("ignoring state file %s: %s; starting fresh", self.path, exc)
             return {}
+
+    def section(self, name: str) -> Any:
+        """Another owner's section of the saved document (None when there is none)."""
+        try:
+            with open(self.path, "rb") as fh:
+                document = json.loads(fh.read())
+        except (OSError, ValueError, RecursionError):
+            return None
+        return document.get(name) if isinstance(document, dict) else None
 
     def restore(self, targets: Iterable[Target]) -> int:
         """Restore every target found in the file; returns how many were restored."""
@@ -114,7 +127,8 @@ class StateFile:
         targets = list(targets)
         with self._lock:
             recent = self._last_save is not None and now - self._last_save < self._min_interval
-            if recent and _counts(targets) == self._saved_counts:
+            unchanged = self.sections() == self._saved_sections
+            if recent and unchanged and _counts(targets) == self._saved_counts:
                 return False
             self._save_locked(targets, now)
             return True
@@ -126,10 +140,12 @@ class StateFile:
     def _save_locked(self, targets: Iterable[Target], now: float) -> None:
         targets = list(targets)
         counts = _counts(targets)
-        data = encode({t.key: t.export_state() for t in targets}, self._clock())
+        sections = self.sections()
+        data = encode({t.key: t.export_state() for t in targets}, self._clock(), sections)
         self._write(self.path, data)
         self._last_save = now
         self._saved_counts = counts
+        self._saved_sections = sections
         log.debug("state written to %s (%d bytes)", self.path, len(data))
 
 
@@ -167,7 +183,11 @@ def write_atomically(path: str, data: bytes) -> None:
 # --- the document --------------------------------------------------------------------------
 
 
-def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_at: float) -> bytes:
+def encode(
+    states: Mapping[TargetKey, tuple[TargetState, StoreState]],
+    written_at: float,
+    sections: Mapping[str, Any] | None = None,
+) -> bytes:
     # One JSON document (the jobs last in each target), encoded in pieces: the C encoder
     # holds the GIL for a whole call, and one call over 1M jobs would stall the scrapes for
     # a second; between pieces (a target's fields, `_JOB_CHUNK` jobs) other threads run.
@@ -198,7 +218,15 @@ def encode(states: Mapping[TargetKey, tuple[TargetState, StoreState]], written_a
             + ",".join(_job_chunks(store))
             + "]}"
         )
-    head = _dumps({"format": FORMAT, "version": VERSION, "written_at": written_at, "targets": []})
+    head = _dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "written_at": written_at,
+            **(sections or {}),
+            "targets": [],
+        }
+    )
     assert head.endswith("[]}")
     return f"{head[:-2]}{','.join(targets)}]}}".encode()
 

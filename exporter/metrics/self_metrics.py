@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -19,7 +20,7 @@ class SelfMetrics:
     """The exporter's own directly instrumented metrics, on an explicit registry.
 
     `shard` is (index, count), exposed as `alb_exporter_shard_ordinal` and
-    `alb_exporter_shard_count`.
+    `alb_exporter_total_shards`.
 
     Series created up front: `register_target` creates
     `alb_exporter_api_requests_total{code="OK"}` at 0 and the empty request-duration
@@ -40,9 +41,9 @@ class SelfMetrics:
         # HELP alb_exporter_shard_ordinal This replica's shard (--shard.index), ...
         # TYPE alb_exporter_shard_ordinal gauge
         alb_exporter_shard_ordinal 0.0
-        # HELP alb_exporter_shard_count Number of shards the targets are split across ...
-        # TYPE alb_exporter_shard_count gauge
-        alb_exporter_shard_count 1.0
+        # HELP alb_exporter_total_shards Number of shards the targets are split across ...
+        # TYPE alb_exporter_total_shards gauge
+        alb_exporter_total_shards 1.0
     """  # noqa: E501
 
     def __init__(
@@ -73,11 +74,16 @@ class SelfMetrics:
         # Exposed unsharded too (0 of 1), so one alert rule sees every exporter and a
         # replica that lost its shard flags is told apart from one that never had them.
         self.instrument("alb_exporter_shard_ordinal").set(shard[0])
-        self.instrument("alb_exporter_shard_count").set(shard[1])
+        self.instrument("alb_exporter_total_shards").set(shard[1])
         # prometheus_client offers no portable way to list a metric's label sets, so the
         # ones to forget on reload are remembered here (written from refresh threads).
         # Series are created and removed under the same lock as this record, so the two
         # never disagree.
+        self._discovery_targets = self.instrument("alb_exporter_discovery_targets")
+        self._discovery_success = self.instrument(
+            "alb_exporter_discovery_last_success_timestamp_seconds"
+        )
+        self._discovery_errors = self.instrument("alb_exporter_discovery_errors_total")
         self._lock = threading.Lock()
         self._credential_codes: dict[str, set[tuple[str, str]]] = {}
         self._expiry_sources: dict[str, set[str]] = {}
@@ -127,6 +133,18 @@ class SelfMetrics:
     def forget_target(self, account: str, region: str) -> None:
         """Drop the series of a target removed by a config reload."""
         self._requests.forget(account, region)
+
+    # --- discovery (an exporter.discovery.DiscoveryObserver) ---
+
+    def succeeded(self, source: str, account: str, now: float | None = None) -> None:
+        self._discovery_success.set(time.time() if now is None else now, source, account)
+
+    def failed(self, source: str, account: str, code: str) -> None:
+        self._discovery_errors.inc(source, account, cap_label(code))
+
+    def set_discovery_targets(self, config: int, discovery: int) -> None:
+        self._discovery_targets.set(config, "config")
+        self._discovery_targets.set(discovery, "discovery")
 
     def forget_account(self, account: str) -> None:
         """Drop the credential series of an account removed by a config reload or whose

@@ -22,6 +22,7 @@ from exporter.simulator.messages import (
     form_params,
 )
 from exporter.simulator.parts import Parts
+from exporter.wire import DESCRIBE_REGIONS
 
 _HOST_RE = re.compile(r"^alb(?:-vpc)?\.([a-z0-9-]+)\.aliyuncs\.com$")
 # V1 common parameters: authentication, not business. Kept out of request logs and of the
@@ -41,6 +42,11 @@ _V1_COMMON = frozenset(
         "Version",
     }
 )
+
+
+def business_params(params: dict[str, str]) -> dict[str, str]:
+    """The parameters without V1's authentication ones (for logs and fingerprints)."""
+    return {k: v for k, v in params.items() if k not in _V1_COMMON}
 
 
 class AlbApi:
@@ -78,6 +84,7 @@ class AlbApi:
             "region": region,
             "scheme": None,
             "access_key_id": None,
+            "account_id": None,
             "params": {},
         }
         with self._parts.lock:
@@ -90,19 +97,26 @@ class AlbApi:
                         "InvalidApi.NotFound",
                         "Specified api is not found, please check your url and method.",
                     )
-                state = self._parts.world.state(region)
-                state.requests += 1
-                faults = self._parts.faults.effective(region)
-                delay = faults.latency + faults.hang
-                if request.method not in ("GET", "POST"):
-                    raise Reject(400, "UnsupportedHTTPMethod", "This http method is not supported.")
                 query = signing.query_params(raw_query)
                 # Older SDKs sent the parameters as a form body; both places are signed.
                 params = {**query, **form_params(request)}
-                business = {k: v for k, v in params.items() if k not in _V1_COMMON}
-                record["params"] = business
-                state.last_params = dict(business)
                 authorization = request.header("authorization")
+                action = params.get("Action") or request.header("x-acs-action")
+                record["action"] = action
+                # DescribeRegions is discovery's: it has its own knobs (the directory's)
+                # and does not count among the region's ListAsynJobs requests.
+                regions_call = action == DESCRIBE_REGIONS
+                state = self._parts.world.state(region)
+                faults = self._parts.faults.effective(region)
+                if not regions_call:
+                    state.requests += 1
+                    delay = faults.latency + faults.hang
+                if request.method not in ("GET", "POST"):
+                    raise Reject(400, "UnsupportedHTTPMethod", "This http method is not supported.")
+                business = business_params(params)
+                record["params"] = business
+                if not regions_call:
+                    state.last_params = dict(business)
                 record["scheme"] = "v1" if authorization is None else "v3"
                 record["access_key_id"] = (
                     params.get("AccessKeyId")
@@ -113,8 +127,19 @@ class AlbApi:
                     self._parts.gateway.verify_v1(request, params, region)
                 else:
                     self._parts.gateway.verify_v3(request, path, query, authorization, region)
-                self._parts.faults.inject(state, faults)
-                status, headers, body = self._listing.answer(state, business, faults, request_id)
+                record["account_id"] = self._parts.keys.owners.get(record["access_key_id"] or "")
+                if regions_call:
+                    body, delay = self._parts.directory.describe_regions(
+                        list(self._parts.world.configured), request_id
+                    )
+                    status = 200
+                    headers: tuple[tuple[str, str], ...] = (("Content-Type", JSON),)
+                    cut = self._parts.directory.cleared()
+                else:
+                    self._parts.faults.inject(state, faults)
+                    status, headers, body = self._listing.answer(
+                        state, business, faults, request_id
+                    )
             except Reject as err:
                 status, headers = err.status, err.headers
                 body = dumps(
@@ -136,7 +161,8 @@ class AlbApi:
         return SimResponse(status, (("x-acs-request-id", request_id), *headers), body, delay, cut)
 
     def request_count(self, region: str | None = None) -> int:
-        """ListAsynJobs requests received (whatever their outcome), for a region or all."""
+        """ListAsynJobs requests received (whatever their outcome), for a region or all;
+        DescribeRegions calls are not among them."""
         with self._parts.lock:
             if region is None:
                 return sum(s.requests for s in self._parts.world.regions.values())

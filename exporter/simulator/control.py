@@ -126,4 +126,20 @@ class Control:
         if route == ("POST", "/_sim/identity"):
             self._sim.set_identity(**self._json_body(body))
             return self._sim.identity_settings()
+        if route == ("GET", "/_sim/directory"):
+            return {**self._sim.directory(), "requests": self._sim.directory_requests()}
+        if route == ("POST", "/_sim/directory"):
+            self._sim.set_directory(**self._json_body(body))
+            return self._sim.directory()
+        if route == ("POST", "/_sim/directory/members"):
+            return self._sim.add_member(**self._json_body(body))
+        if route == ("PATCH", "/_sim/directory/members"):
+            data = self._json_body(body)
+            return self._sim.update_member(str(data.pop("account_id")), **data)
+        if route == ("DELETE", "/_sim/directory/members"):
+            try:
+                self._sim.remove_member(query.get("id", ""))
+            except KeyError:
+                raise _ControlError(404, f"no member {query.get('id')!r}") from None
+            return {"removed": query["id"]}
         raise _ControlError(404, f"no control endpoint {method} {path}")

@@ -12,16 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from exporter.simulator.alb import AlbApi
 from exporter.simulator.control import Control
+from exporter.simulator.directory import Directory
 from exporter.simulator.faults import FaultBoard, Faults
 from exporter.simulator.gateway import Gateway, Keys
 from exporter.simulator.identity import Identity
 from exporter.simulator.listing import Listing
 from exporter.simulator.messages import SimRequest, SimResponse
 from exporter.simulator.parts import Parts
+from exporter.simulator.resource_directory import ResourceDirectoryApi
 from exporter.simulator.world import SimClock, World
 
 DEFAULT_REGIONS = ("cn-hangzhou",)
@@ -67,7 +70,17 @@ class Simulator:
         )
         self._faults = FaultBoard(self._lock, self._world, seed)
         self._gateway = Gateway(clock, self._keys, self._faults)
-        parts = Parts(self._lock, clock, self._world, self._keys, self._faults, self._gateway)
+        self._directory = Directory()
+        parts = Parts(
+            self._lock,
+            clock,
+            self._world,
+            self._keys,
+            self._faults,
+            self._gateway,
+            self._directory,
+        )
+        self._rd = ResourceDirectoryApi(parts)
         self._alb = AlbApi(parts, Listing(self._world, self._time))
         self._identity = Identity(parts, self._world.default_region)
         self._control = Control(self, self._lock)
@@ -283,6 +296,35 @@ class Simulator:
         """The knobs in effect for a region (global settings overlaid by the region's)."""
         return self._faults.effective(region)
 
+    # --- the organisation (Resource Directory, DescribeRegions, member roles) -------------
+
+    def directory(self) -> dict[str, Any]:
+        """Members, management keys, offered regions, discovery faults and call counts."""
+        with self._lock:
+            return self._directory.settings()
+
+    def set_directory(self, **settings: Any) -> None:
+        """Replace members (list of dicts), management_keys, offered (regions) or faults
+        (`list_accounts` / `describe_regions`: "", throttle, 5xx, malformed, timeout, deny)."""
+        with self._lock:
+            self._directory.set(settings)
+
+    def add_member(self, **member: Any) -> dict[str, Any]:
+        with self._lock:
+            return asdict(self._directory.add(member))
+
+    def update_member(self, account_id: str, **changes: Any) -> dict[str, Any]:
+        with self._lock:
+            return asdict(self._directory.update(account_id, **changes))
+
+    def remove_member(self, account_id: str) -> None:
+        with self._lock:
+            self._directory.remove(account_id)
+
+    def directory_requests(self) -> list[dict[str, Any]]:
+        """ListAccounts requests (key id, params, status, code; no secrets)."""
+        return self._rd.requests()
+
     # --- observation -----------------------------------------------------------------------
 
     def request_count(self, region: str | None = None) -> int:
@@ -320,4 +362,6 @@ class Simulator:
             return self._identity.sts(request, raw_query)
         if path.startswith("/latest/"):
             return self._identity.metadata(request, path)
+        if path in ("/rd", "/rd/"):
+            return self._rd.handle(request, path, raw_query)
         return self._alb.handle(request, path, raw_query)

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from exporter.alibaba import signing
 from exporter.simulator.faults import FaultBoard
 from exporter.simulator.messages import Reject, SimRequest, missing
-from exporter.wire import ACTION, API_VERSION
+from exporter.wire import ACTION, API_VERSION, DESCRIBE_REGIONS
 
 # The demo key pair: `--demo` and the standalone simulator accept it unless told otherwise.
 DEMO_ACCESS_KEY_ID = "LTAIdemo0000000000000000"
@@ -28,6 +28,10 @@ DEMO_ACCESS_KEY_SECRET = "demo-secret-not-real"
 # The gateway rejects timestamps more than 15 minutes off and remembers nonces for as long.
 TIMESTAMP_TOLERANCE_SECONDS = 15 * 60
 NONCE_WINDOW_SECONDS = 15 * 60
+
+
+#: The actions the ALB endpoint answers, with their API version.
+ALB_ACTIONS: Mapping[str, str] = {ACTION: API_VERSION, DESCRIBE_REGIONS: API_VERSION}
 
 
 def _incomplete(detail: str) -> Reject:
@@ -74,6 +78,8 @@ class Keys:
         # SecurityToken -> (AccessKeyId, secret, expires_at): temporary keys from issue().
         self.sts_tokens: dict[str, tuple[str, str, float]] = {}
         self._sts_ids: dict[str, str] = {}  # STS AccessKeyId -> its token
+        # Temporary AccessKeyId -> the member account whose role issued it (AssumeRole).
+        self.owners: dict[str, str] = {}
 
     def issue(self, ttl: float) -> tuple[str, str, str, float]:
         """Issue temporary credentials: (AccessKeyId, secret, SecurityToken, expires_at)."""
@@ -140,19 +146,23 @@ class Gateway:
         return self._clock() + self._faults.effective(region).clock_skew
 
     def _check_action(
-        self, action: str | None, version: str | None, names: tuple[str, str]
+        self,
+        action: str | None,
+        version: str | None,
+        names: tuple[str, str],
+        actions: Mapping[str, str],
     ) -> None:
         if not action:
             raise missing(names[0])
         if not version:
             raise missing(names[1])
-        if action != ACTION:
+        if action not in actions:
             raise Reject(
                 404,
                 "InvalidAction.NotFound",
                 "Specified api is not found, please check your url and method.",
             )
-        if version != API_VERSION:
+        if version != actions[action]:
             raise Reject(404, "InvalidVersion", "Specified parameter Version is not valid.")
 
     def _check_time(self, timestamp: float, region: str) -> None:
@@ -191,6 +201,7 @@ class Gateway:
         region: str,
         *,
         check_action: bool = True,
+        actions: Mapping[str, str] = ALB_ACTIONS,
     ) -> str:
         """A V1 (HMAC-SHA1) request, checked as the gateway does for ALB and for STS
         AssumeRole (`check_action=False`: STS routes on its own actions); the AccessKeyId."""
@@ -208,7 +219,9 @@ class Gateway:
         if params["SignatureMethod"] != "HMAC-SHA1" or params["SignatureVersion"] != "1.0":
             raise _incomplete("SignatureMethod must be HMAC-SHA1 and SignatureVersion 1.0.")
         if check_action:
-            self._check_action(params.get("Action"), params.get("Version"), ("Action", "Version"))
+            self._check_action(
+                params.get("Action"), params.get("Version"), ("Action", "Version"), actions
+            )
         self._check_time(_parse_timestamp(params["Timestamp"], "Timestamp"), region)
         access_key_id = params["AccessKeyId"]
         secret = self._keys.secret_for(access_key_id, params.get("SecurityToken"))
@@ -226,6 +239,7 @@ class Gateway:
         query: Mapping[str, str],
         authorization: str,
         region: str,
+        actions: Mapping[str, str] = ALB_ACTIONS,
     ) -> str:
         """A V3 (ACS3-HMAC-SHA256) request, checked as the gateway does; the AccessKeyId."""
         algorithm, _, rest = authorization.strip().partition(" ")
@@ -258,6 +272,7 @@ class Gateway:
             request.header("x-acs-action"),
             request.header("x-acs-version"),
             ("x-acs-action", "x-acs-version"),
+            actions,
         )
         self._check_time(_parse_timestamp(request.header("x-acs-date") or "", "x-acs-date"), region)
         secret = self._keys.secret_for(access_key_id, request.header("x-acs-security-token"))

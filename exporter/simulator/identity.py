@@ -160,6 +160,8 @@ class Identity:
                 if self.sts_error is not None:
                     status, message = STS_ERRORS[self.sts_error]
                     raise Reject(status, self.sts_error, message)
+                if self._parts.directory.role_refused(role_arn):
+                    raise Reject(404, "EntityNotExist.Role", "The role not exists.")
                 if role_arn in self.deny_roles:
                     raise Reject(
                         403,
@@ -169,6 +171,9 @@ class Identity:
                     )
                 ttl = self.sts_ttl if self.sts_ttl is not None else float(duration)
                 key_id, secret, token, expires_at = self._parts.keys.issue(ttl)
+                member = self._parts.directory.account_of(role_arn)
+                if member is not None and member in self._parts.directory.members:
+                    self._parts.keys.owners[key_id] = member
                 status = 200
                 body: dict[str, Any] = {
                     "RequestId": request_id,

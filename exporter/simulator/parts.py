@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.simulator.directory import Directory
 from exporter.simulator.faults import FaultBoard
 from exporter.simulator.gateway import Gateway, Keys
 from exporter.simulator.world import World
@@ -20,3 +21,4 @@ class Parts:
     keys: Keys
     faults: FaultBoard
     gateway: Gateway
+    directory: Directory  # the Resource Directory, DescribeRegions, member roles

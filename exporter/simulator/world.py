@@ -99,6 +99,8 @@ class World:
         self._explicit_rng = random.Random(f"{seed}/explicit")
         self.regions: dict[str, Region] = {}
         self.default_region = self.check_region(regions[0])
+        # The regions it was built with: where ALB is "offered" (DescribeRegions).
+        self.configured = tuple(regions)
         for region in regions:
             self.state(self.check_region(region))
 

@@ -181,7 +181,10 @@ def test_bad_config_is_rejected_and_the_old_one_keeps_serving(
     # An empty account list would silently serve nothing: rejected as at startup.
     cfg_file.write_text(good.split("accounts:")[0] + "accounts: []\n")
     r = reload_post(exporter)
-    assert (r.status_code, r.text) == (400, "accounts: at least one account is required\n")
+    assert (r.status_code, r.text) == (
+        400,
+        "accounts: at least one account is required (or discovery.resource_directory)\n",
+    )
 
     # SIGHUP with a broken file: the process lives on and reports the failure.
     cfg_file.write_text("lookback: [\n")

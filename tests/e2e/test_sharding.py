@@ -148,7 +148,7 @@ def test_three_shards_add_up_to_one_unsharded_exporter_and_survive_a_restart(
     assert targets_of(whole.url) == TARGETS
     _, samples = procs.scrape(shards[2].url)
     assert samples[("alb_exporter_shard_ordinal", frozenset())] == 2
-    assert samples[("alb_exporter_shard_count", frozenset())] == SHARDS
+    assert samples[("alb_exporter_total_shards", frozenset())] == SHARDS
     elsewhere = sorted(owned[1])[0]
     r = loopback.get(
         f"{shards[0].url}/probe", params={"account": elsewhere[0], "region": elsewhere[1]}

@@ -1,13 +1,14 @@
-"""The README's metric table, its two commands and its shard one-liner must match the code."""
+"""The README's metric table, its two commands and its shard command must match the code."""
 
 from __future__ import annotations
 
 import re
-import subprocess
+import shlex
 from pathlib import Path
 
 import pytest
 
+from exporter import cli
 from exporter.config import JOB_FAMILIES, shard_of
 from exporter.families import METRICS
 from tests.support.artifacts import alerts, dashboard, dashboard_rules
@@ -80,25 +81,23 @@ def test_readme_says_what_each_disabled_family_takes_away() -> None:
     assert rows == {family: users(family) for family in JOB_FAMILIES}
 
 
-def readme_shard_one_liner() -> str:
+def readme_shard_command() -> tuple[list[str], int]:
     section = README.read_text().split("## Sharding", 1)[1].split("\n## ", 1)[0]
-    (line,) = [ln for ln in section.splitlines() if "sha256sum" in ln]
-    return line.split("#", 1)[0].strip()
+    (line,) = [ln for ln in section.splitlines() if "--shard.owner-of" in ln]
+    command, answer = line.split("#", 1)
+    return shlex.split(command), int(answer)
 
 
-@pytest.mark.tools
-def test_readme_shard_one_liner_agrees_with_the_code() -> None:
-    # The README's shell command, run by bash with coreutils' sha256sum, must name the same
-    # owner as exporter/config/shard.py for any target and count, not only its example.
-    command = readme_shard_one_liner()
-    assert "prod cn-hangzhou" in command and "% 3" in command
-    targets = [("prod", "cn-hangzhou", 3), ("staging", "eu-central-1", 3)]
-    targets += [(f"acct-{i}", f"region-{i % 5}", n) for i, n in enumerate([2, 4, 5, 7, 11, 13])]
-    for account, region, count in targets:
-        shell = command.replace("prod cn-hangzhou", f"{account} {region}").replace(
-            "% 3", f"% {count}"
-        )
-        out = subprocess.run(
-            ["bash", "-c", shell], capture_output=True, text=True, timeout=10, check=True
-        )
-        assert int(out.stdout) == shard_of(account, region, count), (account, region, count)
+def test_readme_shard_command_agrees_with_the_code(capsys: pytest.CaptureFixture[str]) -> None:
+    # The README's command, run through the real CLI, answers what it says, and the same
+    # command answers exporter/config/shard.py's owner for any target and count.
+    argv, answer = readme_shard_command()
+    assert argv[0] == "alb-jobs-exporter" and argv[1:3] == ["--shard.count", "3"]
+    assert argv[3:] == ["--shard.owner-of", "prod", "cn-hangzhou"]
+    targets = [("prod", "cn-hangzhou", 3, answer), ("staging", "eu-central-1", 3, None)]
+    targets += [(f"acct-{i}", f"region-{i % 5}", n, None) for i, n in enumerate([2, 4, 5, 11])]
+    for account, region, count, want in targets:
+        flags = ["--shard.count", str(count), "--shard.owner-of", account, region]
+        assert cli.main(flags, {}) == 0
+        out = int(capsys.readouterr().out)
+        assert out == (shard_of(account, region, count) if want is None else want)

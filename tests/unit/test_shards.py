@@ -1,9 +1,9 @@
 """Sharding in the command line and the wiring: the `--shard.*` flags, which targets an App
 refreshes and serves, /probe of another shard's target, reloads and `--check-config`.
 
-The owners come from tests/unit/config/test_shard.py's worked examples (computed with
-`sha256sum`): with 3 shards, prod/cn-hangzhou -> 1, prod/cn-shanghai -> 1,
-prod/eu-central-1 -> 0, staging/cn-hangzhou -> 2, staging/eu-central-1 -> 1.
+The owners come from tests/unit/config/test_shard.py's worked examples (the hash pinned
+there to published vectors): with 3 shards, prod/cn-hangzhou -> 1, prod/cn-shanghai -> 0,
+prod/eu-central-1 -> 2, staging/cn-hangzhou -> 0, staging/eu-central-1 -> 0.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ REGIONS = ("cn-hangzhou", "cn-shanghai", "eu-central-1")
 PROD = ("cn-hangzhou", "cn-shanghai", "eu-central-1")
 STAGING = ("cn-hangzhou", "eu-central-1")
 OWNED_BY = {
-    0: {("prod", "eu-central-1")},
-    1: {("prod", "cn-hangzhou"), ("prod", "cn-shanghai"), ("staging", "eu-central-1")},
-    2: {("staging", "cn-hangzhou")},
+    0: {("prod", "cn-shanghai"), ("staging", "cn-hangzhou"), ("staging", "eu-central-1")},
+    1: {("prod", "cn-hangzhou")},
+    2: {("prod", "eu-central-1")},
 }
 
 
@@ -87,7 +87,7 @@ def test_a_shard_refreshes_and_lists_only_its_own_targets(
     }
     assert ups == OWNED_BY[index]
     assert app.exposition.get_sample_value("alb_exporter_shard_ordinal") == index
-    assert app.exposition.get_sample_value("alb_exporter_shard_count") == 3
+    assert app.exposition.get_sample_value("alb_exporter_total_shards") == 3
     landing = app.landing()
     assert (landing.shard_index, landing.shard_count, landing.configured_targets) == (index, 3, 5)
 
@@ -96,16 +96,15 @@ def test_probe_answers_own_targets_names_the_owner_of_others_and_rejects_unknown
     sim: simulator.SimulatorServer, tmp_path: Path, apps: list[App]
 ) -> None:
     app = start(apps, write_config(tmp_path / "c.yaml", sim.url), Shard(1, 3))
-    own = app.probe("staging", "eu-central-1", 10)
+    own = app.probe("prod", "cn-hangzhou", 10)
     assert own is not None and not isinstance(own, OtherShard)
     assert (
-        own.get_sample_value("alb_exporter_up", {"account": "staging", "region": "eu-central-1"})
-        == 1
+        own.get_sample_value("alb_exporter_up", {"account": "prod", "region": "cn-hangzhou"}) == 1
     )
-    assert app.probe("staging", "cn-hangzhou", 10) == OtherShard(owner=2, count=3, this=1)
-    assert app.probe("prod", "eu-central-1", 10) == OtherShard(owner=0, count=3, this=1)
+    assert app.probe("staging", "cn-hangzhou", 10) == OtherShard(owner=0, count=3, this=1)
+    assert app.probe("prod", "eu-central-1", 10) == OtherShard(owner=2, count=3, this=1)
     assert app.probe("prod", "cn-beijing", 10) is None  # not configured at all
-    assert {r["region"] for r in sim.simulator.requests()} == {"eu-central-1"}
+    assert {r["region"] for r in sim.simulator.requests()} == {"cn-hangzhou"}
 
 
 def test_a_shard_that_owns_nothing_is_ready_and_says_so(
@@ -116,10 +115,10 @@ def test_a_shard_that_owns_nothing_is_ready_and_says_so(
 ) -> None:
     path = write_config(tmp_path / "c.yaml", sim.url, {"staging": ("cn-hangzhou",)})
     with caplog.at_level(logging.INFO, logger="exporter"):
-        app = start(apps, path, Shard(0, 3))
+        app = start(apps, path, Shard(1, 3))
     assert served(app) == set()
     assert app.is_ready() and app.all_up()
-    assert "shard 0 of 3 owns none of the 1 configured targets" in caplog.text
+    assert "shard 1 of 3 owns none of the 1 configured targets" in caplog.text
     assert app.refresher.ensure_fresh(None, timeout=10)
     assert sim.simulator.requests() == []
 
@@ -131,12 +130,12 @@ def test_a_reload_keeps_the_shard_and_sends_new_targets_to_their_owner(
     app = start(apps, path, Shard(1, 3))
     assert app.refresher.ensure_fresh(None, timeout=10)
     (before,) = app.refresher.targets()
-    write_config(path, sim.url)  # adds prod/cn-shanghai (1), prod/eu-central-1 (0), staging
+    write_config(path, sim.url)  # adds prod/cn-shanghai (0), prod/eu-central-1 (2), staging
     assert app.reload() is None
     assert served(app) == OWNED_BY[1]
     kept = app.refresher.target(("prod", "cn-hangzhou"))
     assert kept is not None and kept.store is before.store  # its counters continue
-    assert app.probe("prod", "eu-central-1", 10) == OtherShard(owner=0, count=3, this=1)
+    assert app.probe("prod", "eu-central-1", 10) == OtherShard(owner=2, count=3, this=1)
     assert app.exposition.get_sample_value("alb_exporter_shard_ordinal") == 1
 
 
@@ -200,15 +199,78 @@ def test_check_config_says_which_targets_this_shard_owns(
 ) -> None:
     path = write_config(tmp_path / "c.yaml", "http://127.0.0.1:9")
     flags = ["--config.file", str(path), "--check-config", "--shard.count", "3"]
-    assert run_main([*flags, "--shard.index", "hostname"], host="alb-jobs-exporter-1") == 0
+    assert run_main([*flags, "--shard.index", "hostname"], host="alb-jobs-exporter-0") == 0
     out = capsys.readouterr().out
-    assert "shard: 1 of 3, owns 3 of 5 targets" in out
+    assert "shard: 0 of 3, owns 3 of 5 targets" in out
     assert (
-        "regions: cn-hangzhou (shard 1, this one), cn-shanghai (shard 1, this one), "
-        "eu-central-1 (shard 0)"
+        "regions: cn-hangzhou (shard 1), cn-shanghai (shard 0, this one), eu-central-1 (shard 2)"
     ) in out
-    assert "regions: cn-hangzhou (shard 2), eu-central-1 (shard 1, this one)" in out
+    assert "regions: cn-hangzhou (shard 0, this one), eu-central-1 (shard 0, this one)" in out
     # Unsharded, the summary is what it always was.
     assert run_main(["--config.file", str(path), "--check-config"]) == 0
     out = capsys.readouterr().out
     assert "shard:" not in out and "regions: cn-hangzhou, cn-shanghai, eu-central-1" in out
+
+
+# --- growing the shard count -------------------------------------------------------------
+
+
+def test_growing_from_3_to_4_shards_moves_only_the_targets_shard_3_takes(
+    tmp_path: Path, apps: list[App]
+) -> None:
+    # Issue 20: with jump hash a 4th replica takes about a quarter of the targets and no
+    # other target changes hands, so the three old replicas' state files keep serving
+    # every target they still own, counters and all. (With sha256 mod N, about 3/4 moved.)
+    regions = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "eu-central-1")
+    accounts = {f"acct-{i}": regions for i in range(12)}
+    everything = {(a, r) for a in accounts for r in regions}
+    alb = simulator.Simulator(
+        regions, seed=20, jobs_per_minute=60, history_seconds=0, credentials={KEY_ID: SECRET}
+    )
+    alb.freeze()
+    with simulator.SimulatorServer(alb) as sim:
+        path = write_config(tmp_path / "c.yaml", sim.url, accounts)
+        path.write_text(path.read_text().replace("cache_ttl: 30s", "cache_ttl: 0s"))
+
+        def run(count: int) -> list[App]:
+            started = []
+            for index in range(count):
+                text = path.read_text().split("state_file:", 1)[0]
+                path.write_text(f"{text}state_file: {tmp_path / f'state-{index}.json'}\n")
+                started.append(start(apps, path, Shard(index, count)))
+            return started
+
+        three = run(3)
+        before = [served(app) for app in three]
+        assert set().union(*before) == everything and sum(map(len, before)) == len(everything)
+        for app in three:
+            assert app.refresher.ensure_fresh(None, timeout=30) and app.all_up()
+        alb.advance(300)  # jobs finish: counters move
+        for app in three:
+            assert app.refresher.ensure_fresh(None, timeout=30) and app.all_up()
+        counted = {k: v for app in three for k, v in finished_by_target(app).items()}
+        assert sum(counted.values()) > 0
+        for app in three:
+            app.close()  # writes its state file
+
+        four = run(4)
+        restored = {k: v for app in four for k, v in finished_by_target(app).items()}
+        after = [served(app) for app in four]
+        assert set().union(*after) == everything and sum(map(len, after)) == len(everything)
+        moved = {t for i in range(3) for t in before[i] - after[i]}
+        assert moved == after[3]  # every target that changed hands went to the new shard
+        assert 0.15 * len(everything) <= len(moved) <= 0.35 * len(everything), len(moved)
+        # The others kept their owner, and their counters came back from its state file.
+        stayed = everything - moved
+        assert {key: restored[key] for key in stayed} == {key: counted[key] for key in stayed}
+
+
+def finished_by_target(app: App) -> dict[tuple[str, str], float]:
+    """Per target, the sum of its `alb_async_jobs_finished_total` series."""
+    totals = dict.fromkeys(served(app), 0.0)
+    for family in app.exposition.collect():
+        if family.name == "alb_async_jobs_finished":
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    totals[(s.labels["account"], s.labels["region"])] += s.value
+    return totals

@@ -7,6 +7,7 @@ must never show up in a message.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from exporter.config import (
     AccountConfig,
     Config,
     CredentialsConfig,
+    DiscoveryConfig,
     Filters,
     MetricsConfig,
+    ResourceDirectoryConfig,
     format_duration,
     load,
     mask_access_key_id,
@@ -514,9 +517,11 @@ def test_summary_of_the_defaults() -> None:
             "metrics: duration_buckets=2s,5s,10s,20s,30s,1m,2m,5m,10m,30m (default);"
             " duration_labels=status (default); disable=none",
             "job_events: off",
+            "discovery: off (every target is listed by hand)",
             "accounts: 1",
             "  - name: prod",
             "    regions: cn-hangzhou",
+            "    exclude_regions: none",
             "    endpoint: https://alb.{region}.aliyuncs.com (default)",
             "    signature: v3",
             "    credentials: default chain",
@@ -628,6 +633,9 @@ def test_example_config_documents_every_key() -> None:
         "resource_types",
         "api_names",
         "resource_ids",
+        "exclude_regions",
+        *(f.name for f in dataclasses.fields(DiscoveryConfig)),
+        *(f.name for f in dataclasses.fields(ResourceDirectoryConfig) if f.name != "member"),
     ]
     for key in keys:
         assert re.search(rf"\b{key}\b", text), key

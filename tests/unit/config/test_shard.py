@@ -7,37 +7,84 @@ from collections import Counter
 import pytest
 
 from exporter.config import AccountConfig, Config
-from exporter.config.shard import Shard, parse_count, parse_index, shard_of
+from exporter.config.shard import (
+    Shard,
+    fnv1a_64,
+    jump_consistent_hash,
+    parse_count,
+    parse_index,
+    shard_of,
+)
 
-# Worked examples, computed with coreutils and not with the function under test:
-#   printf '%s\0%s' prod cn-hangzhou | sha256sum | cut -c1-8   ->  43091b09
-# The owner is that prefix as a big-endian number, mod the shard count.
+# Published values, not computed by the code under test.
+# FNV-1a 64: the test vectors of Fowler/Noll/Vo's reference suite (isthe.com/chongo/tech/comp/fnv).
+FNV1A_64 = [(b"", 0xCBF29CE484222325), (b"a", 0xAF63DC4C8601EC8C), (b"foobar", 0x85944171F73967E8)]
+# Jump hash: the vectors of the Go and Python ports of Lamping & Veach's C++ (dgryski/go-jump,
+# lithammer/python-jump-consistent-hash), including keys over 2^63 and counts over 2^31.
+JUMP = [
+    (1, 1, 0),
+    (42, 57, 43),
+    (0xDEAD10CC, 1, 0),
+    (0xDEAD10CC, 666, 361),
+    (256, 1024, 520),
+    (1, 128, 55),
+    (129, 128, 120),
+    (128, 100000000, 38172097),
+    (128, 2147483648, 1644467860),
+    (18446744073709551615, 128, 92),
+]
+
+# README "Sharding"'s worked examples for N = 3 (the owners README quotes).
 WORKED = [
-    ("prod", "cn-hangzhou", "43091b09"),
-    ("prod", "cn-shanghai", "d48b7d2c"),
-    ("prod", "eu-central-1", "d002e103"),
-    ("staging", "cn-hangzhou", "692c502e"),
-    ("staging", "eu-central-1", "ed87f9a6"),
+    ("prod", "cn-hangzhou", 1),
+    ("prod", "cn-shanghai", 0),
+    ("prod", "eu-central-1", 2),
+    ("staging", "cn-hangzhou", 0),
+    ("staging", "eu-central-1", 0),
 ]
 
 
-@pytest.mark.parametrize(("account", "region", "prefix"), WORKED)
-@pytest.mark.parametrize("count", [1, 2, 3, 7])
-def test_the_owner_is_the_sha256_prefix_mod_the_count(
-    account: str, region: str, prefix: str, count: int
-) -> None:
-    assert shard_of(account, region, count) == int(prefix, 16) % count
+@pytest.mark.parametrize(("data", "digest"), FNV1A_64)
+def test_fnv1a_64_matches_the_published_vectors(data: bytes, digest: int) -> None:
+    assert fnv1a_64(data) == digest
+
+
+@pytest.mark.parametrize(("key", "buckets", "bucket"), JUMP)
+def test_jump_hash_matches_the_published_vectors(key: int, buckets: int, bucket: int) -> None:
+    assert jump_consistent_hash(key, buckets) == bucket
+
+
+def test_the_two_together_match_go_jumps_fnv1a_string_vector() -> None:
+    # dgryski/go-jump: HashString("\u4e2d\u56fd", 10, FNV1a) == 5 (hash/fnv's New64a).
+    assert jump_consistent_hash(fnv1a_64("\u4e2d\u56fd".encode()), 10) == 5
+
+
+def test_the_owner_is_jump_hash_of_fnv1a_over_account_nul_region() -> None:
+    for account, region, _ in WORKED:
+        key = fnv1a_64(account.encode() + b"\0" + region.encode())
+        assert [shard_of(account, region, n) for n in (1, 2, 3, 7)] == [
+            jump_consistent_hash(key, n) for n in (1, 2, 3, 7)
+        ]
 
 
 def test_the_readme_example_owners() -> None:
-    # The numbers README "Sharding" quotes for three shards.
-    assert [shard_of(a, r, 3) for a, r, _ in WORKED] == [1, 1, 0, 2, 1]
+    assert [shard_of(a, r, 3) for a, r, _ in WORKED] == [owner for _, _, owner in WORKED]
 
 
 def test_the_separator_keeps_account_and_region_apart() -> None:
     # Plain concatenation would give these two the same owner by construction.
     owners = {shard_of("ab", "c-1", 1 << 30), shard_of("a", "bc-1", 1 << 30)}
     assert len(owners) == 2
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 6, 10])
+def test_growing_by_one_moves_only_targets_to_the_new_shard(count: int) -> None:
+    # The property jump hash is chosen for (a modulo would move about (N-1)/N of them).
+    targets = [(f"account-{a}", f"region-{r}") for a in range(40) for r in range(25)]
+    moved = [t for t in targets if shard_of(*t, count) != shard_of(*t, count + 1)]
+    assert {shard_of(*t, count + 1) for t in moved} == {count}
+    expected = len(targets) / (count + 1)
+    assert abs(len(moved) - expected) < 0.2 * expected, len(moved)
 
 
 @pytest.mark.parametrize("count", [2, 3, 4, 7])
@@ -63,8 +110,8 @@ def test_select_keeps_only_the_owned_targets_and_drops_empty_accounts() -> None:
             AccountConfig("staging", ("cn-hangzhou",)),
         )
     )
-    # From WORKED: with 3 shards, shard 0 owns prod/eu-central-1 only.
-    selected = Shard(0, 3).select(cfg)
+    # From WORKED: with 3 shards, shard 2 owns prod/eu-central-1 only.
+    selected = Shard(2, 3).select(cfg)
     assert [(a.name, a.regions) for a in selected.accounts] == [("prod", ("eu-central-1",))]
     assert Shard(0, 1).select(cfg) == cfg
 

@@ -225,7 +225,10 @@ SPEC_TABLE = {
     "alb_exporter_credentials_expiry_timestamp_seconds": ("gauge", ("account", "source")),
     "alb_exporter_build_info": ("gauge", ("version", "python_version")),
     "alb_exporter_shard_ordinal": ("gauge", ()),
-    "alb_exporter_shard_count": ("gauge", ()),
+    "alb_exporter_total_shards": ("gauge", ()),
+    "alb_exporter_discovery_targets": ("gauge", ("source",)),
+    "alb_exporter_discovery_last_success_timestamp_seconds": ("gauge", ("source", "account")),
+    "alb_exporter_discovery_errors_total": ("counter", ("source", "account", "code")),
 }
 
 
@@ -253,6 +256,9 @@ def full_registry() -> CollectorRegistry:
     metrics.request_observer("prod", "cn-hangzhou")("Throttling.User", 0.2)
     metrics.credential_refresh("prod", "sts", "OK")
     metrics.set_credentials_expiry("prod", "sts", T0 + 3600)
+    metrics.set_discovery_targets(2, 0)
+    metrics.succeeded("resource_directory", "", T0)
+    metrics.failed("regions", "shop", "AssumeRoleFailed")
     return registry
 
 
@@ -297,7 +303,7 @@ def test_shard_gauges_say_which_shard_of_how_many(
         SelfMetrics(registry, shard=shard)
     text = generate_latest(registry).decode()
     assert f"\nalb_exporter_shard_ordinal {want[0]}\n" in text
-    assert f"\nalb_exporter_shard_count {want[1]}\n" in text
+    assert f"\nalb_exporter_total_shards {want[1]}\n" in text
 
 
 def test_openmetrics_rendering() -> None:

@@ -145,6 +145,11 @@ def test_body_hash_must_match(server: SimulatorServer) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["v3", "v1"])
-def test_only_list_asyn_jobs_2020_06_16_exists(server: SimulatorServer, scheme: str) -> None:
-    api_error(call(server, scheme=scheme, action="DescribeRegions"), 404, "InvalidAction.NotFound")
+def test_only_list_asyn_jobs_and_describe_regions_2020_06_16_exist(
+    server: SimulatorServer, scheme: str
+) -> None:
+    api_error(call(server, scheme=scheme, action="ListAccounts"), 404, "InvalidAction.NotFound")
+    api_error(
+        call(server, scheme=scheme, action="DescribeLoadBalancers"), 404, "InvalidAction.NotFound"
+    )
     api_error(call(server, scheme=scheme, version="2014-05-26"), 404, "InvalidVersion")
