@@ -16,7 +16,14 @@ from typing import Protocol
 
 import httpx
 
-from exporter.alibaba.answers import decode_answer, parse_page, redact
+from exporter.alibaba.answers import (
+    check_lookup_page,
+    check_lookup_total,
+    decode_answer,
+    parse_page,
+    redact,
+    total_count,
+)
 from exporter.alibaba.api import (
     ACTION,
     EXPIRED_TOKEN_CODE,
@@ -171,13 +178,19 @@ class ListAsynJobsClient:
         jobs: list[Job] = []
         used_tokens: set[str] = set()
         token: str | None = None
+        asked = _asked_ids(filters)
+        first_total: int | None = None
         for page in range(1, self._max_pages + 1):
             params = dict(filters)
             if token is not None:
                 params["NextToken"] = token
-            page_jobs, token = self._call(params)
+            page_jobs, token, total = self._call(params)
+            if page == 1:
+                first_total = total
             jobs.extend(page_jobs)
             if token is None:
+                if asked:
+                    check_lookup_total(asked, len({job.id for job in jobs}), first_total)
                 return jobs
             if token in used_tokens:
                 raise PagingError(
@@ -191,8 +204,8 @@ class ListAsynJobsClient:
 
     # --- one HTTP request, with retries ----------------------------------------------------
 
-    def _call(self, params: Mapping[str, str]) -> tuple[list[Job], str | None]:
-        """One page (jobs, next token), after at most `max_attempts` tries."""
+    def _call(self, params: Mapping[str, str]) -> tuple[list[Job], str | None, int | None]:
+        """One page (jobs, next token, TotalCount), after at most `max_attempts` tries."""
         attempt = 0
         renewed = False
         while True:
@@ -228,7 +241,7 @@ class ListAsynJobsClient:
         delay = step * (0.5 + self._rng() / 2)
         return max(retry_after or 0.0, delay)
 
-    def _attempt(self, params: Mapping[str, str]) -> tuple[list[Job], str | None]:
+    def _attempt(self, params: Mapping[str, str]) -> tuple[list[Job], str | None, int | None]:
         # The query is built here, byte-exact and sorted, because the V3 signature covers it
         # and httpx's `params=` would encode spaces as "+". Secrets are added (V1) or put in
         # headers (V3) by the auth flow, which httpx runs afresh on every send: each attempt
@@ -256,7 +269,13 @@ class ListAsynJobsClient:
             ) from exc
         try:
             # Parsed inside the attempt so a malformed 200 is observed as "MalformedResponse".
-            page = parse_page(decode_answer(response))
+            body = decode_answer(response)
+            jobs, token = parse_page(body)
+            total = total_count(body)
+            asked = _asked_ids(params)
+            if asked:
+                first = "NextToken" not in params
+                check_lookup_page(asked, jobs, total, first=first, last=token is None)
         except ExporterError as exc:
             self._observe(_code_of(exc), started)
             raise
@@ -268,7 +287,7 @@ class ListAsynJobsClient:
             sorted(params),  # names only: values are filters and opaque tokens
             response.status_code,
         )
-        return page
+        return jobs, token, total
 
     def _observe(self, code: str, started: float) -> None:
         if self._observer is not None:
@@ -305,6 +324,11 @@ def _batches(ids: tuple[str, ...]) -> list[tuple[str, ...]]:
 def _indexed(name: str, values: tuple[str, ...]) -> dict[str, str]:
     """The API's list encoding: `Name.1=a&Name.2=b`, 1-based."""
     return {f"{name}.{i}": value for i, value in enumerate(values, start=1)}
+
+
+def _asked_ids(params: Mapping[str, str]) -> frozenset[str]:
+    """The ids a look-up asks for (`JobIds.N`); empty for a listing."""
+    return frozenset(v for k, v in params.items() if k.startswith("JobIds."))
 
 
 def _code_of(exc: ExporterError) -> str:
