@@ -26,6 +26,7 @@ from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.collector import JobsCollector
+from exporter.metrics.outputs import OutputsCollector
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.web import LandingFailure, LandingInfo, LandingTarget, OtherShard, WebHooks
 from exporter.wiring import (
@@ -79,11 +80,18 @@ class App:
         # One request budget per (account, region), ALB's quota scope (account x region x
         # API): a throttled region slows down alone. Kept across reloads while the rate holds.
         self._buckets: dict[TargetKey, TokenBucket] = {}
-        self.events = JobEvents(cfg.job_events.output, cfg.job_events.statuses)
+        self.events = JobEvents(
+            cfg.job_events.output,
+            cfg.job_events.statuses,
+            queue_size=cfg.job_events.queue_size,
+            on_change=self.generation.bump,
+        )
         self._credentials = self._providers(cfg, {})
         self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
-        self.state = StateFile(cfg.state_file) if cfg.state_file else None
+        self.state = (
+            StateFile(cfg.state_file, on_error=self.generation.bump) if cfg.state_file else None
+        )
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())
         # Saved by one background thread: never inside the refresh a scrape waits for.
@@ -100,6 +108,9 @@ class App:
         )
         self.jobs_collector = JobsCollector(self.refresher.targets, exposition_options(cfg.metrics))
         self.registry.register(self.jobs_collector)
+        self.registry.register(
+            OutputsCollector(self.state.errors if self.state else None, self.events.stats)
+        )
         self.metrics.set_reload_ok(True)
 
     def _providers(
@@ -354,7 +365,8 @@ class App:
             old, old_credentials = self._wired, self._credentials
             self._credentials = self._providers(new_cfg, old_credentials)
             self._wired = self._wire(new_cfg, old, self._credentials)
-            self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
+            events = new_cfg.job_events
+            self.events.configure(events.output, events.statuses, events.queue_size)
             # The metrics block applies in place: the stores keep their counters (the
             # histograms re-bucketed) and the collector exposes the new choice next scrape.
             # An empty list only hides the histogram: the stores keep their buckets, so
@@ -419,12 +431,15 @@ class App:
     def close(self) -> None:
         for bucket in self._buckets.values():
             bucket.close()
+        # SIGTERM: in-flight API calls are cancelled, not waited for (a hung API and a 30 s
+        # request_timeout would outlast the pod's grace period); their refreshes fail, the
+        # data held stays as it was and is written below.
+        for w in self._wired.values():
+            self._close(w)
         self.refresher.shutdown()
         if self.state_writer is not None:
             self.state_writer.close()  # and a last save, with every refresh finished
         self.events.close()
-        for w in self._wired.values():
-            self._close(w)
 
     @staticmethod
     def _close(w: Wired) -> None:

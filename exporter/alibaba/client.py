@@ -6,13 +6,17 @@ connections are reused across pages and refreshes. Signing is the injected `http
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
+import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,6 +39,7 @@ from exporter.alibaba.tls import shared_context
 from exporter.errors import (
     ApiError,
     AuthError,
+    CancelledError,
     ExporterError,
     PagingError,
     RequestTimeoutError,
@@ -116,6 +121,12 @@ class ListAsynJobsClient:
         # once (with whatever credentials the signer gets next).
         self._on_auth_expired = on_auth_expired
         self._pacer = pacer
+        # The sockets this client opened (noted by httpx's `trace` extension), so that
+        # `close()` can cancel a call in flight: closing httpx's pool does not wake a thread
+        # blocked reading an answer, a socket shutdown does.
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._sockets_lock = threading.Lock()
+        self._closed = False
         self._http = httpx.Client(
             transport=transport,
             verify=shared_context(),
@@ -126,7 +137,28 @@ class ListAsynJobsClient:
         )
 
     def close(self) -> None:
+        """Close the connections and cancel the calls in flight: they raise
+        `CancelledError` at once instead of waiting out `request_timeout` (SIGTERM must
+        not wait for a hung API). Nothing is retried or observed after this."""
+        self._closed = True
+        with self._sockets_lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
         self._http.close()
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        # connect_tcp, and start_tls (whose socket replaces the TCP one) return the stream.
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with self._sockets_lock:
+                    self._sockets.add(sock)
+                if self._closed:  # closed while this connection was being made
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ListAsynJobsClient:
         return self
@@ -211,6 +243,8 @@ class ListAsynJobsClient:
         while True:
             try:
                 return self._attempt(params)
+            except CancelledError:
+                raise
             except (ApiError, TransportError) as exc:
                 if (
                     isinstance(exc, AuthError)
@@ -253,9 +287,11 @@ class ListAsynJobsClient:
             self._auth.prepare()
         if self._pacer is not None:
             self._pacer.acquire()
+        if self._closed:
+            raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down")
         started = time.perf_counter()
         try:
-            response = self._http.post(url, content=b"", auth=self._auth)
+            response = self._post(url)
         except httpx.TimeoutException as exc:
             self._observe(RequestTimeoutError.code, started)
             raise RequestTimeoutError(
@@ -288,6 +324,18 @@ class ListAsynJobsClient:
             response.status_code,
         )
         return jobs, token, total
+
+    def _post(self, url: str) -> httpx.Response:
+        try:
+            return self._http.post(
+                url, content=b"", auth=self._auth, extensions={"trace": self._trace}
+            )
+        except (httpx.HTTPError, RuntimeError) as exc:
+            if not self._closed:
+                raise
+            # Not an answer of the API: not observed, not retried (RuntimeError: httpx
+            # refuses a request on a client closed meanwhile).
+            raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down") from exc
 
     def _observe(self, code: str, started: float) -> None:
         if self._observer is not None:

@@ -154,6 +154,24 @@ METRICS: tuple[MetricSpec, ...] = (
         "This replica's shard (--shard.index), 0..alb_exporter_shard_count-1.",
         (),
     ),
+    MetricSpec(
+        "alb_exporter_state_errors_total",
+        "counter",
+        "State file problems: restore (unusable file, kept aside) or save (cannot write).",
+        ("operation",),
+    ),
+    MetricSpec(
+        "alb_exporter_job_events_queued",
+        "gauge",
+        "Job event lines waiting for the job_events output.",
+        (),
+    ),
+    MetricSpec(
+        "alb_exporter_job_events_dropped_total",
+        "counter",
+        "Job event lines dropped because the output stayed stalled past the queue's bound.",
+        (),
+    ),
     # SPEC's name. `promtool check metrics` lints it (a gauge should not end in `_count`, a
     # histogram's suffix; kube-state-metrics says `..._total_shards`), but dashboards, alerts
     # and users' queries follow SPEC; tests/support/promtool.py accepts exactly this lint.

@@ -16,6 +16,7 @@ from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import JobsCollector, TargetView
+from exporter.metrics.outputs import OutputsCollector
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
@@ -226,6 +227,9 @@ SPEC_TABLE = {
     "alb_exporter_build_info": ("gauge", ("version", "python_version")),
     "alb_exporter_shard_ordinal": ("gauge", ()),
     "alb_exporter_shard_count": ("gauge", ()),
+    "alb_exporter_state_errors_total": ("counter", ("operation",)),
+    "alb_exporter_job_events_queued": ("gauge", ()),
+    "alb_exporter_job_events_dropped_total": ("counter", ()),
 }
 
 
@@ -253,6 +257,7 @@ def full_registry() -> CollectorRegistry:
     metrics.request_observer("prod", "cn-hangzhou")("Throttling.User", 0.2)
     metrics.credential_refresh("prod", "sts", "OK")
     metrics.set_credentials_expiry("prod", "sts", T0 + 3600)
+    registry.register(OutputsCollector(lambda: {"save": 2}, lambda: (5, 1)))
     return registry
 
 
