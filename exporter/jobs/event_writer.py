@@ -120,17 +120,27 @@ class EventWriter:
                         sink.close()
                         sink = None
                 target = self.output
-                if not batch:
-                    if not self._queue or not target:
-                        self._cond.wait()
-                        continue
+                if not target:  # turned off: what was queued is gone (and counted)
+                    if sink is not None:
+                        sink.close()
+                        sink = None
+                    batch, data, offset = [], b"", 0
+                    self._cond.wait()
+                    continue
+                if not batch and self._queue and sink is not None:
                     batch = _batch(self._queue)
                     data = "".join(batch).encode("utf-8")
             if sink is None:
+                # Opened at once, lines or not: a SIGHUP creates the new file right away
+                # (as logrotate expects), and a bad path is reported at start-up.
                 sink = self._open(target)
                 if sink is None:
                     self._pause()
-                    continue
+                continue
+            if not batch:
+                with self._cond:
+                    self._cond.wait_for(lambda: bool(self._queue) or self._reopen or self._stopping)
+                continue
             try:
                 offset += sink.write(data[offset : offset + PIPE_BUF])
             except OSError as exc:
