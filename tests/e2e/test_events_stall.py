@@ -9,7 +9,7 @@ pipe made with `os.mkfifo`.
    compared with the simulator's truth), or is counted in
    `alb_exporter_job_events_dropped_total`.
 
-The simulator fails 10 jobs a second throughout, so both stalls overflow the queue.
+The simulator fails 15 jobs a second throughout, so both stalls overflow the queue.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ REGION = "cn-hangzhou"
 STALL = 30.0
 QUEUE = 100
 TICK = 0.2  # seconds
-PER_TICK = 2  # failed jobs: 10 a second, so a 30 s stall overflows the pipe (64 KiB, about
-# 115 lines) and the queue (100 lines) both
+# Failed jobs per tick: 15 a second, with lines of about 1 kB (a 250-character multibyte
+# ErrorMessage), so a 30 s stall overflows the pipe (64 KiB, about 65 lines) and the queue
+# (100 lines) both, with room to spare on a slow machine.
+PER_TICK = 3
+MESSAGE = "é" * 250
 
 
 class Failures:
@@ -58,7 +61,7 @@ class Failures:
                 self.sim,
                 REGION,
                 *[{"Id": job_id, "Status": "Failed", "ErrorCode": "Conflict.Lock",
-                   "ErrorMessage": "x" * 200, "CreateTime": now_ms} for job_id in ids],
+                   "ErrorMessage": MESSAGE, "CreateTime": now_ms} for job_id in ids],
             )  # fmt: skip
             self.ids.extend(ids)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -204,3 +205,37 @@ def test_close_gives_up_on_a_stalled_output_at_its_deadline(
         events.close(timeout=0.5)
     assert time.monotonic() - started < 3
     assert "1 events were not written" in caplog.text
+
+
+def test_a_full_stdout_pipe_does_not_block_emit_and_gets_every_line_once_it_drains() -> None:
+    # A container runtime's log pipe that nobody drains: stdout stays a blocking descriptor
+    # (the log lines share it), yet emit returns at once and the writer waits alone.
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"#" * 4096)
+    os.set_blocking(write_end, True)
+    events = JobEvents("stdout", ["Failed"], stdout_fd=write_end, queue_size=10)
+    try:
+        started = time.monotonic()
+        for i in range(15):
+            events.emit("prod", "r", [job(f"j{i:02d}")], T0)
+        assert time.monotonic() - started < 1  # not a timing bound: a blocked write never returns
+        time.sleep(0.5)
+        assert events.stats() == (10, 5)
+        os.set_blocking(read_end, False)
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"\n") < 10:
+            assert time.monotonic() < deadline
+            with contextlib.suppress(BlockingIOError):
+                received += os.read(read_end, 1 << 16)
+        # The first line follows the filler (no newline of its own in between).
+        lines = [x[x.index(b"{") :] for x in received.split(b"\n") if b"{" in x]
+        assert [json.loads(x)["job_id"] for x in lines] == [f"j{i:02d}" for i in range(10)]
+        assert events.flush(5) and events.stats() == (0, 5)
+    finally:
+        events.close(timeout=1)
+        os.close(write_end)
+        os.close(read_end)
