@@ -109,8 +109,10 @@ class JobEvents:
             if output == self._writer.output:
                 return
             if not output and self._queue:
-                # Turned off: what was waiting has nowhere to go.
-                self._drop_locked(len(self._queue))
+                # Turned off: what was waiting has nowhere to go (counted as dropped).
+                log.info("job_events turned off: %d queued events dropped", len(self._queue))
+                self._dropped += len(self._queue)
+                self._dropping = 0
                 self._queue.clear()
             self._writer.switch(output)
         self._on_change()
@@ -141,7 +143,7 @@ class JobEvents:
                 "are dropped until it does (alb_exporter_job_events_dropped_total counts "
                 "them; raise job_events.queue_size to hold more)",
                 len(self._queue),
-                self._writer.output or "an output turned off",
+                self._writer.output,
             )
         self._dropped += count
         self._dropping += count
