@@ -84,13 +84,15 @@ class App:
             cfg.job_events.output,
             cfg.job_events.statuses,
             queue_size=cfg.job_events.queue_size,
-            on_change=self.generation.bump,
+            on_change=lambda _queued, _dropped: self.generation.bump(),
         )
         self._credentials = self._providers(cfg, {})
         self._wired = self._wire(cfg, {}, self._credentials)
         # The state file is read once, at start-up; a reload keeps the running state.
         self.state = (
-            StateFile(cfg.state_file, on_error=self.generation.bump) if cfg.state_file else None
+            StateFile(cfg.state_file, on_error=lambda _op: self.generation.bump())
+            if cfg.state_file
+            else None
         )
         if self.state is not None:
             self.state.restore(w.target for w in self._wired.values())

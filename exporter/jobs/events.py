@@ -86,11 +86,12 @@ class JobEvents:
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         stdout_fd: int = 1,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[int, int], None] | None = None,
     ) -> None:
-        """`on_change()` is called after the queue or the drop count changed (the render
-        cache's generation); `stdout_fd` is where "stdout" writes (tests pass a pipe)."""
-        self._on_change = on_change or (lambda: None)
+        """`on_change(queued, dropped)` is called after each change: the lines queued now,
+        and how many this change dropped. `stdout_fd` is where "stdout" writes (tests pass
+        a pipe)."""
+        self._on_change = on_change or (lambda _queued, _dropped: None)
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
         self._statuses: frozenset[str] = frozenset()
@@ -108,14 +109,15 @@ class JobEvents:
             self._size = queue_size
             if output == self._writer.output:
                 return
-            if not output and self._queue:
+            lost = len(self._queue) if not output else 0
+            if lost:
                 # Turned off: what was waiting has nowhere to go (counted as dropped).
-                log.info("job_events turned off: %d queued events dropped", len(self._queue))
-                self._dropped += len(self._queue)
+                log.info("job_events turned off: %d queued events dropped", lost)
+                self._dropped += lost
                 self._dropping = 0
                 self._queue.clear()
             self._writer.switch(output)
-        self._on_change()
+        self._on_change(0 if lost else len(self._queue), lost)
 
     def emit(self, account: str, region: str, jobs: Iterable[Job], now: float) -> None:
         with self._cond:
@@ -130,10 +132,12 @@ class JobEvents:
                 return
             room = max(0, self._size - len(self._queue))
             self._queue.extend(lines[:room])
-            if len(lines) > room:
-                self._drop_locked(len(lines) - room)
+            lost = max(0, len(lines) - room)
+            if lost:
+                self._drop_locked(lost)
+            queued = len(self._queue)
             self._cond.notify_all()
-        self._on_change()
+        self._on_change(queued, lost)
 
     def _drop_locked(self, count: int) -> None:
         if not self._dropping:
@@ -159,7 +163,7 @@ class JobEvents:
                 self._dropping,
             )
             self._dropping = 0
-        self._on_change()
+        self._on_change(len(self._queue), 0)
 
     def stats(self) -> tuple[int, int]:
         """(lines queued, lines dropped so far)."""

@@ -60,14 +60,14 @@ class StateFile:
         min_interval: float = DEFAULT_MIN_INTERVAL,
         timer: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
-        on_error: Callable[[], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
-        """`on_error()` is called after each counted error (the render cache's generation)."""
+        """`on_error(operation)` is called after each counted error ("restore", "save")."""
         self.path = path
         self._min_interval = min_interval
         self._timer = timer
         self._clock = clock
-        self._on_error = on_error or (lambda: None)
+        self._on_error = on_error or (lambda _operation: None)
         self._lock = threading.Lock()
         self._last_save: float | None = None
         self._saved_counts: dict[TargetKey, int] = {}
@@ -84,7 +84,7 @@ class StateFile:
     def _count(self, operation: str) -> None:
         with self._lock:
             self._errors[operation] += 1
-        self._on_error()
+        self._on_error(operation)
 
     # --- loading -------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class StateFile:
             write_atomically(self.path, data)
         except OSError:
             self._errors["save"] += 1  # under self._lock already
-            self._on_error()
+            self._on_error("save")
             raise
         self._last_save = now
         self._saved_counts = counts

@@ -160,8 +160,10 @@ def test_a_reader_that_stops_reading_fills_the_queue_then_gets_every_line_once(
     fifo = tmp_path / "events.fifo"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    changes: list[int] = []
-    events = JobEvents(str(fifo), ["Failed"], queue_size=100, on_change=lambda: changes.append(1))
+    changes: list[tuple[int, int]] = []
+    events = JobEvents(
+        str(fifo), ["Failed"], queue_size=100, on_change=lambda q, d: changes.append((q, d))
+    )
     try:
         sent = [f"j{i:05d}" for i in range(3000)]  # far more than the pipe holds (64 KiB)
         for start in range(0, len(sent), 10):
@@ -169,7 +171,8 @@ def test_a_reader_that_stops_reading_fills_the_queue_then_gets_every_line_once(
                 "prod", "r", [job(i, message="m" * 200) for i in sent[start : start + 10]], T0
             )
         queued, dropped = events.stats()
-        assert queued == 100 and dropped > 0 and changes
+        assert queued == 100 and dropped > 0
+        assert changes[-1][0] == 100 and sum(d for _, d in changes) == dropped
         got: list[str] = []
         buffer = b""
         deadline = time.monotonic() + 10
@@ -184,7 +187,7 @@ def test_a_reader_that_stops_reading_fills_the_queue_then_gets_every_line_once(
         assert len(set(got)) == len(got)  # none twice
         assert got == sorted(got)  # in order
         assert set(got) <= set(sent)
-        assert events.stats() == (0, dropped)
+        assert events.stats() == (0, dropped) and changes[-1] == (0, 0)
         # One line per episode, not per write: the queue may empty once while the pipe still
         # had room (a first episode), then fills for good (a second); never more.
         assert 1 <= caplog.text.count("dropped until it does") <= 2
