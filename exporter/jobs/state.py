@@ -61,9 +61,12 @@ class StateFile:
         timer: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
         on_error: Callable[[str], None] | None = None,
+        write: Callable[[str, bytes], None] | None = None,
     ) -> None:
-        """`on_error(operation)` is called after each counted error ("restore", "save")."""
+        """`on_error(operation)` is called after each counted error ("restore", "save");
+        `write(path, data)` writes the file (default `write_atomically`)."""
         self.path = path
+        self._write = write or write_atomically
         self._min_interval = min_interval
         self._timer = timer
         self._clock = clock
@@ -193,7 +196,7 @@ class StateFile:
                 _move_aside(self.path, self._aside)
                 log.error("state file %s kept as %s", self.path, self._aside)
                 self._aside = None
-            write_atomically(self.path, data)
+            self._write(self.path, data)
         except OSError:
             self._errors["save"] += 1  # under self._lock already
             self._on_error("save")

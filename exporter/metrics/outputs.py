@@ -1,41 +1,34 @@
 """The side outputs' own metrics: the state file's errors and the job events' queue.
 
-Read from their owners at every collection (`StateFile.errors()`, `JobEvents.stats()`),
-so the numbers exposed are the owners' and nothing here has to be told of each change;
-the owners bump the render cache's generation when they change.
+Their owners (`StateFile`, `JobEvents`) report each change through the callbacks here;
+the families are rows of the metric table changed through `Instrument`s, which report
+every change to the exposition themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from exporter.metrics.self_metrics import SelfMetrics
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from exporter.metrics.table import family_name, spec
-
-# (operation -> count), e.g. StateFile.errors; both operations exposed from 0 on.
-StateErrors = Callable[[], Mapping[str, int]]
-# (queued, dropped), e.g. JobEvents.stats.
-EventStats = Callable[[], tuple[int, int]]
-
+# The `operation` label values of alb_exporter_state_errors_total, both exposed from 0.
 OPERATIONS = ("restore", "save")
 
 
-class OutputsCollector(Collector):
-    def __init__(self, state_errors: StateErrors | None, events: EventStats) -> None:
-        self._state_errors = state_errors
-        self._events = events
-
-    def collect(self) -> Iterator[Metric]:
-        errors = self._state_errors() if self._state_errors is not None else {}
-        metric = spec("alb_exporter_state_errors_total")
-        family = CounterMetricFamily(family_name(metric), metric.help, labels=metric.labels)
+class OutputMetrics:
+    def __init__(self, metrics: SelfMetrics) -> None:
+        self._state_errors = metrics.instrument("alb_exporter_state_errors_total")
         for operation in OPERATIONS:
-            family.add_metric([operation], errors.get(operation, 0))
-        yield family
-        queued, dropped = self._events()
-        metric = spec("alb_exporter_job_events_queued")
-        yield GaugeMetricFamily(metric.name, metric.help, value=queued)
-        metric = spec("alb_exporter_job_events_dropped_total")
-        yield CounterMetricFamily(family_name(metric), metric.help, value=dropped)
+            self._state_errors.inc(operation, amount=0)
+        self._queued = metrics.instrument("alb_exporter_job_events_queued")
+        self._queued.set(0)
+        self._dropped = metrics.instrument("alb_exporter_job_events_dropped_total")
+        self._dropped.inc(amount=0)
+
+    def state_error(self, operation: str) -> None:
+        """`StateFile`'s `on_error`."""
+        self._state_errors.inc(operation)
+
+    def events(self, queued: int, dropped: int) -> None:
+        """`JobEvents`' `on_change`: the lines queued now, and how many this change dropped."""
+        self._queued.set(queued)
+        if dropped:
+            self._dropped.inc(amount=dropped)

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.errors import CancelledError
 from exporter.jobs.model import JobQuery
+from exporter.wire import ACTION, API_VERSION
 
 
 @pytest.fixture

@@ -20,13 +20,12 @@ from prometheus_client.utils import floatToGoString
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import JobsCollector
 from exporter.metrics.samples import DURATION_KEY_LABELS, ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, MAX_LABEL_VALUE_LENGTH
 from exporter.metrics.text import LabelWriter, go_float
 from exporter.web.exposition import fast_encoder
-from tests.unit.metrics.fakes import T0, FakeView, mkjob
+from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 # What Prometheus 2 and 3, curl and promtool send, and the escapings prometheus_client
 # knows; `dots` is answered by prometheus_client alone.
@@ -161,7 +160,7 @@ def test_the_job_families_text_is_prometheus_clients(
     views = list({(a, r): View(a, r, s, t) for a, r, s, t in targets}.values())
     registry = CollectorRegistry()
     SelfMetrics(registry)  # prometheus_client's own metrics in the same exposition
-    registry.register(JobsCollector(lambda: views, opts))
+    registry.register(published(views, opts))
     assert_same_bytes(registry)
 
 
@@ -169,7 +168,8 @@ def test_a_kept_render_is_replaced_when_its_target_changes() -> None:
     view = FakeView("prod", "cn-hangzhou")
     other = FakeView("dev", "cn-shanghai")
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [view, other]))
+    jobs = published([view, other])
+    registry.register(jobs)
     encoder, content_type = choose_encoder("")
 
     def text() -> bytes:
@@ -181,11 +181,14 @@ def test_a_kept_render_is_replaced_when_its_target_changes() -> None:
         [],
         T0 + 10,
     )
+    assert text() == before  # written when published (after a refresh), not when read
+    jobs.publish(view)
     after = text()
     assert after != before
     assert b'error_code="E1"' in after
     assert_same_bytes(registry)
     view.state = TargetStatus(tried=True, up=True, last_success=T0 + 10, refresh_duration=0.5)
+    jobs.publish(view)
     assert b'alb_exporter_up{account="prod",region="cn-hangzhou"} 1.0' in text()
     assert_same_bytes(registry)
 
@@ -197,7 +200,7 @@ def test_options_applied_by_a_reload_rewrite_kept_renders() -> None:
         [],
         T0 + 10,
     )
-    collector = JobsCollector(lambda: [view])
+    collector = published([view])
     registry = CollectorRegistry()
     registry.register(collector)
     encoder, content_type = choose_encoder("")
@@ -235,7 +238,8 @@ def test_every_render_of_a_changing_store_is_prometheus_clients() -> None:
     # changes some families and leaves others, and every render must still be exact.
     view = FakeView("prod", "cn-hangzhou")
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [view, FakeView("dev", "cn-shanghai")]))
+    families = published([view, FakeView("dev", "cn-shanghai")])
+    registry.register(families)
     steps = [
         [mkjob("j1", "Processing", "listener", "CreateListener", "Create", "lsn-1", T0, T0)],
         [],  # nothing new: every job family unchanged
@@ -247,6 +251,7 @@ def test_every_render_of_a_changing_store_is_prometheus_clients() -> None:
     for n, jobs in enumerate(steps):
         view.store.update(jobs, [], T0 + 10 + n)
         view.state = TargetStatus(tried=True, up=n % 2 == 0, last_success=T0 + n)
+        families.publish(view)
         encoder, content_type = choose_encoder("")
         seen.add(fast_encoder(content_type, encoder)(registry))
         assert_same_bytes(registry)
