@@ -66,8 +66,11 @@ class App:
         telemetry_path: str = "/metrics",
         shard: config.Shard = config.UNSHARDED,
         seams: Seams = Seams(),
+        demo: bool = False,
     ) -> None:
+        """`demo`: the targets are the built-in simulator's; the landing page says so."""
         self.env = env
+        self.demo = demo
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         # What /metrics and /probe serve, and the version their caches key on.
@@ -206,6 +209,7 @@ class App:
             shard_index=self.shard.index,
             shard_count=self.shard.count,
             configured_targets=len(self._configured),
+            demo=self.demo,
         )
 
     def reload(self) -> str | None:
