@@ -75,7 +75,9 @@ class App:
         self.telemetry_path = telemetry_path
         # What /metrics and /probe serve, and the version their caches key on.
         self.exposition = Exposition(
-            exposition_options(cfg.metrics), shard=(shard.index, shard.count)
+            exposition_options(cfg.metrics),
+            shard=(shard.index, shard.count),
+            process_metrics=True,
         )
         self.metrics = self.exposition.metrics
         # Serialises changes of the target set (reloads; targets that come and go).
