@@ -23,6 +23,7 @@ from exporter.jobs.state import StateFile
 from exporter.jobs.state_writer import StateWriter
 from exporter.jobs.target import Target, TargetKey
 from exporter.metrics.exposition import Exposition
+from exporter.metrics.outputs import OutputMetrics
 from exporter.reconcile import TargetPlan, diff_targets, plans, target_keys
 from exporter.web import LandingInfo, OtherShard, WebHooks
 from exporter.wiring import (
@@ -98,7 +99,11 @@ class App:
         self._configured = target_keys(cfg)
         cfg = self.cfg = shard.select(cfg)
         self._log_ownership(cfg)
-        self.events = JobEvents(cfg.job_events.output, cfg.job_events.statuses)
+        outputs = OutputMetrics(self.metrics)
+        events = cfg.job_events
+        self.events = JobEvents(
+            events.output, events.statuses, queue_size=events.queue_size, on_change=outputs.events
+        )
         self._builder = Builder(env, self.metrics, on_counted=self.events.emit, clock=seams.clock)
         self._credentials = self._builder.providers(cfg, {})
         self._wired: dict[TargetKey, Wired] = {}
@@ -109,7 +114,11 @@ class App:
             after_refresh=self.after_refresh,
         )
         # The state file is read once, at start-up; a reload keeps the running state.
-        self.state = StateFile(cfg.state_file, write=seams.state_write) if cfg.state_file else None
+        self.state = (
+            StateFile(cfg.state_file, write=seams.state_write, on_error=outputs.state_error)
+            if cfg.state_file
+            else None
+        )
         if self.state is not None:
             self.state.sections = self._state_sections
         # Saved by one background thread: never inside the refresh a scrape waits for.
@@ -301,7 +310,8 @@ class App:
         self._log_ownership(new_cfg)
         old_credentials = self._credentials
         self._credentials = self._builder.providers(new_cfg, old_credentials)
-        self.events.configure(new_cfg.job_events.output, new_cfg.job_events.statuses)
+        events = new_cfg.job_events
+        self.events.configure(events.output, events.statuses, events.queue_size)
         self.cfg = new_cfg
         fresh = self.apply_targets(plans(new_cfg, self._credentials))
         # The metrics block applies in place: the stores keep their counters (the
@@ -353,9 +363,12 @@ class App:
         if self.discovery is not None:
             self.discovery.stop()
         self._builder.close()
+        # SIGTERM: in-flight API calls are cancelled, not waited for (a hung API and a 30 s
+        # request_timeout would outlast the pod's grace period); their refreshes fail, the
+        # data held stays as it was and is written below.
+        for w in self._wired.values():
+            w.close()
         self.refresher.shutdown()
         if self.state_writer is not None:
             self.state_writer.close()  # and a last save, with every refresh finished
         self.events.close()
-        for w in self._wired.values():
-            w.close()

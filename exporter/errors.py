@@ -12,8 +12,10 @@
     ├── TransportError         no usable answer: connection failure, malformed body
     │   ├── RequestTimeoutError  connect/read timeout (retryable)
     │   └── MalformedResponseError  a body we cannot interpret
+    ├── CancelledError         a call cut short by shutdown (SIGTERM): no answer, not counted
     ├── PagingError            the page-through did not finish (max_pages, repeated NextToken)
     └── StateError             the state file is not one this version can use
+        └── StateVersionError  written by a newer version (kept aside as .v<N>-<time>)
 
 Error messages must never contain secrets: callers build them from codes, ids and
 messages returned by the API, never from credentials.
@@ -128,5 +130,21 @@ class PagingError(ExporterError):
     """
 
 
+class CancelledError(ExporterError):
+    """An API call cancelled because its client was closed (shutdown): not an answer of
+    the API, so neither retried nor counted in the request metrics."""
+
+    code = "Cancelled"
+
+
 class StateError(ExporterError, ValueError):
     """The state file is not a state file this version can use."""
+
+
+class StateVersionError(StateError):
+    """The state file was written by a newer version of the exporter (a rollback after an
+    upgrade): its counts are what the next upgrade should get back, so it is kept."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version

@@ -228,6 +228,27 @@ METRICS: tuple[MetricSpec, ...] = (
         (),
         "instrument",
     ),
+    MetricSpec(
+        "alb_exporter_state_errors_total",
+        "counter",
+        "State file problems: restore (unusable file, kept aside) or save (cannot write).",
+        ("operation",),
+        "instrument",
+    ),
+    MetricSpec(
+        "alb_exporter_job_events_queued",
+        "gauge",
+        "Job event lines waiting for the job_events output.",
+        (),
+        "instrument",
+    ),
+    MetricSpec(
+        "alb_exporter_job_events_dropped_total",
+        "counter",
+        "Job event lines dropped because the output stayed stalled past the queue's bound.",
+        (),
+        "instrument",
+    ),
 )
 
 

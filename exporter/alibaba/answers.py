@@ -7,7 +7,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import httpx
@@ -167,6 +167,54 @@ def parse_page(body: Any) -> tuple[list[Job], str | None]:
         raise _malformed(f"NextToken is a JSON {_kind(token)}, not a string")
     jobs = [parse_job(raw, index) for index, raw in enumerate(raw_jobs)]
     return jobs, token or None
+
+
+def total_count(body: Any) -> int | None:
+    """`TotalCount` of a decoded answer when it is a count (an int, or a numeric string as
+    NLB's same-named API sends it); None when absent or not a count."""
+    value = body.get("TotalCount") if isinstance(body, dict) else None
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 18:
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def check_lookup_page(
+    asked: Collection[str], jobs: list[Job], total: int | None, *, first: bool, last: bool
+) -> None:
+    """A page of a look-up by id (`JobIds.N`) that contradicts itself or the question is a
+    MalformedResponseError: read as it stands, each asked id it lacks would be counted as
+    vanished and its stuck-job series removed (issue 23: `Jobs: []` with `TotalCount: 5`).
+
+    Whether `TotalCount` counts the whole listing or the page is unconfirmed
+    (alibaba-api.md): every check here is a contradiction under either reading.
+    """
+    strangers = [job.id for job in jobs if job.id not in asked]
+    if strangers:
+        raise _malformed(
+            f"a look-up by id answered job {_short(strangers[0], 80)!r}, which it was not asked"
+        )
+    if total is None:
+        return
+    if total > len(asked):
+        raise _malformed(f"a look-up of {len(asked)} ids says TotalCount {total}")
+    if first and len(jobs) > total:
+        raise _malformed(f"a look-up page holds {len(jobs)} jobs but says TotalCount {total}")
+    if first and total > 0 and not jobs:
+        raise _malformed(f"a look-up answered no jobs while TotalCount says {total}")
+    if first and last and len(jobs) != total:
+        raise _malformed(f"a look-up answered {len(jobs)} jobs while TotalCount says {total}")
+
+
+def check_lookup_total(asked: Collection[str], found: int, total: int | None) -> None:
+    """A look-up that paged to its end with fewer distinct jobs than its first page's
+    `TotalCount` omitted ids it said it had (the pages themselves were well-formed)."""
+    if total is not None and found < total:
+        raise _malformed(
+            f"a look-up of {len(asked)} ids answered {found} jobs over its pages "
+            f"while TotalCount says {total}"
+        )
 
 
 def parse_job(raw: Any, index: int = 0) -> Job:

@@ -6,23 +6,35 @@ connections are reused across pages and refreshes. Signing is the injected `http
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
+import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from exporter.alibaba.answers import decode_answer, parse_page, redact
+from exporter.alibaba.answers import (
+    check_lookup_page,
+    check_lookup_total,
+    decode_answer,
+    parse_page,
+    redact,
+    total_count,
+)
 from exporter.alibaba.signing import Signer, canonical_query
 from exporter.alibaba.tls import shared_context
 from exporter.errors import (
     ApiError,
     AuthError,
+    CancelledError,
     ExporterError,
     PagingError,
     RequestTimeoutError,
@@ -111,6 +123,12 @@ class ListAsynJobsClient:
         # once (with whatever credentials the signer gets next).
         self._on_auth_expired = on_auth_expired
         self._pacer = pacer
+        # The sockets this client opened (noted by httpx's `trace` extension), so that
+        # `close()` can cancel a call in flight: closing httpx's pool does not wake a thread
+        # blocked reading an answer, a socket shutdown does.
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._sockets_lock = threading.Lock()
+        self._closed = False
         self._http = httpx.Client(
             transport=transport,
             verify=shared_context(),
@@ -121,7 +139,28 @@ class ListAsynJobsClient:
         )
 
     def close(self) -> None:
+        """Close the connections and cancel the calls in flight: they raise
+        `CancelledError` at once instead of waiting out `request_timeout` (SIGTERM must
+        not wait for a hung API). Nothing is retried or observed after this."""
+        self._closed = True
+        with self._sockets_lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
         self._http.close()
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        # connect_tcp, and start_tls (whose socket replaces the TCP one) return the stream.
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with self._sockets_lock:
+                    self._sockets.add(sock)
+                if self._closed:  # closed while this connection was being made
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ListAsynJobsClient:
         return self
@@ -173,13 +212,19 @@ class ListAsynJobsClient:
         jobs: list[Job] = []
         used_tokens: set[str] = set()
         token: str | None = None
+        asked = _asked_ids(filters)
+        first_total: int | None = None
         for page in range(1, self._max_pages + 1):
             params = dict(filters)
             if token is not None:
                 params["NextToken"] = token
-            page_jobs, token = self._call(params)
+            page_jobs, token, total = self._call(params)
+            if page == 1:
+                first_total = total
             jobs.extend(page_jobs)
             if token is None:
+                if asked:
+                    check_lookup_total(asked, len({job.id for job in jobs}), first_total)
                 return jobs
             if token in used_tokens:
                 raise PagingError(
@@ -193,13 +238,15 @@ class ListAsynJobsClient:
 
     # --- one HTTP request, with retries ----------------------------------------------------
 
-    def _call(self, params: Mapping[str, str]) -> tuple[list[Job], str | None]:
-        """One page (jobs, next token), after at most `max_attempts` tries."""
+    def _call(self, params: Mapping[str, str]) -> tuple[list[Job], str | None, int | None]:
+        """One page (jobs, next token, TotalCount), after at most `max_attempts` tries."""
         attempt = 0
         renewed = False
         while True:
             try:
                 return self._attempt(params)
+            except CancelledError:
+                raise
             except (ApiError, TransportError) as exc:
                 if (
                     isinstance(exc, AuthError)
@@ -230,7 +277,7 @@ class ListAsynJobsClient:
         delay = step * (0.5 + self._rng() / 2)
         return max(retry_after or 0.0, delay)
 
-    def _attempt(self, params: Mapping[str, str]) -> tuple[list[Job], str | None]:
+    def _attempt(self, params: Mapping[str, str]) -> tuple[list[Job], str | None, int | None]:
         # The query is built here, byte-exact and sorted, because the V3 signature covers it
         # and httpx's `params=` would encode spaces as "+". Secrets are added (V1) or put in
         # headers (V3) by the auth flow, which httpx runs afresh on every send: each attempt
@@ -242,9 +289,11 @@ class ListAsynJobsClient:
             self._auth.prepare()
         if self._pacer is not None:
             self._pacer.acquire()
+        if self._closed:
+            raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down")
         started = time.perf_counter()
         try:
-            response = self._http.post(url, content=b"", auth=self._auth)
+            response = self._post(url)
         except httpx.TimeoutException as exc:
             self._observe(RequestTimeoutError.code, started)
             raise RequestTimeoutError(
@@ -261,7 +310,13 @@ class ListAsynJobsClient:
             ) from exc
         try:
             # Parsed inside the attempt so a malformed 200 is observed as "MalformedResponse".
-            page = parse_page(decode_answer(response))
+            body = decode_answer(response)
+            jobs, token = parse_page(body)
+            total = total_count(body)
+            asked = _asked_ids(params)
+            if asked:
+                first = "NextToken" not in params
+                check_lookup_page(asked, jobs, total, first=first, last=token is None)
         except ExporterError as exc:
             self._observe(_code_of(exc), started)
             raise
@@ -273,7 +328,19 @@ class ListAsynJobsClient:
             sorted(params),  # names only: values are filters and opaque tokens
             response.status_code,
         )
-        return page
+        return jobs, token, total
+
+    def _post(self, url: str) -> httpx.Response:
+        try:
+            return self._http.post(
+                url, content=b"", auth=self._auth, extensions={"trace": self._trace}
+            )
+        except (httpx.HTTPError, RuntimeError) as exc:
+            if not self._closed:
+                raise
+            # Not an answer of the API: not observed, not retried (RuntimeError: httpx
+            # refuses a request on a client closed meanwhile).
+            raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down") from exc
 
     def _observe(self, code: str, started: float) -> None:
         if self._observer is not None:
@@ -310,6 +377,11 @@ def _batches(ids: tuple[str, ...]) -> list[tuple[str, ...]]:
 def _indexed(name: str, values: tuple[str, ...]) -> dict[str, str]:
     """The API's list encoding: `Name.1=a&Name.2=b`, 1-based."""
     return {f"{name}.{i}": value for i, value in enumerate(values, start=1)}
+
+
+def _asked_ids(params: Mapping[str, str]) -> frozenset[str]:
+    """The ids a look-up asks for (`JobIds.N`); empty for a listing."""
+    return frozenset(v for k, v in params.items() if k.startswith("JobIds."))
 
 
 def _code_of(exc: ExporterError) -> str:

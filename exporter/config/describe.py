@@ -116,7 +116,7 @@ def _job_events_summary(config: Config) -> str:
     events = config.job_events
     if not events.output:
         return "off"
-    return f"{events.output} ({', '.join(events.statuses)})"
+    return f"{events.output} ({', '.join(events.statuses)}; queue of {events.queue_size} lines)"
 
 
 def _metrics_summary(metrics: MetricsConfig) -> str:

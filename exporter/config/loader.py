@@ -431,6 +431,7 @@ METRICS = (
 JOB_EVENTS = (
     Key("output", any_string),
     Key("statuses", _event_statuses),
+    Key("queue_size", partial(integer, low=1, high=1_000_000)),
 )
 FILTERS = (
     Key("resource_types", _resource_types),

@@ -125,6 +125,9 @@ class JobEventsConfig:
 
     output: str = ""  # "": off; "stdout"; or a file path, appended and reopened on SIGHUP
     statuses: tuple[str, ...] = ("Failed",)
+    # Lines held while the output does not take them (a pipe with no reader, a full log
+    # pipe); past it new lines are dropped and counted. Not in SPEC (issue 23 asked for it).
+    queue_size: int = 10_000
 
 
 # The job families `metrics.disable` may name, and the labels of the duration histogram

@@ -5,26 +5,38 @@ next to its alert instead of calling ListAsynJobs by hand.
 The lines are emitted where the counters count (the store reports what each update
 counted), so the counters' rule holds for them too: once ever, never repeated across a
 restart with `state_file`, none missing that the counters have. They go to stdout (the
-exporter's own log lines go to stderr) or are appended to a file that SIGHUP reopens, for
-logrotate's rename-then-signal.
+exporter's own log lines go to stderr) or are appended to a file or named pipe that SIGHUP
+reopens, for logrotate's rename-then-signal.
+
+A refresh only formats its lines and queues them; one writer thread (`event_writer`)
+takes them to the output. So a slow, stalled or not-yet-open output (a pipe nobody reads
+yet, a full container log pipe, a hung network share) delays neither refreshes nor
+scrapes: the queue holds up to `job_events.queue_size` lines, and past that new lines are
+dropped and counted (`alb_exporter_job_events_dropped_total`), never blocked on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sys
 import threading
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
+from exporter.jobs.event_writer import STDOUT, EventWriter
 from exporter.jobs.model import Job, cap_text
 
 log = logging.getLogger(__name__)
 
-STDOUT = "stdout"
+__all__ = ["DEFAULT_QUEUE_SIZE", "STDOUT", "JobEvents", "event", "line"]
+
+# Lines held while the output does not take them: about 10 MB of typical events, hours of
+# failures at any realistic rate, and the `queue_size` default of the config.
+DEFAULT_QUEUE_SIZE = 10_000
+# How long SIGTERM waits for the queue to reach the output (Kubernetes kills 30 s after).
+DEFAULT_FLUSH_TIMEOUT = 3.0
 # Tells these lines from any other JSON on the same stream (a pipeline routes on it).
 EVENT_TYPE = "alb_job_event"
 
@@ -63,92 +75,118 @@ def line(record: dict[str, Any]) -> str:
 
 
 class JobEvents:
-    """Writes events for the chosen statuses; output "" is off. One per process, so that a
-    reload that changes `job_events` switches it in place. Thread-safe: targets refresh
-    concurrently."""
+    """Queues events of the chosen statuses for the writer; output "" is off. One per
+    process, so a reload that changes `job_events` switches it in place. Thread-safe:
+    targets refresh concurrently. `emit` never waits for the output."""
 
     def __init__(
         self,
         output: str = "",
         statuses: Iterable[str] = ("Failed",),
         *,
-        stdout: TextIO | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        stdout_fd: int = 1,
+        on_change: Callable[[int, int], None] | None = None,
     ) -> None:
-        self._stdout = stdout
-        self._lock = threading.Lock()
-        self._output = ""
+        """`on_change(queued, dropped)` is called after each change: the lines queued now,
+        and how many this change dropped. `stdout_fd` is where "stdout" writes (tests pass
+        a pipe)."""
+        self._on_change = on_change or (lambda _queued, _dropped: None)
+        self._cond = threading.Condition()
+        self._queue: deque[str] = deque()
         self._statuses: frozenset[str] = frozenset()
-        self._file: TextIO | None = None
-        self._error: str | None = None
-        self.configure(output, statuses)
+        self._size = queue_size
+        self._dropped = 0
+        self._dropping = 0  # lines dropped in the current episode of a full queue
+        self._writer = EventWriter(self._cond, self._queue, self._written, stdout_fd=stdout_fd)
+        self.configure(output, statuses, queue_size)
 
-    def configure(self, output: str, statuses: Iterable[str]) -> None:
-        with self._lock:
+    def configure(
+        self, output: str, statuses: Iterable[str], queue_size: int = DEFAULT_QUEUE_SIZE
+    ) -> None:
+        with self._cond:
             self._statuses = frozenset(statuses)
-            if output == self._output:
+            self._size = queue_size
+            if output == self._writer.output:
                 return
-            self._close_file()
-            self._output = output
-            if output not in ("", STDOUT):
-                self._file = self._open()
-
-    def _open(self) -> TextIO | None:
-        try:
-            # Line-buffered append: each event reaches the file whole, in order.
-            return open(self._output, "a", encoding="utf-8", buffering=1)
-        except OSError as exc:
-            self._report(f"cannot open job_events.output {self._output}: {exc}")
-            return None
-
-    def _report(self, message: str) -> None:
-        # Once per distinct problem, like the state file: an operator problem, not a flood.
-        if message != self._error:
-            log.error("%s", message)
-        self._error = message
+            lost = len(self._queue) if not output else 0
+            if lost:
+                # Turned off: what was waiting has nowhere to go (counted as dropped).
+                log.info("job_events turned off: %d queued events dropped", lost)
+                self._dropped += lost
+                self._dropping = 0
+                self._queue.clear()
+            self._writer.switch(output)
+        self._on_change(0 if lost else len(self._queue), lost)
 
     def emit(self, account: str, region: str, jobs: Iterable[Job], now: float) -> None:
-        with self._lock:
-            if not self._output:
+        with self._cond:
+            if not self._writer.output:
                 return
-            text = "".join(
-                line(event(account, region, job, now))
-                for job in jobs
-                if job.status in self._statuses
-            )
-            stream = self._stream() if text else None
-            if stream is None:
+            statuses = self._statuses
+        lines = [line(event(account, region, job, now)) for job in jobs if job.status in statuses]
+        if not lines:
+            return
+        with self._cond:
+            if not self._writer.output:
                 return
-            try:
-                stream.write(text)
-                stream.flush()
-            except OSError as exc:
-                self._report(f"cannot write job_events.output {self._output}: {exc}")
-                if stream is self._file:
-                    self._close_file()  # the next event tries a fresh handle
-            else:
-                self._error = None
+            room = max(0, self._size - len(self._queue))
+            self._queue.extend(lines[:room])
+            lost = max(0, len(lines) - room)
+            if lost:
+                self._drop_locked(lost)
+            queued = len(self._queue)
+            self._cond.notify_all()
+        self._on_change(queued, lost)
 
-    def _stream(self) -> TextIO | None:
-        if self._output == STDOUT:
-            return self._stdout or sys.stdout
-        if self._file is None:
-            self._file = self._open()  # a directory that was missing may be there now
-        return self._file
+    def _drop_locked(self, count: int) -> None:
+        if not self._dropping:
+            # Once per episode: the queue is full because the output stopped taking lines.
+            log.warning(
+                "job_events: %d lines queued for %s, which is not taking them; new events "
+                "are dropped until it does (alb_exporter_job_events_dropped_total counts "
+                "them; raise job_events.queue_size to hold more)",
+                len(self._queue),
+                self._writer.output,
+            )
+        self._dropped += count
+        self._dropping += count
+
+    def _written(self, count: int) -> None:
+        """The writer took `count` lines off the queue's head (called under the lock)."""
+        # The episode ends when the output has caught up, not at the first line it takes: a
+        # slow reader would otherwise start a new episode (and a log line) per write.
+        if self._dropping and not self._queue:
+            log.info(
+                "job_events: %s takes lines again; %d events were dropped meanwhile",
+                self._writer.output,
+                self._dropping,
+            )
+            self._dropping = 0
+        self._on_change(len(self._queue), 0)
+
+    def stats(self) -> tuple[int, int]:
+        """(lines queued, lines dropped so far)."""
+        with self._cond:
+            return len(self._queue), self._dropped
 
     def reopen(self) -> None:
-        """SIGHUP: logrotate renamed the file; continue in a new one at the same path."""
-        with self._lock:
-            if self._file is not None:
-                self._close_file()
-                self._file = self._open()
+        """SIGHUP: logrotate renamed the file; continue in a new one at the same path (also
+        a pipe whose reader restarted). Lines not yet written go to the new one."""
+        self._writer.reopen()
 
-    def close(self) -> None:
-        with self._lock:
-            self._close_file()
-            self._output = ""
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued line is written; False at the deadline."""
+        return self._writer.flush(timeout)
 
-    def _close_file(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+    def close(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
+        """Write what is queued (up to `timeout`), then stop the writer."""
+        if not self.flush(timeout):
+            queued, _ = self.stats()
+            log.error(
+                "job_events: %d events were not written: %s did not take them within %gs",
+                queued,
+                self._writer.output,
+                timeout,
+            )
+        self._writer.stop()

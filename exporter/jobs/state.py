@@ -3,8 +3,13 @@ restarts (config `state_file`).
 
 One JSON document with a header naming the format and its version, written atomically
 (a temporary file in the same directory, fsynced, then renamed over the old one). A
-missing, unreadable, truncated or foreign file is logged as a warning and the exporter
-starts fresh; it never stops the exporter. The size is bounded by what the stores hold:
+missing file is a fresh start. An unreadable, truncated, foreign or newer-version file
+(or one with a malformed target entry) is kept aside, byte for byte, before anything is
+written over it: renamed to `<path>.corrupt-<UTC time>` (a newer version's to
+`<path>.v<N>-<UTC time>`, the counts a rollback should get back after the next upgrade),
+logged at error with the reason and the new name, and counted (`errors()`, exposed as
+`alb_exporter_state_errors_total{operation="restore"}`). A save that fails is counted
+under "save". Neither ever stops the exporter. The size is bounded by what the stores hold:
 the jobs of the lookback window plus the jobs tracked as Processing.
 """
 
@@ -21,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
-from exporter.errors import StateError
+from exporter.errors import StateError, StateVersionError
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 from exporter.jobs.snapshot import StoreState
 from exporter.jobs.target import Target, TargetKey, TargetState
@@ -41,6 +46,9 @@ DEFAULT_MIN_INTERVAL = 60.0
 
 Restored = dict[TargetKey, tuple[TargetState, StoreState]]
 
+# The `operation` label of alb_exporter_state_errors_total.
+OPERATIONS = ("restore", "save")
+
 
 class StateFile:
     """Loads and saves the state of all targets. Thread-safe."""
@@ -52,14 +60,17 @@ class StateFile:
         min_interval: float = DEFAULT_MIN_INTERVAL,
         timer: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        on_error: Callable[[str], None] | None = None,
         write: Callable[[str, bytes], None] | None = None,
     ) -> None:
-        """`write(path, data)` writes the file (default `write_atomically`)."""
+        """`on_error(operation)` is called after each counted error ("restore", "save");
+        `write(path, data)` writes the file (default `write_atomically`)."""
         self.path = path
         self._write = write or write_atomically
         self._min_interval = min_interval
         self._timer = timer
         self._clock = clock
+        self._on_error = on_error or (lambda _operation: None)
         self._lock = threading.Lock()
         self._last_save: float | None = None
         self._saved_counts: dict[TargetKey, int] = {}
@@ -67,11 +78,26 @@ class StateFile:
         # written with every save; a change of them is saved like a counter that moved.
         self.sections: Callable[[], dict[str, Any]] = dict
         self._saved_sections: dict[str, Any] = {}
+        self._errors = dict.fromkeys(OPERATIONS, 0)
+        # Where an unusable file goes that could not be moved aside at start-up (a read-only
+        # directory): every save moves it first, and fails while it cannot.
+        self._aside: str | None = None
+
+    def errors(self) -> dict[str, int]:
+        """Problems so far by operation: "restore" (a file kept aside), "save" (a failed write)."""
+        with self._lock:
+            return dict(self._errors)
+
+    def _count(self, operation: str) -> None:
+        with self._lock:
+            self._errors[operation] += 1
+        self._on_error(operation)
 
     # --- loading -------------------------------------------------------------------------
 
     def load(self) -> Restored:
-        """The saved state by target; {} (with a warning) when there is none to use."""
+        """The saved state by target; {} when there is none to use. A file that cannot be
+        used whole is kept aside first (module doc)."""
         try:
             with open(self.path, "rb") as fh:
                 raw = fh.read()
@@ -79,13 +105,51 @@ class StateFile:
             log.warning("state file %s does not exist yet; starting fresh", self.path)
             return {}
         except OSError as exc:
-            log.warning("cannot read state file %s (%s); starting fresh", self.path, exc)
+            if not os.path.lexists(self.path):  # a path through a file, say: nothing to keep
+                log.warning("cannot read state file %s (%s); starting fresh", self.path, exc)
+                return {}
+            self._keep_aside(f"cannot be read ({exc})", "corrupt")
             return {}
+        problems: list[str] = []
         try:
-            return decode(raw)
-        except StateError as exc:
-            log.warning("ignoring state file %s: %s; starting fresh", self.path, exc)
+            restored = decode(raw, problems)
+        except StateVersionError as exc:
+            self._keep_aside(str(exc), f"v{exc.version}")
             return {}
+        except StateError as exc:
+            self._keep_aside(str(exc), "corrupt")
+            return {}
+        if problems:
+            # The good targets are restored; the file, bad entries included, is kept.
+            self._keep_aside(f"{len(problems)} malformed target entries", "corrupt")
+        return restored
+
+    def _keep_aside(self, reason: str, kind: str) -> None:
+        self._count("restore")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        aside = f"{self.path}.{kind}-{stamp}"
+        n = 1
+        while os.path.lexists(aside):  # never over an earlier copy
+            aside = f"{self.path}.{kind}-{stamp}.{n}"
+            n += 1
+        try:
+            os.rename(self.path, aside)
+        except OSError as exc:
+            with self._lock:
+                self._aside = aside
+            log.error(
+                "state file %s is unusable (%s) and cannot be moved aside to %s (%s); "
+                "starting fresh, and it is not written over until it can be moved: "
+                "make its directory writable",
+                self.path,
+                reason,
+                aside,
+                exc,
+            )
+            return
+        log.error(
+            "state file %s is unusable (%s); kept as %s, starting fresh", self.path, reason, aside
+        )
 
     def section(self, name: str) -> Any:
         """Another owner's section of the saved document (None when there is none)."""
@@ -142,7 +206,16 @@ class StateFile:
         counts = _counts(targets)
         sections = self.sections()
         data = encode({t.key: t.export_state() for t in targets}, self._clock(), sections)
-        self._write(self.path, data)
+        try:
+            if self._aside is not None:
+                _move_aside(self.path, self._aside)
+                log.error("state file %s kept as %s", self.path, self._aside)
+                self._aside = None
+            self._write(self.path, data)
+        except OSError:
+            self._errors["save"] += 1  # under self._lock already
+            self._on_error("save")
+            raise
         self._last_save = now
         self._saved_counts = counts
         self._saved_sections = sections
@@ -155,6 +228,11 @@ def _counts(targets: Iterable[Target]) -> dict[TargetKey, int]:
         snap = target.snapshot()
         counts[target.key] = sum(snap.finished_total.values()) + sum(snap.vanished_total.values())
     return counts
+
+
+def _move_aside(path: str, aside: str) -> None:
+    with contextlib.suppress(FileNotFoundError):  # removed by hand: nothing left to keep
+        os.rename(path, aside)
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -245,8 +323,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def decode(raw: bytes) -> Restored:
-    """Parse a state document; StateError for anything that is not one."""
+def decode(raw: bytes, problems: list[str] | None = None) -> Restored:
+    """Parse a state document; StateError for anything that is not one. A malformed target
+    entry is left out (logged, and described in `problems`)."""
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -255,7 +334,10 @@ def decode(raw: bytes) -> Restored:
         raise StateError(f"not an {FORMAT} file")
     version = document.get("version")
     if version not in READABLE_VERSIONS:
-        raise StateError(f"version {version!r} is not one of {READABLE_VERSIONS}")
+        message = f"version {version!r} is not one of {READABLE_VERSIONS}"
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise StateVersionError(f"{message} (written by a newer exporter)", version)
+        raise StateError(message)
     items = document.get("targets")
     if not isinstance(items, list):
         raise StateError("malformed content (no list of targets)")
@@ -271,6 +353,8 @@ def decode(raw: bytes) -> Restored:
                 type(exc).__name__,
                 str(exc)[:120],
             )
+            if problems is not None:
+                problems.append(_describe(item, index))
             continue
         restored[key] = saved
     return restored

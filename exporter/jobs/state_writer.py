@@ -102,7 +102,13 @@ class StateWriter:
         except OSError as exc:
             kind = f"{type(exc).__name__}:{exc.errno}"
             if kind != self._error:
-                log.error("cannot write state file %s: %s", self.state.path, exc)
+                log.error(
+                    "cannot write state file %s: %s; counters are kept in memory and "
+                    "written once it can be (alb_exporter_state_errors_total"
+                    '{operation="save"} counts the attempts)',
+                    self.state.path,
+                    exc,
+                )
             self._error = kind
         except Exception:  # a bug must not stop the writer: the next request tries again
             log.exception("writing state file %s failed", self.state.path)

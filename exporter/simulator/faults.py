@@ -55,6 +55,9 @@ class Faults:
     repeat_next_token: bool = False  # a page returns the NextToken it was asked with
     duplicate_across_pages: bool = False  # each page repeats the previous page's last job
     status_flip_between_pages: bool = False  # that job is stale (Processing) on the first
+    # Look-ups by id (`JobIds.N`) answer `Jobs: []` while TotalCount still counts the jobs:
+    # an answer that contradicts itself (issue 23), not "these jobs no longer exist".
+    lookup_empty: bool = False
     deny: str = ""  # e.g. "Forbidden.RAM": every request gets 403 with this code
     clock_skew: float = 0.0  # seconds added to the gateway clock used for timestamp checks
     # What BeginTime/EndTime filter on: the real API's choice is unconfirmed, and the

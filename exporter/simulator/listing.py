@@ -176,6 +176,8 @@ class Listing:
             next_token = self._token(min(next_offset, total), fingerprint)
         if faults.repeat_next_token and token_in:
             next_token = token_in
+        if faults.lookup_empty and job_ids:
+            page, next_token = [], ""
         body: dict[str, Any] = {
             "RequestId": request_id,
             "TotalCount": total,

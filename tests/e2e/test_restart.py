@@ -131,13 +131,14 @@ def test_kill_and_restart_counts_once_and_never_decreases(
         assert c3 == c2
 
 
-def test_truncated_state_file_is_a_warning_and_a_fresh_start(
+def test_truncated_state_file_is_kept_aside_and_a_fresh_start(
     tmp_path: Path, sim: procs.Proc, start_exporter: procs.Exporters
 ) -> None:
     (tmp_path / "state.json").write_text('{"format": "alb-jobs-exporter-state", "vers')
     with start_exporter(state_config(tmp_path, sim), ready=False) as proc:
         procs.scrape(proc.url)
-        assert "ignoring state file" in proc.output()
+        [kept] = tmp_path.glob("state.json.corrupt-*")  # tests/e2e/test_state_aside.py
+        assert f"kept as {kept}" in proc.output()
         assert "Traceback" not in proc.output()
 
 

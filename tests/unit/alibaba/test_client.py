@@ -919,7 +919,7 @@ def test_close_releases_the_http_client(make_client: Any) -> None:
     client = make_client(api)
     client.list_jobs(JobQuery())
     client.close()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(errors.CancelledError):
         client.list_jobs(JobQuery())
     assert len(api.requests) == 1
 

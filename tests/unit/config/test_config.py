@@ -836,12 +836,20 @@ def test_job_events_block() -> None:
     )
     both = parse("job_events: {output: stdout, statuses: [Failed, Succeeded]}\n" + ACCOUNT, {})
     assert both.job_events.statuses == ("Failed", "Succeeded")
-    assert "job_events: stdout (Failed, Succeeded)" in summary(both)
+    assert "job_events: stdout (Failed, Succeeded; queue of 10000 lines)" in summary(both)
+    assert both.job_events.queue_size == 10_000
+    sized = parse("job_events: {output: stdout, queue_size: 500}\n" + ACCOUNT, {})
+    assert sized.job_events.queue_size == 500
     with pytest.raises(ConfigError) as caught:
-        parse("job_events: {output: stdout, statuses: [Faild], format: json}\n" + ACCOUNT, {})
+        parse(
+            "job_events: {output: stdout, statuses: [Faild], format: json, queue_size: 0}\n"
+            + ACCOUNT,
+            {},
+        )
     assert caught.value.problems == [
         "job_events.format: unknown key",
         'job_events.statuses[0]: must be Failed or Succeeded, got "Faild" (did you mean Failed?)',
+        "job_events.queue_size: must be an integer from 1 to 1000000, got 0",
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,67 @@ def test_a_version_1_file_is_still_read_and_its_saved_position_starts_the_count(
     assert StateFile(str(path)).restore([upgraded]) == 1
     upgraded.refresh()
     assert counted(upgraded) == 2
+
+
+# --- a bad file is kept aside (issue 23) -----------------------------------------------------
+
+
+def _aside(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in tmp_path.iterdir() if ".corrupt-" in p.name or ".v" in p.name)
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b'{"format": "alb-jobs-exporter-state", "version": 2, "targ', "corrupt"),
+        (bytes(range(256)) * 4, "corrupt"),
+        (json.dumps({"format": FORMAT, "version": 7, "targets": []}).encode(), "v7"),
+        (json.dumps({"format": FORMAT, "version": 0}).encode(), "corrupt"),
+    ],
+    ids=["truncated", "garbage", "newer-version", "older-unknown-version"],
+)
+def test_an_unusable_file_is_kept_aside_byte_for_byte_before_any_save(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, kind: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    clock = Clock(T0)
+    state = StateFile(str(path), clock=clock)
+    target = make_target(Source([job("a", PROCESSING, T0 - 5)]), clock)
+    with caplog.at_level(logging.ERROR, logger="exporter.jobs.state"):
+        assert state.restore([target]) == 0
+    [kept] = _aside(tmp_path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(T0))
+    assert kept.name == f"state.json.{kind}-{stamp}"
+    assert kept.read_bytes() == content
+    assert str(kept) in caplog.text and "unusable" in caplog.text
+    assert state.errors() == {"restore": 1, "save": 0}
+    target.refresh()
+    state.save([target])  # the new file; the copy is untouched
+    assert kept.read_bytes() == content and decode(path.read_bytes())
+
+
+def test_a_second_bad_file_in_the_same_second_does_not_replace_the_first_copy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    for content in (b"first", b"second"):
+        path.write_bytes(content)
+        StateFile(str(path), clock=Clock(T0)).load()
+    assert sorted(p.read_bytes() for p in _aside(tmp_path)) == [b"first", b"second"]
+
+
+def test_a_file_with_one_bad_target_is_kept_and_the_good_targets_restored(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    first, second = _two_targets(clock)
+    document = json.loads(encode({t.key: t.export_state() for t in (first, second)}, T0))
+    document["targets"][1]["jobs"][0] = ["not", "a", "job", "row"]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(document))
+    original = path.read_bytes()
+    state = StateFile(str(path), clock=clock)
+    assert state.restore(_two_targets(clock, refresh=False)) == 1
+    [kept] = _aside(tmp_path)
+    assert kept.read_bytes() == original and state.errors()["restore"] == 1

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.collector import TargetView
+from exporter.metrics.outputs import OutputMetrics
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
@@ -229,6 +230,9 @@ SPEC_TABLE = {
     "alb_exporter_discovery_targets": ("gauge", ("source",)),
     "alb_exporter_discovery_last_success_timestamp_seconds": ("gauge", ("source", "account")),
     "alb_exporter_discovery_errors_total": ("counter", ("source", "account", "code")),
+    "alb_exporter_state_errors_total": ("counter", ("operation",)),
+    "alb_exporter_job_events_queued": ("gauge", ()),
+    "alb_exporter_job_events_dropped_total": ("counter", ()),
 }
 
 
@@ -259,6 +263,9 @@ def full_registry() -> CollectorRegistry:
     metrics.set_discovery_targets(2, 0)
     metrics.succeeded("resource_directory", "", T0)
     metrics.failed("regions", "shop", "AssumeRoleFailed")
+    outputs = OutputMetrics(metrics)
+    outputs.state_error("save")
+    outputs.events(5, 1)
     return registry
 
 

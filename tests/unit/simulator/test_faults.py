@@ -186,3 +186,17 @@ def test_fault_knobs_are_validated_and_listed(sim: Simulator) -> None:
     assert sim.faults().throttle_every == 3 and sim.faults().endless_next_token is True
     sim.set_faults(throttle_every=None)
     assert sim.state()["faults"]["global"] == {"endless_next_token": True, "latency": 0.5}
+
+
+def test_lookup_empty_empties_look_ups_only_and_keeps_their_total(
+    sim: Simulator, server: SimulatorServer
+) -> None:
+    ids = [job["Id"] for job in sim.jobs()[:3]]
+    asked = {f"JobIds.{n}": job_id for n, job_id in enumerate(ids, start=1)}
+    sim.set_faults(lookup_empty=True)
+    lookup = ok(call(server, asked))
+    assert lookup["Jobs"] == [] and lookup["TotalCount"] == 3 and not lookup["NextToken"]
+    listing = ok(call(server, {"MaxResults": "100"}))
+    assert listing["Jobs"]  # a window listing is answered as ever
+    sim.clear_faults()
+    assert sorted(j["Id"] for j in ok(call(server, asked))["Jobs"]) == sorted(ids)
