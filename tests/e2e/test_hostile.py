@@ -33,6 +33,10 @@ def _answer_status(port: int, request: bytes) -> int:
     return int(head.split(b" ", 2)[1])
 
 
+# timing: 1,100 connections opened within 10 s and the slowloris ones dropped within 4 s of
+# the read deadline: real-time bounds that CPU-bound neighbours (hypothesis, the e2e files
+# run beside it) pushed past twice in a loaded `make test`; it runs with the timing tests.
+@pytest.mark.timing
 def test_scrapes_are_answered_beside_idle_and_slowloris_crowds(
     start_exporter: procs.Exporters,
 ) -> None:
