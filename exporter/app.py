@@ -316,16 +316,19 @@ class App:
             for job in t.snapshot().recent_failures
         ]
         failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
+        events = self.cfg.job_events
         return [
             LandingFailure(
                 time=job.modify_time,
                 account=account,
                 region=region,
-                job_id=cap_text(job.id),
+                job_id=(shown := cap_text(job.id)),
                 resource_id=cap_text(job.resource_id),
                 api_name=cap_text(job.api_name),
                 error_code=cap_text(job.error_code),
                 error_message=cap_text(job.error_message),
+                # Only an id shown whole is linked: a cut one would search for another.
+                link=events.link_for(job.id) if shown == job.id else "",
             )
             for job, account, region in failed[: self.cfg.recent_failures]
         ]

@@ -7,6 +7,7 @@ once it has a row in the loader's table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
 SIGNATURES = ("v3", "v1")
@@ -78,6 +79,7 @@ class AccountConfig:
 
 
 JOB_EVENT_STATUSES = ("Failed", "Succeeded")
+JOB_ID_PLACEHOLDER = "{job_id}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,20 @@ class JobEventsConfig:
 
     output: str = ""  # "": off; "stdout"; or a file path, appended and reopened on SIGHUP
     statuses: tuple[str, ...] = ("Failed",)
+    # "": none. A URL where JOB_ID_PLACEHOLDER stands for a job id: where the events are
+    # searched (Loki Explore, the SLS console); the landing page links each failure there.
+    link: str = ""
+
+    def link_for(self, job_id: str) -> str:
+        """The link of one job ("" without `link`): its id URL-encoded into the template.
+        "" too for an id UTF-8 cannot carry (lone surrogates from a hostile API)."""
+        if not self.link:
+            return ""
+        try:
+            encoded = quote(job_id, safe="")
+        except UnicodeEncodeError:
+            return ""
+        return self.link.replace(JOB_ID_PLACEHOLDER, encoded)
 
 
 # The job families `metrics.disable` may name: exporter.metrics.table's job data families
