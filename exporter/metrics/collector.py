@@ -37,6 +37,7 @@ from exporter.metrics.text import (
     LabelWriter,
     RenderedFamily,
     RenderMemo,
+    SampleLines,
     histogram_lines,
     value_lines,
 )
@@ -149,7 +150,7 @@ class JobsCollector(Collector):
             memo = self._memos[(account, region)] = _Memo()
         memo.capped.start()
         families = options.families()
-        lines: dict[str, bytes] = {}
+        lines: dict[str, SampleLines] = {}
         if held is not None and held.options is options:
             # Families whose source the store published unchanged keep their lines.
             for name in families:
@@ -199,19 +200,19 @@ class _Render:
     snapshot: StoreSnapshot
     status: TargetStatus
     options: ExpositionOptions
-    lines: Mapping[str, bytes]
+    lines: Mapping[str, SampleLines]
 
 
 def _lines(
     metric: MetricSpec, samples: Samples, writers: dict[tuple[str, ...], LabelWriter]
-) -> bytes:
+) -> SampleLines:
     writer = writers.get((metric.name, *metric.labels))
     if writer is None:
         writer = writers[(metric.name, *metric.labels)] = LabelWriter(metric.labels)
     writer.start()
     if metric.type == "histogram":
-        return histogram_lines(metric, writer, samples.histograms).encode("utf-8")
-    return value_lines(metric, writer, samples.values).encode("utf-8")
+        return histogram_lines(metric, writer, samples.histograms)
+    return value_lines(metric, writer, samples.values, samples.exemplars)
 
 
 def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:

@@ -18,8 +18,9 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Exemplar as ClientExemplar
 
-from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot, newest
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
@@ -28,7 +29,7 @@ from exporter.metrics.table import (
     family_name,
     spec,
 )
-from exporter.metrics.text import go_float
+from exporter.metrics.text import EXEMPLAR_LABEL, carried, go_float
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,21 @@ class Samples:
     """Samples of one family collected over all targets.
 
     Capping can make two label sets equal; duplicate series would make Prometheus reject
-    the whole scrape, so equal label sets are merged with `combine`.
+    the whole scrape, so equal label sets are merged with `combine` (and the newer of
+    their exemplars).
     """
 
     combine: Callable[[float, float], float]
     values: dict[LabelValues, float] = field(default_factory=dict)
     histograms: dict[LabelValues, HistogramSnapshot] = field(default_factory=dict)
     cap: Callable[[LabelValues], LabelValues] = field(default=lambda labels: cap_all(labels))
+    exemplars: dict[LabelValues, Exemplar] = field(default_factory=dict)
 
-    def add(self, labels: LabelValues, value: float) -> None:
-        self._put(self.cap(labels), value)
+    def add(self, labels: LabelValues, value: float, exemplar: Exemplar | None = None) -> None:
+        key = self.cap(labels)
+        self._put(key, value)
+        if exemplar is not None:
+            self._put_exemplar(key, exemplar)
 
     def add_histogram(self, labels: LabelValues, value: HistogramSnapshot) -> None:
         self._put_histogram(self.cap(labels), value)
@@ -61,6 +67,11 @@ class Samples:
             self._put(key, value)
         for key, hist in other.histograms.items():
             self._put_histogram(key, hist)
+        for key, exemplar in other.exemplars.items():
+            self._put_exemplar(key, exemplar)
+
+    def _put_exemplar(self, key: LabelValues, exemplar: Exemplar) -> None:
+        self.exemplars[key] = newest(self.exemplars.get(key), exemplar)
 
     def _put(self, key: LabelValues, value: float) -> None:
         current = self.values.get(key)
@@ -84,7 +95,17 @@ def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
         log.warning("histograms with different buckets share a label set; keeping one")
         return a
     buckets = tuple((bound, x + y) for (bound, x), (_, y) in zip(a.buckets, b.buckets, strict=True))
-    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count)
+    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count, _newest(a, b))
+
+
+def _newest(a: HistogramSnapshot, b: HistogramSnapshot) -> tuple[Exemplar | None, ...]:
+    """Per bucket, the newer of the two exemplars."""
+    if not (a.exemplars and b.exemplars):
+        return a.exemplars or b.exemplars
+    return tuple(
+        y if x is None else newest(x, y) if y is not None else x
+        for x, y in zip(a.exemplars, b.exemplars, strict=True)
+    )
 
 
 # How samples whose capped label sets coincide are merged: counts add up, the oldest
@@ -169,10 +190,14 @@ def target_samples(
 Builder = Callable[[Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
 
 
-def _from(source: Callable[[StoreSnapshot], Mapping[KeyT, float]]) -> Builder:
+def _from(
+    source: Callable[[StoreSnapshot], Mapping[KeyT, float]],
+    exemplars: Callable[[StoreSnapshot], Mapping[KeyT, Exemplar]] | None = None,
+) -> Builder:
     def build(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+        held = {} if exemplars is None else exemplars(snap)
         for key, value in source(snap).items():
-            samples.add((*t, *key), value)
+            samples.add((*t, *key), value, held.get(key))
 
     return build
 
@@ -223,8 +248,12 @@ def _recovered(
 _BUILDERS: Mapping[str, Builder] = {
     "alb_async_jobs": _from(lambda snap: snap.jobs_by_status),
     "alb_async_jobs_failed": _from(lambda snap: snap.failed),
-    "alb_async_jobs_finished_total": _from(lambda snap: snap.finished_total),
-    "alb_async_jobs_failures_total": _from(lambda snap: snap.failures_total),
+    "alb_async_jobs_finished_total": _from(
+        lambda snap: snap.finished_total, lambda snap: snap.finished_exemplars
+    ),
+    "alb_async_jobs_failures_total": _from(
+        lambda snap: snap.failures_total, lambda snap: snap.failures_exemplars
+    ),
     DURATION: _durations,
     "alb_async_job_processing_oldest_created_timestamp_seconds": _from(
         lambda snap: snap.oldest_processing
@@ -241,7 +270,8 @@ _BUILDERS: Mapping[str, Builder] = {
 # What a family's samples are made of in a snapshot, for the families worth re-using
 # between renders: the store publishes an unchanged map as the same object (see
 # `JobStore._publish`), so the lines written from it last time still hold. The others
-# come from the status, which every refresh replaces, or are one series.
+# come from the status, which every refresh replaces, or are one series. (A counter's
+# exemplars change only when its counts do.)
 SOURCES: Mapping[str, Callable[[StoreSnapshot], object]] = {
     "alb_async_jobs": lambda snap: snap.jobs_by_status,
     "alb_async_jobs_failed": lambda snap: snap.failed,
@@ -271,10 +301,25 @@ def client_family(metric: MetricSpec, samples: Samples) -> Metric:
     if isinstance(family, HistogramMetricFamily):
         for key in sorted(samples.histograms):
             hist = samples.histograms[key]
-            # `le` as prometheus_client's own histograms write it ("1.0", "+Inf").
-            buckets = [(go_float(bound), float(n)) for bound, n in hist.buckets]
+            exemplars = hist.exemplars or (None,) * len(hist.buckets)
+            buckets: list[tuple[str, float] | tuple[str, float, ClientExemplar]] = []
+            for (bound, n), exemplar in zip(hist.buckets, exemplars, strict=True):
+                # `le` as prometheus_client's own histograms write it ("1.0", "+Inf").
+                held = _client_exemplar(exemplar)
+                le = go_float(bound)
+                buckets.append((le, float(n)) if held is None else (le, float(n), held))
             family.add_metric(key, buckets, hist.sum)
-    elif isinstance(family, CounterMetricFamily | GaugeMetricFamily):
+    elif isinstance(family, CounterMetricFamily):
+        for key in sorted(samples.values):
+            held = _client_exemplar(samples.exemplars.get(key))
+            family.add_metric(key, samples.values[key], exemplar=held)
+    elif isinstance(family, GaugeMetricFamily):
         for key in sorted(samples.values):
             family.add_metric(key, samples.values[key])
     return family
+
+
+def _client_exemplar(exemplar: Exemplar | None) -> ClientExemplar | None:
+    if exemplar is None or not carried(exemplar):
+        return None
+    return ClientExemplar({EXEMPLAR_LABEL: exemplar.job_id}, exemplar.value, exemplar.timestamp)
