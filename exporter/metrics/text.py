@@ -16,6 +16,7 @@ families' samples, which `RenderedFamily` builds on demand.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -174,7 +175,10 @@ def exemplar_text(exemplar: Exemplar | None) -> str:
 class SampleLines:
     """Sample lines, UTF-8: `text` as the text format has them, and where OpenMetrics
     inserts each exemplar into it (the byte offset of a line's end, the exemplar text).
-    The exemplars are kept apart so that both formats are served from one copy."""
+
+    The OpenMetrics lines are joined on first use and kept with these lines (which are
+    kept until their data changes): splicing ~30k exemplars into every render cost 30 ms
+    a render at 200 targets, and the text format's lines are not copied unless asked."""
 
     text: bytes
     exemplars: tuple[tuple[int, bytes], ...] = ()
@@ -182,13 +186,18 @@ class SampleLines:
     def parts(self, openmetrics: bool) -> list[bytes]:
         if not openmetrics or not self.exemplars:
             return [self.text]
-        out: list[bytes] = []
+        return [self.openmetrics]
+
+    @functools.cached_property
+    def openmetrics(self) -> bytes:
+        text = memoryview(self.text)
+        out: list[bytes | memoryview] = []
         start = 0
         for at, exemplar in self.exemplars:
-            out += (self.text[start:at], exemplar)
+            out += (text[start:at], exemplar)
             start = at
-        out.append(self.text[start:])
-        return out
+        out.append(text[start:])
+        return b"".join(out)
 
 
 class _Lines:
