@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck unit tools clean bench
+.PHONY: demo test check lint typecheck unit tools clean bench mixin
 
 $(STAMP): pyproject.toml ci/venv.sh
 	sh ci/venv.sh $(PYTHON) $(VENV)
@@ -25,8 +25,8 @@ tools:
 	@sh ci/ensure-test-tools.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests bench
-	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/ruff check exporter tests bench mixin
+	$(BIN)/ruff format --check exporter tests bench mixin
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict exporter
@@ -64,6 +64,11 @@ check: lint typecheck
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The alert rules and the dashboard are generated: edit mixin/*.libsonnet, then run this to
+# rewrite helm/alb-jobs-exporter/files/{alerts.yaml,dashboard.json} (tests check they match).
+mixin: $(STAMP)
+	$(BIN)/python mixin/render.py
 
 clean:
 	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -11,17 +11,21 @@ VmHWM and CPU are its own and each scrape goes through its HTTP server.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench import scale
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs.refresher import Refresher
@@ -33,6 +37,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION
 
 LOOKBACK = 3600.0
 LATENCY = 0.03
@@ -207,6 +212,22 @@ def serving_rows(quick: bool) -> list[str]:
 CURVE = ((1, 1), (1, 10), (10, 10), (100, 10))
 
 
+def curve_point(
+    url: str,
+    accounts: int,
+    regions: int,
+    jobs: int,
+    ttl: float,
+    quick: bool,
+    tree: Path | None = None,
+) -> scale.Point:
+    """One point of the scale curve, as the curve and --compare measure it."""
+    scrapes, rounds = (5, 1) if quick else (100, 3)
+    return scale.scale_point(
+        accounts, regions, url, jobs, scrapes=scrapes, rounds=rounds, ttl=ttl, workers=32, tree=tree
+    )
+
+
 def curve_rows(quick: bool) -> list[str]:
     points = ((1, 1), (1, 2)) if quick else CURVE
     jobs = 100 if quick else 1_000
@@ -221,16 +242,7 @@ def curve_rows(quick: bool) -> list[str]:
     ]
     with SimulatorServer(sim) as server:
         for accounts, regions in points:
-            p = scale.scale_point(
-                accounts,
-                regions,
-                server.endpoint_template,
-                jobs,
-                scrapes=5 if quick else 100,
-                rounds=1 if quick else 3,
-                ttl=ttl,
-                workers=32,
-            )
+            p = curve_point(server.endpoint_template, accounts, regions, jobs, ttl, quick)
             rows.append(
                 f"| {p.targets:,} ({accounts} x {regions}) | {p.series:,} | {p.size / 1e6:.2f} MB "
                 f"({p.gz_size / 1e6:.2f} MB) | {p.first_data:.1f} s | {p.round_wall:.2f} s "
@@ -241,11 +253,248 @@ def curve_rows(quick: bool) -> list[str]:
     return rows
 
 
+COMPARE_START = "<!-- compare: written by python -m bench --compare -->"
+COMPARE_END = "<!-- compare: end -->"
+
+
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def checkout(rev: str) -> tuple[Path, str]:
+    """A detached worktree of `rev` under the temp dir (made once, reused)."""
+    commit = _git("rev-parse", "--short", f"{rev}^{{commit}}")
+    tree = Path(tempfile.gettempdir(), f"alb-bench-{commit}")
+    if not tree.exists():
+        _git("worktree", "add", "--detach", str(tree), commit)
+    return tree, commit
+
+
+def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) -> str:
+    """The scale points of two revisions side by side in one run, each point measured
+    old, new, new, old (so a drift of the machine's load falls on both alike)."""
+    old_tree, old_commit = checkout(old_rev)
+    new_tree, new_commit = (None, "the working tree") if new_rev is None else checkout(new_rev)
+    shapes = {1: (1, 1), 10: (1, 10), 100: (10, 10), 1000: (100, 10)}
+    jobs = 100 if quick else 1_000
+    ttl = 1.0 if quick else 30.0
+    regions = max(shapes[n][1] for n in targets)
+    sim = scale.mix_simulator(scale.REGIONS[:regions], jobs, scale.API_LATENCY)
+    rows = [
+        "| targets | series | revision | /metrics from cache | /probe from cache "
+        "| HTTP floor (/-/healthy) | CPU per target per refresh | steady refresh wall "
+        "| peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    ratios = []
+    with SimulatorServer(sim) as server:
+        for n in targets:
+            accounts, per = shapes[n]
+            got: dict[str, list[scale.Point]] = {"old": [], "new": []}
+            for which in ("old", "new", "new", "old"):
+                tree = old_tree if which == "old" else new_tree
+                got[which].append(
+                    scale.scale_point(
+                        accounts,
+                        per,
+                        server.endpoint_template,
+                        jobs,
+                        scrapes=5 if quick else 100,
+                        rounds=1 if quick else 3,
+                        ttl=ttl,
+                        workers=32,
+                        tree=tree,
+                    )
+                )
+            best = {k: _merged_points(v) for k, v in got.items()}
+            for which, label in (("old", old_commit), ("new", new_commit)):
+                p = best[which]
+                rows.append(
+                    f"| {n:,} | {p.series:,} | {which} ({label}) | {_ms(p.metrics)} "
+                    f"| {_ms(p.probe)} | {_ms(p.floor)} | {p.cpu_per_target * 1000:.2f} ms "
+                    f"| {p.round_wall:.2f} s | {p.peak_rss:.0f} MiB |"
+                )
+            o, w = best["old"], best["new"]
+            ratio = (
+                f"| {n:,} | | new / old | p50 {w.metrics[0] / o.metrics[0]:.2f}, "
+                f"p99 {w.metrics[1] / o.metrics[1]:.2f} | p50 {w.probe[0] / o.probe[0]:.2f}, "
+                f"p99 {w.probe[1] / o.probe[1]:.2f} "
+                f"| p50 {w.floor[0] / o.floor[0]:.2f}, p99 {w.floor[1] / o.floor[1]:.2f} "
+                f"| {w.cpu_per_target / o.cpu_per_target:.2f} "
+                f"| {w.round_wall / o.round_wall:.2f} | {w.peak_rss / o.peak_rss:.2f} |"
+            )
+            rows.append(ratio)
+            ratios.append(ratio)
+            print("\n".join(rows[-3:]), flush=True)
+    return (
+        f"{COMPARE_START}\n## Old vs new, side by side in one run\n\n"
+        f"`python -m bench --compare {old_rev}` ({old_commit} against {new_commit}), "
+        f"targets {', '.join(map(str, targets))}. Real exporter processes as in the scale "
+        f"curve (~{jobs:,} jobs per target, 20 ms per call, cache_ttl {ttl:g} s, "
+        "`max_concurrent_refreshes: 32`); the old revision runs from its own worktree on "
+        "the same interpreter and dependencies. Each point is measured old, new, new, old; "
+        "each figure is the mean of its revision's two (latencies: of the p50s and of the "
+        f"p99s). Machine: {machine()}.\n\n" + "\n".join(rows) + f"\n{COMPARE_END}\n"
+    )
+
+
+def inproc_point(tree: Path, targets: int, quick: bool) -> dict[str, Any]:
+    """`bench/inproc_point.py` in a child running `tree`'s code."""
+    script = Path(__file__).resolve().parent / "inproc_point.py"
+    rounds, scrapes = (1, 5) if quick else (5, 200)
+    out = subprocess.run(
+        [sys.executable, str(script), str(targets), str(rounds), str(scrapes)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["exporter"].startswith(str(tree)):
+        raise RuntimeError(f"{tree}: ran {result['exporter']}")
+    return result
+
+
+def compare_inproc(old_rev: str, new_rev: str, targets: list[int], quick: bool) -> str:
+    """In-process points of two revisions side by side: old, new, new, old per size."""
+    trees = {"old": checkout(old_rev), "new": checkout(new_rev)}
+    rows = [
+        "| targets | series | revision | /metrics from cache | /probe from cache "
+        "| CPU per target per refresh |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for n in targets:
+        got: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+        for which in ("old", "new", "new", "old"):
+            got[which].append(inproc_point(trees[which][0], n, quick))
+            _progress_line(f"[{n:,} targets in process] {which} done")
+        mean = {
+            which: {
+                key: [sum(p[key][i] for p in points) / 2 for i in (0, 1)]
+                if key in ("metrics", "probe")
+                else sum(p[key] for p in points) / 2
+                for key in ("metrics", "probe", "cpu_per_target", "series")
+            }
+            for which, points in got.items()
+        }
+        for which in ("old", "new"):
+            m = mean[which]
+            rows.append(
+                f"| {n:,} | {m['series']:,.0f} | {which} ({trees[which][1]}) "
+                f"| {_us(m['metrics'])} | {_us(m['probe'])} | {m['cpu_per_target'] * 1000:.2f} ms |"
+            )
+        o, w = mean["old"], mean["new"]
+        rows.append(
+            f"| {n:,} | | new / old | p50 {w['metrics'][0] / o['metrics'][0]:.2f}, "
+            f"p99 {w['metrics'][1] / o['metrics'][1]:.2f} "
+            f"| p50 {w['probe'][0] / o['probe'][0]:.2f}, p99 {w['probe'][1] / o['probe'][1]:.2f} "
+            f"| {w['cpu_per_target'] / o['cpu_per_target']:.2f} |"
+        )
+        print("\n".join(rows[-3:]), flush=True)
+    return "\n".join(rows)
+
+
+def _us(pair: list[float]) -> str:
+    return f"p50 {pair[0] * 1e6:.1f} us, p99 {pair[1] * 1e6:.1f} us"
+
+
+def _progress_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _merged_points(points: list[scale.Point]) -> scale.Point:
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    def pair(get: Callable[[scale.Point], tuple[float, float]]) -> tuple[float, float]:
+        return (mean([get(p)[0] for p in points]), mean([get(p)[1] for p in points]))
+
+    first = points[0]
+    return dataclasses.replace(
+        first,
+        metrics=pair(lambda p: p.metrics),
+        probe=pair(lambda p: p.probe),
+        floor=pair(lambda p: p.floor),
+        round_wall=mean([p.round_wall for p in points]),
+        cpu_per_target=mean([p.cpu_per_target for p in points]),
+        peak_rss=max(p.peak_rss for p in points),
+    )
+
+
+INPROC_START = "<!-- compare in process: written by python -m bench --compare --inproc -->"
+INPROC_END = "<!-- compare in process: end -->"
+
+
+def write_comparison(section: str, start: str = COMPARE_START, end: str = COMPARE_END) -> None:
+    """Put `section` (which begins with `start` and ends with `end`) into RESULTS.md,
+    replacing the one there, below what `make bench` rewrites."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if start in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(prog="python -m bench")
     args.add_argument("--quick", action="store_true", help="tiny sizes; no RESULTS.md")
+    args.add_argument(
+        "--compare",
+        metavar="REV",
+        help="only the scale points of REV (old) and the working tree (new) side by side, "
+        "written into RESULTS.md's comparison section",
+    )
+    args.add_argument(
+        "--new", metavar="REV", help="with --compare: measure REV as new, not the working tree"
+    )
+    args.add_argument(
+        "--inproc",
+        action="store_true",
+        help="with --compare and --new: the in-process points only (no HTTP, per-thread CPU)",
+    )
+    args.add_argument(
+        "--targets",
+        default="1,100,1000",
+        help="with --compare: comma-separated target counts of 1, 10, 100, 1000",
+    )
     parsed = args.parse_args(argv)
     quick = parsed.quick
+    if parsed.compare and parsed.inproc:
+        targets = [int(n) for n in parsed.targets.split(",")]
+        table = compare_inproc(parsed.compare, parsed.new or "HEAD", targets, quick)
+        section = (
+            f"{INPROC_START}\n## Old vs new in process, side by side in one run\n\n"
+            f"`python -m bench --compare {parsed.compare} --new {parsed.new or 'HEAD'} --inproc "
+            f"--targets {parsed.targets}`: each revision's own `bench.scale.in_process_app` "
+            "(an App and the simulator in one child process per point, running that "
+            "revision's code; ~1,000 jobs per target of the simulator's mix, no added "
+            "latency), measured old, new, new, old and averaged per revision. /metrics and "
+            "/probe from cache: the exporter's WSGI app called directly (gzip accepted, no "
+            "HTTP), 200 calls each. CPU per target per refresh: the per-thread CPU clocks "
+            "of the scraping thread and the refresh workers (not the simulator's threads) "
+            "over one scrape that refreshes every target and serves the result, median of 5; "
+            "it holds the render wherever the revision does it (old: at the scrape, new: "
+            f"when each target is published). Machine: {machine()}.\n\n{table}\n{INPROC_END}\n"
+        )
+        print(section)
+        if not quick:
+            write_comparison(section, INPROC_START, INPROC_END)
+        return 0
+    if parsed.compare:
+        targets = [int(n) for n in parsed.targets.split(",")]
+        section = compare(parsed.compare, parsed.new, targets, quick)
+        print(section)
+        if not quick:
+            write_comparison(section)
+        return 0
     sizes = (50, 200) if quick else (1_000, 10_000)
     rows = []
     for size in sizes:

@@ -181,8 +181,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def exporter_process(config_yaml: str) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
-    """A real `python -m exporter` child; yields (process, base URL, start time)."""
+def exporter_process(
+    config_yaml: str, tree: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
+    """A real `python -m exporter` child; yields (process, base URL, start time). With
+    `tree`, the child runs that checkout's `exporter` package (another revision, for old
+    vs new in one run) on this interpreter and its installed dependencies."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "config.yaml")
         path.write_text(config_yaml.replace("state.json", str(Path(tmp, "state.json"))))
@@ -193,7 +198,7 @@ def exporter_process(config_yaml: str) -> Iterator[tuple[subprocess.Popen[bytes]
             proc = subprocess.Popen(
                 [sys.executable, "-m", "exporter", "--config.file", str(path),
                  "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warning"],
-                stdout=out, stderr=subprocess.STDOUT,
+                stdout=out, stderr=subprocess.STDOUT, cwd=tree, env=env,
             )  # fmt: skip
         try:
             yield proc, f"http://127.0.0.1:{port}", started
@@ -276,6 +281,7 @@ def scale_point(
     rounds: int,
     ttl: float,
     workers: int,
+    tree: Path | None = None,
 ) -> Point:
     names = REGIONS[:regions]
     targets = accounts * regions
@@ -283,7 +289,10 @@ def scale_point(
         sim_url, accounts, names, cache_ttl=f"{ttl:g}s", max_concurrent_refreshes=workers
     )
     failures = 0
-    with exporter_process(text) as (proc, base, started), httpx.Client(timeout=600) as http:
+    with (
+        exporter_process(text, tree) as (proc, base, started),
+        httpx.Client(timeout=600) as http,
+    ):
         _until_ready(proc, http, base)
         first = time.monotonic() - started
         metrics = f"{base}/metrics"

@@ -3,6 +3,7 @@
 #   hadolint (Dockerfile), yamllint (rules, values, Chart.yaml, ci values),
 #   helm lint --strict + helm template | kubernetes-validate --strict per ci values file,
 #   the exporter's own --check-config on each rendered config (with the shard flags),
+#   the monitoring mixin: rendered files equal mixin/ (drift), jsonnetfmt --test,
 #   promtool check rules / test rules (alerts and the PrometheusRule the chart renders),
 #   tsc against @grafana/schema and promtool parsing of the dashboard's PromQL.
 # Every step runs; the script fails at the end if any failed.
@@ -22,7 +23,7 @@ EXPORTER_PY="${EXPORTER_PYTHON:-$ROOT/.venv/bin/python}"
 # Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas bundled.
 K8S_VERSIONS=(1.25.0 1.37.0)
 
-for tool in hadolint yamllint helm kubernetes-validate promtool tsc; do
+for tool in hadolint yamllint helm kubernetes-validate promtool tsc jsonnetfmt; do
     command -v "$tool" >/dev/null || { echo "$tool not found: run ci/install-tools.sh" >&2; exit 1; }
 done
 
@@ -89,7 +90,11 @@ step "hadolint Dockerfile" hadolint Dockerfile
 step "yamllint rules, values, Chart.yaml, ci values" \
     yamllint --strict -c ci/yamllint.yaml helm/alb-jobs-exporter/files \
     helm/alb-jobs-exporter/values.yaml helm/alb-jobs-exporter/Chart.yaml \
-    helm/alb-jobs-exporter/ci docker/config.yaml
+    helm/alb-jobs-exporter/ci docker/config.yaml mixin/tests
+step "mixin: files/alerts.yaml, dashboard.json, schema alert names match mixin/" \
+    "$EXPORTER_PY" mixin/render.py --check
+mapfile -t jsonnet_sources < <(find mixin -name '*.libsonnet' -o -name '*.jsonnet' | sort)
+step "jsonnetfmt --test mixin/" jsonnetfmt --test "${jsonnet_sources[@]}"
 step "promtool check rules files/alerts.yaml" promtool check rules "$CHART/files/alerts.yaml"
 step "promtool test rules files/alerts_test.yaml" promtool test rules "$CHART/files/alerts_test.yaml"
 for values in "$CHART"/ci/*-values.yaml; do

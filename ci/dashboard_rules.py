@@ -21,10 +21,14 @@ RANGE_MACROS = ("$__rate_interval", "$__interval", "$__range")
 _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
 
-def substitute(expr: str, range_value: str = "5m", var_value: str = ".*") -> str:
-    """Make a dashboard expression plain PromQL: macros -> range_value, $var -> var_value."""
+def substitute(
+    expr: str, range_value: str = "5m", var_value: str = ".*", span_value: str | None = None
+) -> str:
+    """Make a dashboard expression plain PromQL: macros -> range_value ($__range, the
+    dashboard's whole time range, -> span_value if given), $var -> var_value."""
     for macro in RANGE_MACROS:
-        expr = expr.replace("${" + macro[1:] + "}", range_value).replace(macro, range_value)
+        value = span_value if macro == "$__range" and span_value else range_value
+        expr = expr.replace("${" + macro[1:] + "}", value).replace(macro, value)
     return _VAR.sub(var_value, expr)
 
 

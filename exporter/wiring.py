@@ -1,44 +1,41 @@
-"""The parts `App` wires targets from, and the rules a reload diffs configs by.
+"""How a target is built from its plan: credentials per account, a signed client with its
+request budget, a job store (new or carried over). What a reload keeps is not decided
+here but by `exporter.reconcile`.
 
-Split from `exporter.app` so that the wiring reads as one class; nothing but `exporter.app`
-imports this module.
+Split from `exporter.app` so that the composition root reads as one class; nothing but
+`exporter.app` imports this module.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Generic, ParamSpec
 
-from exporter import config
+from exporter import __version__, config
 from exporter.alibaba.client import ListAsynJobsClient
-from exporter.alibaba.credentials import CredentialProvider
+from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
+from exporter.alibaba.ratelimit import TokenBucket
+from exporter.alibaba.signing import make_signer
 from exporter.errors import CredentialsError
-from exporter.jobs.model import Job, JobQuery
-from exporter.jobs.target import Target, TargetKey
+from exporter.jobs.model import Job, JobQuery, cap_text
+from exporter.jobs.store import JobStore
+from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.samples import ExpositionOptions
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.reconcile import TargetPlan
+from exporter.web import LandingFailure, LandingTarget
+from exporter.wire import ACTION, API_VERSION
+
+log = logging.getLogger("exporter")
+
+#: The program's name, in the API requests' user agent and in the command line's messages.
+PROG = "alb-jobs-exporter"
 
 _P = ParamSpec("_P")
-
-
-class Generation:
-    """A count of changes to what the exporter exposes, for the render cache (`WebHooks.
-    generation`). Bumped after a change is published: by every finished refresh (the
-    targets' snapshots, statuses and the request metrics it observed), by every change of
-    the self-metrics and by reloads. A family whose values change any other way must bump
-    it too, or scrapes would be served a render made before the change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = 0
-
-    def bump(self) -> None:
-        with self._lock:
-            self._value += 1
-
-    def __call__(self) -> int:
-        return self._value
 
 
 class Unavailable:
@@ -84,54 +81,193 @@ class AccountCredentials:
 
 @dataclass(eq=False)
 class Wired:
+    """A running target, the plan it was built from and what closes with it."""
+
     target: Target
-    account: config.AccountConfig
-    credentials: AccountCredentials
+    plan: TargetPlan
     client: ListAsynJobsClient | None
     gate: Gate[[str, float]] | None = None
 
-
-# --- what a reload keeps ---
-
-
-def target_keys(cfg: config.Config) -> frozenset[TargetKey]:
-    return frozenset((a.name, region) for a in cfg.accounts for region in a.regions)
-
-
-def same_globals(a: config.Config, b: config.Config) -> bool:
-    """Whether a target built under `a` is still right under `b` (accounts aside; the job
-    events are the App's, not the targets'; the metrics block is applied in place)."""
-    return _globals(a) == _globals(b)
-
-
-def _globals(c: config.Config) -> config.Config:
-    # The metrics block is applied to the targets in place by reload (no rebuild needed).
-    return replace(
-        c,
-        accounts=(),
-        cache_ttl=0.0,
-        job_events=config.JobEventsConfig(),
-        metrics=config.MetricsConfig(),
-    )
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 def exposition_options(metrics: config.MetricsConfig) -> ExpositionOptions:
     return ExpositionOptions(metrics.duration_labels, metrics.disabled())
 
 
-def same_data(
-    a: config.Config,
-    account_a: config.AccountConfig,
-    b: config.Config,
-    account_b: config.AccountConfig,
-) -> bool:
-    """Whether a target's job store can carry over: same jobs, same counting window.
+OnCounted = Callable[[str, str, Sequence[Job], float], None]
 
-    (Called for one region key, so name and region already match.)
-    """
-    return (
-        a.lookback == b.lookback
-        and a.recent_failures == b.recent_failures
-        and account_a.filters == account_b.filters
-        and account_a.endpoint == account_b.endpoint
-    )
+
+class Builder:
+    """Builds credential providers and targets, and holds what they share across reloads:
+    one request budget per (account, region), ALB's quota scope (account x region x API),
+    so a throttled region slows down alone; kept while the account's rate holds."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        metrics: SelfMetrics,
+        on_counted: OnCounted,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.env = env
+        self.clock = clock
+        self.metrics = metrics
+        self.on_counted = on_counted
+        self.buckets: dict[TargetKey, TokenBucket] = {}
+
+    def providers(
+        self, cfg: config.Config, old: Mapping[str, AccountCredentials]
+    ) -> dict[str, AccountCredentials]:
+        """Each account's credentials; an account's previous ones are kept while they are
+        built from the same settings (so a reload does not fetch anew)."""
+        providers: dict[str, AccountCredentials] = {}
+        for account in cfg.accounts:
+            built_from = (account.credentials, cfg.request_timeout)
+            previous = old.get(account.name)
+            if (
+                previous is not None
+                and previous.built_from == built_from
+                # A source that was missing may be there now (a file written, a profile).
+                and not isinstance(previous.provider, CredentialsError)
+            ):
+                providers[account.name] = previous
+                continue
+            gate = Gate(self._credential_observer(account.name))
+            provider: CredentialProvider | CredentialsError
+            try:
+                provider = provider_for(
+                    account,
+                    self.env,
+                    observer=gate,
+                    timeout=cfg.request_timeout,
+                    clock=self.clock,
+                )
+            except CredentialsError as exc:
+                log.error("%s", exc)
+                provider = exc
+            providers[account.name] = AccountCredentials(provider, built_from, gate)
+        return providers
+
+    def _credential_observer(self, account: str) -> CredentialObserver:
+        """Feeds every fetch of temporary credentials of `account` into the self-metrics."""
+
+        def observe(source: str, code: str, expiration: float | None) -> None:
+            self.metrics.credential_refresh(account, source, code)
+            if expiration is not None:
+                self.metrics.set_credentials_expiry(account, source, expiration)
+
+        return observe
+
+    def _bucket(self, account: config.AccountConfig, region: str) -> TokenBucket:
+        key = (account.name, region)
+        bucket = self.buckets.get(key)
+        if bucket is None or bucket.max_rate != account.max_requests_per_second:
+            bucket = TokenBucket(account.max_requests_per_second)
+            self.buckets[key] = bucket
+        return bucket
+
+    def target(
+        self,
+        key: TargetKey,
+        plan: TargetPlan,
+        duration_buckets: tuple[float, ...],
+        carried: Target | None = None,
+    ) -> Wired:
+        """A new target for `plan`; with `carried`, on that target's job store and status
+        (same store, same data: readiness and `up` hold until the new target refreshes)."""
+        account, region, cfg = plan.account, key[1], plan.settings
+        credentials = plan.credentials
+        assert isinstance(credentials, AccountCredentials)
+        client = None
+        gate = None
+        provider = credentials.provider
+        source: ListAsynJobsClient | Unavailable
+        if isinstance(provider, CredentialsError):
+            source = Unavailable(provider)
+            # No client, so no request observer creates the target's series (below it does).
+            self.metrics.register_target(account.name, region)
+        else:
+            signer = make_signer(
+                account.signature, provider.get, action=ACTION, version=API_VERSION
+            )
+            client = source = ListAsynJobsClient(
+                account.endpoint_for(region),
+                signer,
+                page_size=cfg.page_size,
+                max_pages=cfg.max_pages,
+                timeout=cfg.request_timeout,
+                observer=(gate := Gate(self.metrics.request_observer(account.name, region))),
+                user_agent=f"{PROG}/{__version__}",
+                on_auth_expired=provider.invalidate,
+                pacer=self._bucket(account, region),
+            )
+        if carried is None:
+            store = JobStore(
+                lookback=cfg.lookback,
+                recent_failures=cfg.recent_failures,
+                duration_buckets=duration_buckets,
+                processing_max_age=cfg.processing_max_age,
+            )
+        else:
+            store = carried.store
+            store.set_processing_max_age(cfg.processing_max_age)
+        target = Target(
+            account.name,
+            region,
+            source,
+            store,
+            lookback=cfg.lookback,
+            filters=account.filters,
+            policy=RefreshPolicy(
+                overlap=cfg.overlap, full_resync_interval=cfg.full_resync_interval
+            ),
+            status=carried.status() if carried is not None else None,
+            on_counted=self.on_counted,
+        )
+        return Wired(target, plan, client, gate)
+
+    def close(self) -> None:
+        for bucket in self.buckets.values():
+            bucket.close()
+
+
+# --- what the landing page shows of the targets ---
+
+
+def landing_targets(targets: Sequence[Target]) -> list[LandingTarget]:
+    rows = []
+    for t in targets:
+        st = t.status()
+        rows.append(
+            LandingTarget(
+                t.account, t.region, st.up if st.tried else None, st.last_success, st.last_error
+            )
+        )
+    return rows
+
+
+def recent_failures(
+    targets: Sequence[Target], limit: int, link_for: Callable[[str], str]
+) -> list[LandingFailure]:
+    """The newest `limit` recent failures of all targets, newest first, each with the
+    link to its event line (`job_events.link`; "" for none)."""
+    failed = [(job, t.account, t.region) for t in targets for job in t.snapshot().recent_failures]
+    failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
+    return [
+        LandingFailure(
+            time=job.modify_time,
+            account=account,
+            region=region,
+            job_id=(shown := cap_text(job.id)),
+            resource_id=cap_text(job.resource_id),
+            api_name=cap_text(job.api_name),
+            error_code=cap_text(job.error_code),
+            error_message=cap_text(job.error_message),
+            # Only an id shown whole is linked: a cut one would search for another.
+            link=link_for(job.id) if shown == job.id else "",
+        )
+        for job, account, region in failed[:limit]
+    ]

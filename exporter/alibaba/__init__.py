@@ -1,4 +1,5 @@
-"""The API side: wire facts, signing, the ListAsynJobs client, request pacing, credentials.
+"""The API side: signing, the ListAsynJobs client, request pacing, credentials (its wire
+facts are `exporter.wire`).
 
 Never imports prometheus_client; knows nothing of metrics or HTTP serving.
 """

@@ -17,12 +17,6 @@ from typing import Protocol
 import httpx
 
 from exporter.alibaba.answers import decode_answer, parse_page, redact
-from exporter.alibaba.api import (
-    ACTION,
-    EXPIRED_TOKEN_CODE,
-    MAX_IDS_PER_CALL,
-    MAX_PAGE_SIZE,
-)
 from exporter.alibaba.signing import Signer, canonical_query
 from exporter.alibaba.tls import shared_context
 from exporter.errors import (
@@ -35,6 +29,12 @@ from exporter.errors import (
     TransportError,
 )
 from exporter.jobs.model import Job, JobQuery
+from exporter.wire import (
+    ACTION,
+    EXPIRED_TOKEN_CODE,
+    MAX_IDS_PER_CALL,
+    MAX_PAGE_SIZE,
+)
 
 # Called once per HTTP attempt with (code, seconds): code is "OK", the API error Code,
 # "Timeout" or "TransportError"; seconds cover the request and its answer, not the pacing

@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from exporter import yamlstrict
-from exporter.alibaba.api import MAX_PAGE_SIZE, RESOURCE_TYPES
 from exporter.config.credentials import credentials_block
 from exporter.config.model import (
     DURATION_LABELS,
@@ -45,6 +44,7 @@ from exporter.config.scalars import (
     string_list,
 )
 from exporter.errors import ConfigError
+from exporter.wire import MAX_PAGE_SIZE, RESOURCE_TYPES
 from exporter.yamlstrict import hint, kind, quote
 
 T = TypeVar("T")

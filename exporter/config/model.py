@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from exporter import families
+
 DEFAULT_ENDPOINT = "https://alb.{region}.aliyuncs.com"
+# A config may have no accounts (`--demo` adds its own); serving or reloading one may not.
+NO_ACCOUNTS = "accounts: at least one account is required"
 SIGNATURES = ("v3", "v1")
 # The explicit secrets of `credentials`; each is given inline or as `<key>_file`.
 SECRET_KEYS = ("access_key_id", "access_key_secret", "security_token")
@@ -104,22 +108,12 @@ class JobEventsConfig:
         return self.link.replace(JOB_ID_PLACEHOLDER, encoded)
 
 
-# The job families `metrics.disable` may name: exporter.metrics.table's job data families
-# (a test holds the two equal; config cannot import metrics). The exporter's own
-# alb_exporter_* families are never disabled: they say whether the job data can be trusted.
-JOB_FAMILIES = (
-    "alb_async_jobs",
-    "alb_async_jobs_failed",
-    "alb_async_jobs_finished_total",
-    "alb_async_jobs_failures_total",
-    "alb_async_job_duration_seconds",
-    "alb_async_job_processing_oldest_created_timestamp_seconds",
-    "alb_async_jobs_vanished_total",
-    "alb_async_job_recent_failure_timestamp_seconds",
-)
-# The labels of alb_async_job_duration_seconds (besides account and region) that
-# `metrics.duration_labels` may keep, in exposition order.
-DURATION_LABELS = ("status", "resource_type", "api_name")
+# The job families `metrics.disable` may name, and the labels of the duration histogram
+# (besides account and region) that `metrics.duration_labels` may keep, in exposition
+# order: both from the metric table. The exporter's own alb_exporter_* families are never
+# disabled: they say whether the job data can be trusted.
+JOB_FAMILIES = families.JOB_FAMILIES
+DURATION_LABELS = families.DURATION_KEY_LABELS
 # Per status only: an api_name has one resource_type, so (status, api_name) would be the
 # finest split, and at 18 API names x 2 statuses the histogram alone is hundreds of series
 # per target that nobody graphs one by one. The dashboard groups durations by status.
@@ -172,9 +166,14 @@ class Config:
     max_pages: int = 500
     recent_failures: int = 10
     state_file: str = ""
-    overlap: float = 60.0  # incremental listings reach back this far before the last one
+    # Incremental listings reach back this far before the last one: ALB's CreateTime comes
+    # from other hosts than our clock, and a job may be listed a little after its
+    # CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
+    overlap: float = 60.0
     full_resync_interval: float = 1800.0  # a complete page-through of the window this often
-    processing_max_age: float = 7 * 86400.0  # jobs Processing longer are no longer tracked
+    # Jobs still Processing this long after creation are given up (no longer re-checked).
+    # ALB jobs normally end within an hour; a week keeps week-long stuck jobs visible.
+    processing_max_age: float = 7 * 86400.0
     max_concurrent_refreshes: int = 4
     metrics: MetricsConfig = MetricsConfig()
     job_events: JobEventsConfig = JobEventsConfig()

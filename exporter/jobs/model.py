@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.alibaba.api import TERMINAL
+from exporter.wire import TERMINAL
 
 # Label-set keys; the order matches the metric's label order in SPEC.md.
 StatusKey = tuple[str, str, str, str]  # (status, resource_type, api_name, operate_type)

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 class Refresher:
     """Single-flight, TTL-cached refreshes of many targets on a bounded thread pool.
 
-    Freshness is the monotonic time each target's last refresh finished, kept per key
-    (not a TTL cache) so a reload can keep it for unchanged targets and apply a new
-    `cache_ttl` to it. All state is under `_lock`.
+    Freshness is the monotonic time each target's last refresh finished: the result of its
+    refresh's future, kept per target (not a TTL cache) so a reload can keep it for
+    unchanged targets and apply a new `cache_ttl` to it. All state is under `_lock`.
     """
 
     def __init__(
@@ -36,17 +36,16 @@ class Refresher:
         after_refresh: Callable[[Target], None] | None = None,
     ) -> None:
         self._after_refresh = after_refresh
-        # Re-entrant: `_future` adds `_mark_fresh` as a done-callback under this lock, and a
-        # refresh that already finished (e.g. failed at once) runs it right there.
+        # Re-entrant: `set_targets` adds a done-callback under this lock, and one added to a
+        # refresh that has just finished runs right there.
         self._lock = threading.RLock()
         self._targets = dict(targets)
-        # Keyed by target identity, not (account, region): after a reload replaces the
-        # target under a key, the old target's refresh must neither be reused nor mark the
-        # new one fresh.
-        self._inflight: dict[int, Future[None]] = {}
+        # Each target's last refresh; its result is the time it finished. Keyed by target
+        # identity, not (account, region): after a reload replaces the target under a key,
+        # the old target's refresh must neither be reused nor count as the new one's.
+        self._inflight: dict[int, Future[float]] = {}
         self._timer = timer
         self._cache_ttl = cache_ttl
-        self._refreshed_at: dict[TargetKey, float] = {}
         self._max_workers = max_workers
         self._pool = self._new_pool(max_workers)
         # Pools replaced by a reload that changed max_workers: their refreshes finish there.
@@ -93,11 +92,6 @@ class Refresher:
                     now_retired.append(target)
                 else:
                     future.add_done_callback(functools.partial(_retire, retired, target))
-            self._refreshed_at = {
-                key: at
-                for key, at in self._refreshed_at.items()
-                if key in targets and self._targets.get(key) is targets[key]
-            }
             self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
             self._targets = dict(targets)
             self._cache_ttl = cache_ttl
@@ -128,32 +122,37 @@ class Refresher:
         _, pending = wait(futures, timeout=timeout)
         return not pending
 
-    def _is_fresh(self, key: TargetKey) -> bool:
-        at = self._refreshed_at.get(key)
-        return at is not None and self._timer() - at < self._cache_ttl
+    def _is_fresh(self, refresh: Future[float]) -> bool:
+        if refresh.cancelled() or refresh.exception() is not None:
+            return False
+        return self._timer() - refresh.result() < self._cache_ttl
 
-    def _future(self, key: TargetKey) -> Future[None]:
+    def _future(self, key: TargetKey) -> Future[float]:
         target = self._targets[key]
         current = self._inflight.get(id(target))
-        if current is not None and (not current.done() or self._is_fresh(key)):
+        if current is not None and (not current.done() or self._is_fresh(current)):
             return current
         future = self._pool.submit(self._run, target)
         self._inflight[id(target)] = future
-        future.add_done_callback(functools.partial(self._mark_fresh, key, target))
         return future
 
-    def _run(self, target: Target) -> None:
-        target.refresh()
+    def _run(self, target: Target) -> float:
+        """Refresh `target`; the time it finished is the future's result.
+
+        Not set by a done-callback: a future is done before its callbacks run, and a scrape
+        in between saw a finished refresh not yet fresh and started another (issue 24).
+        """
+        try:
+            target.refresh()
+        except Exception:  # Target.refresh keeps its own faults; this is a bug, still counted
+            log.exception("refresh of account=%s region=%s crashed", *target.key)
+        finished = self._timer()
         if self._after_refresh is not None:
             try:
                 self._after_refresh(target)
             except Exception:  # e.g. a full disk must not stop the refreshes
                 log.exception("after-refresh hook failed")
-
-    def _mark_fresh(self, key: TargetKey, target: Target, _done: Future[None]) -> None:
-        with self._lock:
-            if self._targets.get(key) is target:
-                self._refreshed_at[key] = self._timer()
+        return finished
 
     def shutdown(self) -> None:
         """Let in-flight refreshes finish; start no new ones."""

@@ -184,7 +184,7 @@ class Histogram:
 
 @dataclass(frozen=True)
 class StoreState:
-    """Everything a store needs to continue after a restart (see `exporter.state`).
+    """Everything a store needs to continue after a restart (see `exporter.jobs.state`).
 
     `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
     `floor` and `counting_since` are the store's two horizons (see `JobStore`); None in a

@@ -56,8 +56,11 @@ class StateFile:
         min_interval: float = DEFAULT_MIN_INTERVAL,
         timer: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        write: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """`write(path, data)` writes the file (default `write_atomically`)."""
         self.path = path
+        self._write = write or write_atomically
         self._min_interval = min_interval
         self._timer = timer
         self._clock = clock
@@ -128,7 +131,7 @@ class StateFile:
         targets = list(targets)
         counts = _counts(targets)
         data = encode({t.key: t.export_state() for t in targets}, self._clock())
-        write_atomically(self.path, data)
+        self._write(self.path, data)
         self._last_save = now
         self._saved_counts = counts
         log.debug("state written to %s (%d bytes)", self.path, len(data))

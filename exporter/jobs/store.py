@@ -14,7 +14,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import TypeVar
 
-from exporter.alibaba.api import FAILED, PROCESSING, TERMINAL
+from exporter.config import Config
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 from exporter.jobs.snapshot import (
@@ -27,10 +27,10 @@ from exporter.jobs.snapshot import (
     newest,
 )
 from exporter.jobs.window import Window
+from exporter.wire import FAILED, PROCESSING, TERMINAL
 
-# Jobs still Processing this long after creation are given up (no longer re-checked). ALB
-# jobs normally end within an hour; a week keeps week-long stuck jobs visible to alerts.
-DEFAULT_PROCESSING_MAX_AGE = 7 * 86400.0
+# The config's default (written once, in exporter.config.model, with why).
+DEFAULT_PROCESSING_MAX_AGE = Config.processing_max_age
 
 K = TypeVar("K")
 V = TypeVar("V")

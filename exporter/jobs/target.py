@@ -13,12 +13,12 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.alibaba.api import MAX_IDS_PER_CALL
-from exporter.config import Filters
+from exporter.config import Config, Filters
 from exporter.errors import ExporterError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.snapshot import StoreSnapshot, StoreState
 from exporter.jobs.store import JobStore
+from exporter.wire import MAX_IDS_PER_CALL
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,9 @@ TargetKey = tuple[str, str]  # (account, region)
 _MAX_WIRE_RESOURCE_IDS = MAX_IDS_PER_CALL
 # Ids per look-up call: the client splits JobIds.N lists into batches of this size.
 JOB_IDS_PER_CALL = MAX_IDS_PER_CALL
-# ALB's CreateTime comes from other hosts than our clock, and a job may be listed a little
-# after its CreateTime; a minute covers both at the cost of re-reading a minute of jobs.
-DEFAULT_OVERLAP = 60.0
-DEFAULT_FULL_RESYNC_INTERVAL = 1800.0
+# The config's defaults (written once, in exporter.config.model, with why).
+DEFAULT_OVERLAP = Config.overlap
+DEFAULT_FULL_RESYNC_INTERVAL = Config.full_resync_interval
 # How far our wall clock may be off ALB's (a skew, or before an NTP step) without an
 # incremental listing skipping jobs: the issue's bar is steps of up to 10 minutes.
 CLOCK_TOLERANCE = 600.0
@@ -100,7 +99,7 @@ class RefreshPolicy:
 
 @dataclass(frozen=True)
 class TargetState:
-    """A target's refresh position, as persisted by `exporter.state`."""
+    """A target's refresh position, as persisted by `exporter.jobs.state`."""
 
     position: float | None  # the clock time of the last successful refresh
     last_full: float | None  # the clock time of the last complete page-through

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from exporter.alibaba.api import FAILED
 from exporter.jobs.model import ErrorKey, Job, StatusKey
+from exporter.wire import FAILED
 
 # attrgetter builds the key tuples in C.
 status_key: Callable[[Job], StatusKey] = operator.attrgetter(

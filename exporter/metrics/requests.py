@@ -10,7 +10,7 @@ written when its requests change and kept (`exporter.metrics.text`), in the same
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -47,13 +47,16 @@ class RequestMetrics(Collector):
     Thread-safe: observations come from the refresh threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        """`on_change()` after every change (see `SelfMetrics`)."""
+        self._changed = on_change or (lambda: None)
         self._lock = threading.Lock()
         self._targets: dict[tuple[str, str], _Target] = {}
 
     def register(self, account: str, region: str) -> None:
         with self._lock:
             self._targets.setdefault((account, region), _Target())
+        self._changed()
 
     def observe(self, account: str, region: str, code: str, seconds: float) -> None:
         with self._lock:
@@ -61,10 +64,12 @@ class RequestMetrics(Collector):
             target.codes[code] = target.codes.get(code, 0) + 1
             target.histogram.observe(seconds)
             target.lines = None
+        self._changed()
 
     def forget(self, account: str, region: str) -> None:
         with self._lock:
             self._targets.pop((account, region), None)
+        self._changed()
 
     def describe(self) -> list[Metric]:
         return [_counter(), _histogram()]

@@ -20,10 +20,12 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.samples import Exemplar as ClientExemplar
 
+from exporter.families import DURATION, DURATION_KEY_LABELS
 from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot, newest
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
+    METRICS,
     MetricSpec,
     cap_label,
     family_name,
@@ -108,20 +110,16 @@ def _newest(a: HistogramSnapshot, b: HistogramSnapshot) -> tuple[Exemplar | None
     )
 
 
-# How samples whose capped label sets coincide are merged: counts add up, the oldest
-# Processing job is the minimum, a recent failure keeps the newest time.
-COMBINE: Mapping[str, Callable[[float, float], float]] = {
-    "alb_async_job_processing_oldest_created_timestamp_seconds": min,
-    "alb_async_job_recent_failure_timestamp_seconds": max,
-    "alb_exporter_up": min,
-    "alb_exporter_last_success_timestamp_seconds": min,
-    "alb_exporter_refresh_duration_seconds": max,
+# How samples whose capped label sets coincide are merged (the table's `combine`): counts
+# add up, the oldest Processing job is the minimum, a recent failure keeps the newest time.
+_COMBINERS: Mapping[str, Callable[[float, float], float]] = {
+    "sum": sum_values,
+    "min": min,
+    "max": max,
 }
-
-
-DURATION = "alb_async_job_duration_seconds"
-# The labels of a duration histogram key in the store (`DurationKey`), in order.
-DURATION_KEY_LABELS = ("status", "resource_type", "api_name")
+COMBINE: Mapping[str, Callable[[float, float], float]] = {
+    row.name: _COMBINERS[row.combine] for row in METRICS
+}
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ class ExpositionOptions:
 def new_samples(
     cap: Callable[[LabelValues], LabelValues] = cap_all,
 ) -> dict[str, Samples]:
-    return {name: Samples(COMBINE.get(name, sum_values), cap=cap) for name in JOB_COLLECTOR_METRICS}
+    return {name: Samples(COMBINE[name], cap=cap) for name in JOB_COLLECTOR_METRICS}
 
 
 def target_samples(
@@ -183,20 +181,20 @@ def target_samples(
     samples = new_samples(cap)
     t = (account, region)
     for name in families:
-        _BUILDERS[name](samples[name], t, snap, status, options)
+        _BUILDERS[spec(name).source](samples[name], t, snap, status, options)
     return samples
 
 
 Builder = Callable[[Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
 
 
-def _from(
-    source: Callable[[StoreSnapshot], Mapping[KeyT, float]],
-    exemplars: Callable[[StoreSnapshot], Mapping[KeyT, Exemplar]] | None = None,
-) -> Builder:
+def _from(field: str, exemplars: str = "") -> Builder:
+    """The values of a snapshot map; with the exemplars of the map named `exemplars`."""
+
     def build(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
-        held = {} if exemplars is None else exemplars(snap)
-        for key, value in source(snap).items():
+        values: Mapping[tuple[str, ...], float] = getattr(snap, field)
+        held: Mapping[tuple[str, ...], Exemplar] = getattr(snap, exemplars) if exemplars else {}
+        for key, value in values.items():
             samples.add((*t, *key), value, held.get(key))
 
     return build
@@ -235,55 +233,41 @@ def _refresh_duration(
         samples.add(t, status.refresh_duration)
 
 
-def _tracked(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
-    samples.add(t, snap.jobs_tracked)
+def _one(field: str) -> Builder:
+    def build(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
+        samples.add(t, getattr(snap, field))
+
+    return build
 
 
-def _recovered(
-    samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object
-) -> None:
-    samples.add(t, snap.recovered_total)
-
-
+# A builder per value source of the table (`MetricSpec.source`) that a target writes.
 _BUILDERS: Mapping[str, Builder] = {
-    "alb_async_jobs": _from(lambda snap: snap.jobs_by_status),
-    "alb_async_jobs_failed": _from(lambda snap: snap.failed),
-    "alb_async_jobs_finished_total": _from(
-        lambda snap: snap.finished_total, lambda snap: snap.finished_exemplars
-    ),
-    "alb_async_jobs_failures_total": _from(
-        lambda snap: snap.failures_total, lambda snap: snap.failures_exemplars
-    ),
-    DURATION: _durations,
-    "alb_async_job_processing_oldest_created_timestamp_seconds": _from(
-        lambda snap: snap.oldest_processing
-    ),
-    "alb_async_jobs_vanished_total": _from(lambda snap: snap.vanished_total),
-    "alb_async_job_recent_failure_timestamp_seconds": _recent,
-    "alb_exporter_up": _up,
-    "alb_exporter_last_success_timestamp_seconds": _last_success,
-    "alb_exporter_refresh_duration_seconds": _refresh_duration,
-    "alb_exporter_jobs_tracked": _tracked,
-    "alb_exporter_resync_recovered_jobs_total": _recovered,
+    "snapshot.jobs_by_status": _from("jobs_by_status"),
+    "snapshot.failed": _from("failed"),
+    # A counter's exemplars change only with its counts: its source says when both did.
+    "snapshot.finished_total": _from("finished_total", "finished_exemplars"),
+    "snapshot.failures_total": _from("failures_total", "failures_exemplars"),
+    "snapshot.durations": _durations,
+    "snapshot.oldest_processing": _from("oldest_processing"),
+    "snapshot.vanished_total": _from("vanished_total"),
+    "snapshot.recent_failures": _recent,
+    "status.up": _up,
+    "status.last_success": _last_success,
+    "status.refresh_duration": _refresh_duration,
+    "snapshot.jobs_tracked": _one("jobs_tracked"),
+    "snapshot.recovered_total": _one("recovered_total"),
 }
 
-# What a family's samples are made of in a snapshot, for the families worth re-using
-# between renders: the store publishes an unchanged map as the same object (see
-# `JobStore._publish`), so the lines written from it last time still hold. The others
-# come from the status, which every refresh replaces, or are one series. (A counter's
-# exemplars change only when its counts do.)
-SOURCES: Mapping[str, Callable[[StoreSnapshot], object]] = {
-    "alb_async_jobs": lambda snap: snap.jobs_by_status,
-    "alb_async_jobs_failed": lambda snap: snap.failed,
-    "alb_async_jobs_finished_total": lambda snap: snap.finished_total,
-    "alb_async_jobs_failures_total": lambda snap: snap.failures_total,
-    DURATION: lambda snap: snap.durations,
-    "alb_async_job_processing_oldest_created_timestamp_seconds": lambda snap: (
-        snap.oldest_processing
-    ),
-    "alb_async_jobs_vanished_total": lambda snap: snap.vanished_total,
-    "alb_async_job_recent_failure_timestamp_seconds": lambda snap: snap.recent_failures,
-}
+
+def source_of(name: str, snap: StoreSnapshot) -> object | None:
+    """What a family's samples are made of in a snapshot, for the families whose lines
+    may be kept from one render to the next (see `JobFamilies`): a snapshot map or tuple,
+    compared by value. None for families of the status or of a single series."""
+    source = spec(name).source
+    if not source.startswith("snapshot."):
+        return None
+    value = getattr(snap, source.removeprefix("snapshot."))
+    return None if isinstance(value, int) else value
 
 
 def empty_family(metric: MetricSpec) -> Metric:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.metrics.requests import RequestMetrics
-from exporter.metrics.table import cap_label, family_name, spec
+from exporter.metrics.table import MetricSpec, cap_label, family_name, spec
 
 
 class SelfMetrics:
@@ -52,24 +54,26 @@ class SelfMetrics:
         shard: tuple[int, int] = (0, 1),
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        """`on_change()` is called after every change of a series (the render cache's
-        generation, see `exporter.app.Generation`)."""
-        self._changed = on_change or (lambda: None)
+        """`on_change()` is called after every change of a series: the families here
+        change only through `Instrument` and `RequestMetrics`, which call it themselves
+        (the exposition's version, see `exporter.metrics.exposition`)."""
+        changed = on_change or (lambda: None)
+        self._registry = registry
+        self._changed = changed
         # Per target, so written by the exporter rather than prometheus_client (see there).
-        self._requests = RequestMetrics()
+        self._requests = RequestMetrics(on_change=changed)
         registry.register(self._requests)
-        self._credential_refreshes = _counter("alb_exporter_credential_refreshes_total", registry)
-        self._credentials_expiry = _gauge(
-            "alb_exporter_credentials_expiry_timestamp_seconds", registry
+        self._credential_refreshes = self.instrument("alb_exporter_credential_refreshes_total")
+        self._credentials_expiry = self.instrument(
+            "alb_exporter_credentials_expiry_timestamp_seconds"
         )
-        self._reload_ok = _gauge("alb_exporter_config_last_reload_successful", registry)
+        self._reload_ok = self.instrument("alb_exporter_config_last_reload_successful")
         self._reload_ok.set(1)
-        build_info = _gauge("alb_exporter_build_info", registry)
-        build_info.labels(version, python_version).set(1)
+        self.instrument("alb_exporter_build_info").set(1, version, python_version)
         # Exposed unsharded too (0 of 1), so one alert rule sees every exporter and a
         # replica that lost its shard flags is told apart from one that never had them.
-        _gauge("alb_exporter_shard_ordinal", registry).set(shard[0])
-        _gauge("alb_exporter_shard_count", registry).set(shard[1])
+        self.instrument("alb_exporter_shard_ordinal").set(shard[0])
+        self.instrument("alb_exporter_shard_count").set(shard[1])
         # prometheus_client offers no portable way to list a metric's label sets, so the
         # ones to forget on reload are remembered here (written from refresh threads).
         # Series are created and removed under the same lock as this record, so the two
@@ -78,10 +82,16 @@ class SelfMetrics:
         self._credential_codes: dict[str, set[tuple[str, str]]] = {}
         self._expiry_sources: dict[str, set[str]] = {}
 
+    def instrument(self, name: str) -> Instrument:
+        """The family `name` of the metric table (a counter or gauge), registered here:
+        a self-metric is a table row and this call."""
+        made = Instrument(spec(name), self._changed)
+        self._registry.register(made)
+        return made
+
     def register_target(self, account: str, region: str) -> None:
         """Create the target's request series at 0."""
         self._requests.register(account, region)
-        self._changed()
 
     def request_observer(self, account: str, region: str) -> Callable[[str, float], None]:
         """The client's per-attempt callback: `observe(code, seconds)`. Registers the
@@ -90,7 +100,6 @@ class SelfMetrics:
 
         def observe(code: str, seconds: float) -> None:
             self._requests.observe(account, region, cap_label(code), seconds)
-            self._changed()
 
         return observe
 
@@ -98,8 +107,7 @@ class SelfMetrics:
         code = cap_label(code)
         with self._lock:
             self._credential_codes.setdefault(account, set()).add((source, code))
-            self._credential_refreshes.labels(account, source, code).inc()
-        self._changed()
+            self._credential_refreshes.inc(account, source, code)
 
     def set_credentials_expiry(self, account: str, source: str, ts: float | None) -> None:
         """`None` (long-lived keys) removes the series rather than exposing a fake expiry."""
@@ -111,17 +119,14 @@ class SelfMetrics:
                     self._credentials_expiry.remove(account, source)
             else:
                 sources.add(source)
-                self._credentials_expiry.labels(account, source).set(ts)
-        self._changed()
+                self._credentials_expiry.set(ts, account, source)
 
     def set_reload_ok(self, ok: bool) -> None:
         self._reload_ok.set(1 if ok else 0)
-        self._changed()
 
     def forget_target(self, account: str, region: str) -> None:
         """Drop the series of a target removed by a config reload."""
         self._requests.forget(account, region)
-        self._changed()
 
     def forget_account(self, account: str) -> None:
         """Drop the credential series of an account removed by a config reload or whose
@@ -133,14 +138,39 @@ class SelfMetrics:
                 self._credential_refreshes.remove(account, source, code)
             for source in sources:
                 self._credentials_expiry.remove(account, source)
+
+
+class Instrument(Collector):
+    """One self-metric family of the table, a prometheus_client Counter or Gauge that is
+    changed only through these methods, each of which reports the change (`changed()`)
+    after making it: no caller has to remember to."""
+
+    def __init__(self, metric: MetricSpec, changed: Callable[[], None]) -> None:
+        kind = Counter if metric.type == "counter" else Gauge
+        self._metric: Counter | Gauge = kind(
+            family_name(metric), metric.help, metric.labels, registry=None
+        )
+        self._changed = changed
+
+    def _series(self, labels: tuple[str, ...]) -> Counter | Gauge:
+        return self._metric.labels(*labels) if labels else self._metric
+
+    def inc(self, *labels: str, amount: float = 1) -> None:
+        self._series(labels).inc(amount)
         self._changed()
 
+    def set(self, value: float, *labels: str) -> None:
+        series = self._series(labels)
+        assert isinstance(series, Gauge), "only a gauge is set"
+        series.set(value)
+        self._changed()
 
-def _counter(name: str, registry: CollectorRegistry) -> Counter:
-    metric = spec(name)
-    return Counter(family_name(metric), metric.help, metric.labels, registry=registry)
+    def remove(self, *labels: str) -> None:
+        self._metric.remove(*labels)
+        self._changed()
 
+    def describe(self) -> Iterable[Metric]:
+        return self._metric.describe()
 
-def _gauge(name: str, registry: CollectorRegistry) -> Gauge:
-    metric = spec(name)
-    return Gauge(family_name(metric), metric.help, metric.labels, registry=registry)
+    def collect(self) -> Iterable[Metric]:
+        return self._metric.collect()

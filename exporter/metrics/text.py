@@ -2,8 +2,9 @@
 
 prometheus_client turns every sample into a `Sample` with a label dict, then formats it:
 26 us per series or more, seconds per render at 1,000 targets. Here a target's sample
-lines are written straight from its snapshot (about 7 us per series) and kept until its
-data changes (`JobsCollector`), so a render mostly joins lines already written.
+lines are written straight from its snapshot (about 7 us per series) when the target is
+published and kept until it is published again (`exporter.metrics.exposition`), so a
+scrape only joins lines already written.
 
 The text is byte for byte what prometheus_client writes for the same families, in its
 Prometheus text format and in OpenMetrics (the sample lines are the same in both but for

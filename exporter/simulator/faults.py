@@ -10,10 +10,10 @@ import threading
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
-from exporter.alibaba.api import ACTION
 from exporter.simulator.jobs import Region
 from exporter.simulator.messages import Reject
 from exporter.simulator.world import World
+from exporter.wire import ACTION
 
 # What the `malformed` knob turns a successful answer into (see `listing.render`).
 MALFORMED = (

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from exporter.alibaba import signing
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.simulator.faults import FaultBoard
 from exporter.simulator.messages import Reject, SimRequest, missing
+from exporter.wire import ACTION, API_VERSION
 
 # The demo key pair: `--demo` and the standalone simulator accept it unless told otherwise.
 DEMO_ACCESS_KEY_ID = "LTAIdemo0000000000000000"

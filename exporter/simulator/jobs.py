@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 
 _STUCK_PROBABILITY = 0.02
 _FAIL_PROBABILITY = 0.10

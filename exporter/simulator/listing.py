@@ -12,11 +12,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.alibaba.api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PROCESSING
 from exporter.simulator.faults import Faults
 from exporter.simulator.jobs import Region, SimJob, listing_order
 from exporter.simulator.messages import JSON, Reject, dumps, iso
 from exporter.simulator.world import SimClock, World
+from exporter.wire import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PROCESSING
 
 _MAX_RESULTS_DEFAULT = DEFAULT_PAGE_SIZE
 _MAX_RESULTS_LIMIT = MAX_PAGE_SIZE

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.simulator.jobs import (
     API_FIELDS,
     Region,
@@ -23,6 +22,7 @@ from exporter.simulator.jobs import (
     new_resource_id,
 )
 from exporter.simulator.messages import REGION_RE
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 
 _PRUNE_INTERVAL_MS = 60_000
 

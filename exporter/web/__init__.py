@@ -1,6 +1,6 @@
 """HTTP serving: WSGI routes, landing page, server, exporter-toolkit web config.
 
-Knows nothing of ALB: it is given a registry and callables.
+Knows nothing of ALB: it is given a collector (the exposition store) and callables.
 """
 
 from exporter.web.guard import Limits

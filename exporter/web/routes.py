@@ -16,8 +16,8 @@ from http import HTTPStatus
 from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from exporter.web.exposition import fast_encoder
 from exporter.web.landing import LandingInfo, render_landing
@@ -65,8 +65,8 @@ class WebHooks:
     """
 
     prepare_scrape: Callable[[float | None], None]
-    registry: CollectorRegistry
-    probe: Callable[[str, str, float | None], CollectorRegistry | OtherShard | None]
+    registry: Collector
+    probe: Callable[[str, str, float | None], Collector | OtherShard | None]
     is_ready: Callable[[], bool]
     reload: Callable[[], str | None]
     landing: Callable[[], LandingInfo]
@@ -230,7 +230,7 @@ KNOWN_CONTENT_TYPES = _known_content_types()
 _STANDARD_ACCEPT = {True: "application/openmetrics-text; version=1.0.0", False: "text/plain"}
 
 
-def _variant(environ: WSGIEnvironment) -> tuple[Variant, Callable[[CollectorRegistry], bytes]]:
+def _variant(environ: WSGIEnvironment) -> tuple[Variant, Callable[[Collector], bytes]]:
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     if content_type not in KNOWN_CONTENT_TYPES:
         openmetrics = content_type.startswith("application/openmetrics-text")

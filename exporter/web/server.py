@@ -348,6 +348,11 @@ class Server:
         return sum(t.name.startswith(self._threads + "_") for t in threading.enumerate())
 
     @property
+    def queued_requests(self) -> int:
+        """Requests received that wait for a worker thread."""
+        return self._executor.queued
+
+    @property
     def open_connections(self) -> int:
         """Client connections open now (TLS ones once their handshake is done)."""
         return len(self._uvicorn.server_state.connections)

@@ -48,6 +48,11 @@ class Workers(Executor):
                 self._threads.append(thread)
             return future
 
+    @property
+    def queued(self) -> int:
+        """Calls submitted that no thread has taken yet."""
+        return self._queue.qsize()
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closed = True

@@ -6,8 +6,9 @@ Debian's `prometheus` scraping it every second with the chart's alert rules
 
 * evaluates every expression of the Grafana dashboard through /api/v1/query and
   requires each to return data;
-* makes the simulator fail a job and waits for AlbAsyncJobFailed to fire, with the job
-  id and error code in its description (the rule's `query` template on a real server);
+* makes the simulator fail a job and waits for AlbAsyncJobFailed to fire, with the error
+  code as a label and the job id in its description (the rule's `query` template on a
+  real server);
 * restarts the exporter (no state_file: counters come back at 0) and checks that this
   neither counts the failure again nor fires any new AlbAsyncJobFailed;
 * runs Prometheus with `--enable-feature=exemplar-storage` and finds, through
@@ -45,6 +46,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.tools, pytest.mark.timing]
 
 REGIONS = ("cn-hangzhou", "cn-shanghai")
 ACCOUNT = "e2e"
+ROLE_ACCOUNT = "e2e-role"
 FAILING_API = "E2eFailingOperation"
 STUCK_API = "E2eStuckOperation"
 ERROR_CODE = "E2E.QuotaExceeded"
@@ -148,9 +150,20 @@ class Exporter:
 @pytest.fixture(scope="module")
 def exporter(sim: procs.Proc, workdir: Path, start_exporter: procs.Exporters) -> Iterator[Exporter]:
     credentials = access_key(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+    # A second account on temporary credentials (AssumeRole at the simulator's STS), so the
+    # dashboard's credential-expiry panels have data.
+    role = {
+        "type": "ram_role_arn",
+        "role_arn": "acs:ram::2222222222222222:role/e2e-prometheus-reader",
+        "sts_endpoint": f"{sim.url}/sts/",
+        "source": {"type": "access_key", **credentials},
+    }
     config = write_config(
         workdir / "exporter.yaml",
-        [account(sim, ACCOUNT, REGIONS, credentials, **UNPACED)],
+        [
+            account(sim, ACCOUNT, REGIONS, credentials, **UNPACED),
+            account(sim, ROLE_ACCOUNT, REGIONS[1:], role, **UNPACED),
+        ],
         recent_failures=10,
         # Jobs are injected with CreateTimes minutes in the past and the simulator's clock
         # jumps: page the whole window on every refresh (incremental refreshes:
@@ -237,6 +250,11 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
     """Bring everything up, then make one job fail; returns what the tests need."""
     eventually(lambda: prom.query('up{job="alb-jobs-exporter"} == 1'), 30, "the scrape target up")
     eventually(lambda: up_targets(prom), 60, "alb_exporter_up == 1 for every region")
+    eventually(
+        lambda: prom.query(f'alb_exporter_up{{account="{ROLE_ACCOUNT}"}} == 1'),
+        60,
+        "the AssumeRole account up",
+    )
     assert all(h == "ok" for h in prom.rules_health().values()), prom.rules_health()
     # Failed before the exporter first listed the simulator (frozen until now): history,
     # never counted, so never an exemplar.
@@ -308,7 +326,8 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
             if a["state"] == "firing" and a["labels"].get("api_name") == FAILING_API
         ]
 
-    alert = eventually(firing, 30, "AlbAsyncJobFailed firing")[0]
+    # The shipped rule waits its `for` (1m) before firing.
+    alert = eventually(firing, 120, "AlbAsyncJobFailed firing", interval=1)[0]
     return {"alert": alert, "region": region, "history": history}
 
 
@@ -331,7 +350,8 @@ def test_every_dashboard_expression_returns_data(
 ) -> None:
     empty = []
     for where, expr in dashboard_exprs():
-        plain = dashboard_rules.substitute(expr, range_value="1m")
+        # The time range (`$__range`) spans the whole test, as a dashboard's would.
+        plain = dashboard_rules.substitute(expr, range_value="1m", span_value="1h")
         if not prom.query(plain):
             empty.append(f"{where}: {plain}")
     for variable in dashboard()["templating"]["list"]:
@@ -346,16 +366,39 @@ def test_every_dashboard_expression_returns_data(
     assert empty == [], "expressions without data:\n" + "\n".join(empty)
 
 
+def test_failure_bars_draw_the_one_failure_in_one_bar(
+    prom: Prometheus, scenario: dict[str, Any]
+) -> None:
+    # The panel's query as Grafana runs it: a range query whose step is $__interval.
+    (panel,) = [p for p in dashboard()["panels"] if p["title"] == "Failures by API and error code"]
+    (target,) = panel["targets"]
+    step = 5
+    expr = dashboard_rules.substitute(target["expr"], range_value=f"{step}s")
+    end = time.time()
+    r = loopback.get(
+        f"{prom.url}/api/v1/query_range",
+        params={"query": expr, "start": end - 600, "end": end, "step": step},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    series = [s for s in r.json()["data"]["result"] if s["metric"].get("api_name") == FAILING_API]
+    assert [s["metric"]["error_code"] for s in series] == [ERROR_CODE]
+    bars = [float(v) for _, v in series[0]["values"] if float(v) != 0]
+    assert bars == [1.0], series[0]["values"]
+
+
 def test_failure_alert_fires_with_job_details(scenario: dict[str, Any]) -> None:
     alert = scenario["alert"]
     assert alert["labels"]["severity"] == "warning"
     assert alert["labels"]["account"] == ACCOUNT
     assert alert["labels"]["region"] == scenario["region"]
     assert alert["labels"]["resource_type"] == "listener"
+    # The error code is a label: Alertmanager routes and silences on it.
+    assert alert["labels"]["error_code"] == ERROR_CODE
     description = alert["annotations"]["description"]
     assert "e2e-job-failing" in description, description
     assert "lsn-e2e0001" in description, description
-    assert f"error_code={ERROR_CODE}" in description, description
+    assert ERROR_CODE in description, description
     assert 0.5 < float(alert["value"]) < 1.5
 
 

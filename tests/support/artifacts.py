@@ -1,5 +1,6 @@
 """The chart's monitoring artifacts as data: alert rules and the Grafana dashboard (with its
-expressions, via ci/dashboard_rules.py), for the artifact checks and the Prometheus e2e test."""
+expressions, via ci/dashboard_rules.py), for the artifact checks and the Prometheus e2e test;
+and the monitoring mixin's renderer (mixin/render.py) that generates both."""
 
 from __future__ import annotations
 
@@ -28,18 +29,18 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-def _dashboard_rules_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "dashboard_rules", REPO / "ci" / "dashboard_rules.py"
-    )
+def _script(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-# Loaded from its file: ci/ holds scripts, not a package (ci/check-artifacts.sh runs it too).
-dashboard_rules = _dashboard_rules_module()
+# Loaded from their files: ci/ and mixin/ hold scripts, not packages (ci/check-artifacts.sh
+# and `make mixin` run them).
+dashboard_rules = _script("dashboard_rules", REPO / "ci" / "dashboard_rules.py")
+mixin_render = _script("mixin_render", REPO / "mixin" / "render.py")
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.alibaba.api import FAILED
 from exporter.jobs.model import Job
+from exporter.wire import FAILED
 
 
 def job(

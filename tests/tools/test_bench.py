@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_bench_quick_mode_runs_and_reports_every_measure() -> None:
     for measure in (
         "API calls per refresh",
         "CPU time per 1,000 jobs",
-        "upstream refreshes caused by 50 concurrent scrapes (1 target) | 1 |",
+        "upstream refreshes caused by 50 concurrent scrapes (1 target)",
         "/metrics from cache, the simulator's realistic mix",
         "old (render every scrape)",
         "scrape wait, cache_ttl 0",
@@ -34,6 +35,10 @@ def test_bench_quick_mode_runs_and_reports_every_measure() -> None:
         "Machine:",
     ):
         assert measure in out
+    # A count, whatever it came to: how the threads interleave on a busy machine is not this
+    # test's business; single-flight is asserted deterministically in
+    # tests/unit/jobs/test_target.py (issue 24).
+    assert re.search(r"^\| upstream refreshes caused by .* \| \d+ \|$", out, re.MULTILINE)
     # Every curve point served every scrape: the failed-scrapes column is 0.
     curve = [line for line in out.splitlines() if line.startswith("| 1 (1 x 1) |")]
     assert curve and curve[0].endswith("| 0 |")

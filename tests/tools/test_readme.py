@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import JOB_FAMILIES, shard_of
-from exporter.metrics.table import METRICS
+from exporter.families import METRICS
 from tests.support.artifacts import alerts, dashboard, dashboard_rules
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter import config
-from exporter.app import App
+from exporter.app import App, Seams
 
 KEY_ID = "LTAI5tCliTestKeyId000001"
 SECRET = "cli-Secret-Value-0a1b2c3d"
@@ -40,7 +40,7 @@ def write_config(
     return config.load(str(path), {})
 
 
-def start(apps: list[App], cfg: config.Config, path: Path) -> App:
-    app = App(cfg, {}, str(path))
+def start(apps: list[App], cfg: config.Config, path: Path, seams: Seams | None = None) -> App:
+    app = App(cfg, {}, str(path), seams=seams or Seams())
     apps.append(app)
     return app

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from exporter import config, simulator
-from exporter.alibaba.api import PROCESSING
-from exporter.app import App
-from exporter.jobs import state_writer
+from exporter.app import App, Seams
 from exporter.jobs.model import Job
 from exporter.jobs.target import Target, TargetKey
+from exporter.wire import PROCESSING
 from exporter.wiring import Gate
 from tests.support import procs
 from tests.unit.appkit import KEY_ID, REGIONS, SECRET, start, static_keys, write_config
@@ -41,7 +40,7 @@ def targets_of(app: App) -> dict[TargetKey, Target]:
 
 
 def value(app: App, name: str, **labels: str) -> float | None:
-    return app.registry.get_sample_value(name, labels)
+    return app.exposition.get_sample_value(name, labels)
 
 
 # --- hooks for web -----------------------------------------------------------------------
@@ -142,7 +141,7 @@ def test_reload_applies_processing_max_age_to_the_store_it_keeps(
 def _families(app: App) -> dict[str, list[dict[str, str]]]:
     """Sample name -> label sets of the app's exposition."""
     out: dict[str, list[dict[str, str]]] = {}
-    for family in app.registry.collect():
+    for family in app.exposition.collect():
         for sample in family.samples:
             out.setdefault(sample.name, []).append(dict(sample.labels))
     return out
@@ -198,6 +197,7 @@ def test_an_empty_bucket_list_hides_the_histogram_and_turning_it_back_loses_noth
     running = Job("j", "CreateRule", "Create", "rule", "rule-1", PROCESSING, "", "", t0, t0)
     store.update([running], (), t0)
     store.update([replace(running, status="Succeeded", modify_time=t0 + 7)], (), t0 + 10)
+    app.exposition.publish(targets_of(app)[KEYS[0]])  # as the refresh hook does
     count = "alb_async_job_duration_seconds_count"
     labels = {"account": "prod", "region": KEYS[0][1], "status": "Succeeded"}
     assert value(app, count, **labels) == 1
@@ -274,15 +274,17 @@ def test_reload_closes_a_replaced_client_only_after_its_refresh_ends(
 def test_changed_credentials_drop_the_old_sources_series(
     sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
 ) -> None:
-    sim.simulator.sts_ttl = 3.0  # the provider fetches anew 2 s after each fetch
-    app = start(apps, write_config(cfg_path, sim.url, assumed_role(sim)), cfg_path)
+    sim.simulator.sts_ttl = 30.0  # the provider fetches anew 20 s after each fetch
+    now = [0.0]  # seconds the App's clock is ahead of the real one
+    cfg = write_config(cfg_path, sim.url, assumed_role(sim))
+    app = start(apps, cfg, cfg_path, Seams(clock=lambda: time.time() + now[0]))
     assert app.refresher.ensure_fresh(None, timeout=10)
     assert app.all_up()
     expiry = value(app, EXPIRY, account="prod", source="ram_role_arn")
     assert expiry is not None and expiry > time.time()
     assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") == 1
     # The provider the old clients sign with (a refresh in flight keeps using it).
-    old_provider = app._credentials["prod"].provider
+    old_provider = app.credentials["prod"].provider
     assert not isinstance(old_provider, Exception)
 
     write_config(cfg_path, sim.url, static_keys())
@@ -291,7 +293,7 @@ def test_changed_credentials_drop_the_old_sources_series(
     assert value(app, REFRESHES, account="prod", source="ram_role_arn", code="OK") is None
     # A fetch of the replaced provider finishing after the reload does not bring them back.
     fetches = len(sim.simulator.identity_calls())
-    time.sleep(2.1)
+    now[0] += 25.0  # past the refresh point of the 30 s credential, not its expiry
     old_provider.get()
     assert len(sim.simulator.identity_calls()) == fetches + 1
     assert value(app, EXPIRY, account="prod", source="ram_role_arn") is None
@@ -356,9 +358,15 @@ def test_concurrent_reloads_and_scrapes_do_not_crash(
     assert app.all_up()
 
 
-@pytest.fixture
-def fast_state_writer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(state_writer, "DEFAULT_DEBOUNCE", 0.01)
+def unwritable_state_file(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> tuple[App, Path]:
+    """An App whose state file cannot be written (a file where its folder should be),
+    saving at once when asked; and that file."""
+    blocker = cfg_path.parent / "not-a-dir"
+    blocker.write_text("a file where the state file's folder should be")
+    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
+    return start(apps, cfg, cfg_path, Seams(state_debounce=0)), blocker
 
 
 def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
@@ -366,12 +374,8 @@ def test_an_unwritable_state_file_is_one_error_line_not_one_per_refresh(
     cfg_path: Path,
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
-    fast_state_writer: None,
 ) -> None:
-    blocker = cfg_path.parent / "not-a-dir"
-    blocker.write_text("a file where the state file's folder should be")
-    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
-    app = start(apps, cfg, cfg_path)
+    app, blocker = unwritable_state_file(sim, cfg_path, apps)
     with caplog.at_level(logging.DEBUG, logger="exporter"):
         for _ in range(4):
             assert app.refresher.ensure_fresh(None, timeout=10)
@@ -396,12 +400,8 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
     cfg_path: Path,
     apps: list[App],
     caplog: pytest.LogCaptureFixture,
-    fast_state_writer: None,
 ) -> None:
-    blocker = cfg_path.parent / "not-a-dir"
-    blocker.write_text("a file where the state file's folder should be")
-    cfg = write_config(cfg_path, sim.url, cache_ttl="0s", state_file=f"{blocker}/state.json")
-    app = start(apps, cfg, cfg_path)
+    app, _ = unwritable_state_file(sim, cfg_path, apps)
     # The hook as the refresh pool's workers call it, eight at once. The slow handler
     # holds the first reporter between its check and its set of the last error, where
     # the others would slip in unless that step is serialised.
@@ -409,7 +409,7 @@ def test_refreshes_finishing_together_report_an_unwritable_state_file_once(
 
     def finish(target: Target) -> None:
         release.wait()
-        app._after_refresh(target)
+        app.after_refresh(target)
 
     exporter_log = logging.getLogger("exporter")
     slow = _SlowHandler(logging.ERROR)
@@ -447,6 +447,6 @@ def test_a_throttled_region_pauses_and_slows_down_alone(
     assert targets_of(app)[healthy].status().up
     assert sim.simulator.request_count(healthy[1]) > requests
     # And the halving: the throttled region's budget is cut, the healthy one's is whole.
-    assert app._buckets[throttled].rate < app._buckets[throttled].max_rate
-    assert app._buckets[healthy].rate == app._buckets[healthy].max_rate == 1000
+    assert app.request_budgets[throttled].rate < app.request_budgets[throttled].max_rate
+    assert app.request_budgets[healthy].rate == app.request_budgets[healthy].max_rate == 1000
     sim.simulator.clear_faults()

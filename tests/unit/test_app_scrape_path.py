@@ -6,32 +6,36 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from wsgiref.types import WSGIApplication
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import simulator
-from exporter.app import App
+from exporter.app import App, Seams
+from exporter.jobs.state import write_atomically
 from exporter.web import make_wsgi_app
 from tests.unit.appkit import start, write_config
 
 pytestmark = pytest.mark.usefixtures("sim")
 
 
-class _Renders:
-    """A constant family that counts the renders of the exposition it is part of."""
+class _Renders(Collector):
+    """The App's exposition, counting its renders (collects)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exposition: Collector) -> None:
+        self.exposition = exposition
         self.count = 0
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterable[Metric]:
         self.count += 1
-        yield GaugeMetricFamily("test_constant", "never changes", value=1)
+        return self.exposition.collect()
 
 
 def _get(wsgi: WSGIApplication, path: str = "/metrics", **environ: str) -> str:
@@ -59,9 +63,9 @@ def test_scrapes_of_unchanged_data_share_one_render_and_a_refresh_is_seen_at_onc
     # Regression: every /metrics scrape re-rendered every series (21.6 ms p50 at the
     # simulator's 10k-job mix) although the data changes once per refresh.
     app = start(apps, write_config(cfg_path, sim.url, cache_ttl="1h"), cfg_path)
-    renders = _Renders()
-    app.registry.register(renders)
-    wsgi = make_wsgi_app(app.web_hooks())
+    hooks = app.web_hooks()
+    renders = _Renders(hooks.registry)
+    wsgi = make_wsgi_app(replace(hooks, registry=renders))
     first = _get(wsgi)
     assert [_get(wsgi) for _ in range(3)] == [first] * 3
     assert renders.count == 1
@@ -93,24 +97,19 @@ def test_the_state_file_is_not_written_inside_the_refresh_a_scrape_waits_for(
     sim: simulator.SimulatorServer,
     cfg_path: Path,
     apps: list[App],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Regression: each refresh encoded and fsynced every target's state before the
     # scrape waiting for it could render (p50 45 ms -> 221 ms at 2 x 10k jobs).
-    from exporter.jobs import state, state_writer
-
-    monkeypatch.setattr(state_writer, "DEFAULT_DEBOUNCE", 0.01)
     writing, release = threading.Event(), threading.Event()
-    real_write = state.write_atomically
 
     def slow_write(path: str, data: bytes) -> None:
         writing.set()
         assert release.wait(10)
-        real_write(path, data)
+        write_atomically(path, data)
 
-    monkeypatch.setattr(state, "write_atomically", slow_write)
     state_path = cfg_path.parent / "state.json"
-    app = start(apps, write_config(cfg_path, sim.url, state_file=str(state_path)), cfg_path)
+    cfg = write_config(cfg_path, sim.url, state_file=str(state_path))
+    app = start(apps, cfg, cfg_path, Seams(state_debounce=0, state_write=slow_write))
     try:
         # The refreshes finish (and the scrape renders) while the write is held up.
         assert app.refresher.ensure_fresh(None, timeout=3)

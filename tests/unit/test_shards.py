@@ -81,13 +81,13 @@ def test_a_shard_refreshes_and_lists_only_its_own_targets(
     assert listed == {region for _, region in OWNED_BY[index]}
     ups = {
         (s.labels["account"], s.labels["region"])
-        for family in app.registry.collect()
+        for family in app.exposition.collect()
         if family.name == "alb_exporter_up"
         for s in family.samples
     }
     assert ups == OWNED_BY[index]
-    assert app.registry.get_sample_value("alb_exporter_shard_ordinal") == index
-    assert app.registry.get_sample_value("alb_exporter_shard_count") == 3
+    assert app.exposition.get_sample_value("alb_exporter_shard_ordinal") == index
+    assert app.exposition.get_sample_value("alb_exporter_shard_count") == 3
     landing = app.landing()
     assert (landing.shard_index, landing.shard_count, landing.configured_targets) == (index, 3, 5)
 
@@ -137,7 +137,7 @@ def test_a_reload_keeps_the_shard_and_sends_new_targets_to_their_owner(
     kept = app.refresher.target(("prod", "cn-hangzhou"))
     assert kept is not None and kept.store is before.store  # its counters continue
     assert app.probe("prod", "eu-central-1", 10) == OtherShard(owner=0, count=3, this=1)
-    assert app.registry.get_sample_value("alb_exporter_shard_ordinal") == 1
+    assert app.exposition.get_sample_value("alb_exporter_shard_ordinal") == 1
 
 
 # --- the command line --------------------------------------------------------------------

@@ -26,10 +26,10 @@ from exporter.alibaba.credentials.base import (
     CredentialObserver,
     CredentialProvider,
     Options,
-    SecretFile,
     log,
     url_problem,
 )
+from exporter.alibaba.credentials.build import BUILDERS, build
 from exporter.alibaba.credentials.env import EnvProvider, env_pair
 from exporter.alibaba.credentials.metadata import EcsRamRole
 from exporter.alibaba.credentials.profile import (
@@ -40,12 +40,9 @@ from exporter.alibaba.credentials.profile import (
     profile_provider,
 )
 from exporter.alibaba.credentials.refreshing import RefreshingProvider
-from exporter.alibaba.credentials.static import StaticProvider
 from exporter.alibaba.credentials.sts import (
     STS_TIMEOUT,
-    AssumeRole,
     AssumeRoleWithOidc,
-    duration_seconds,
 )
 from exporter.alibaba.credentials.uri import CredentialsUri
 from exporter.alibaba.signing import Credential
@@ -240,49 +237,6 @@ def _default_chain(options: Options) -> CredentialProvider:
 
 def _explicit(config: CredentialsConfig, options: Options, key_path: str) -> CredentialProvider:
     kind = config.kind
-    if kind in ("access_key", "sts"):
-        return StaticProvider(config, context=f"{options.context}: {key_path}")
-    if kind == "ram_role_arn":
-        source = (
-            _explicit(config.source, options, f"{key_path}.source")
-            if config.source is not None
-            else _default_chain(options)
-        )
-        return RefreshingProvider(
-            "ram_role_arn",
-            AssumeRole(
-                options,
-                source,
-                config.role_arn or "",
-                session_name=config.role_session_name,
-                external_id=(
-                    SecretFile(config.external_id_file, f"{key_path}.external_id_file")
-                    if config.external_id_file
-                    else config.external_id
-                ),
-                policy=config.policy,
-                duration=duration_seconds(config),
-                endpoint=config.sts_endpoint,
-            ),
-            options,
-        )
-    if kind == "oidc_role_arn":
-        return RefreshingProvider(
-            "oidc_role_arn",
-            AssumeRoleWithOidc(
-                options,
-                config.role_arn or "",
-                config.oidc_provider_arn or "",
-                config.oidc_token_file or "",
-                session_name=config.role_session_name,
-                policy=config.policy,
-                duration=duration_seconds(config),
-                endpoint=config.sts_endpoint,
-            ),
-            options,
-        )
-    if kind == "ecs_ram_role":
-        return RefreshingProvider("ecs_ram_role", EcsRamRole(options, config.role_name), options)
     if kind == "profile":
         outcome = profile_provider(config.profile, options)
         if isinstance(outcome, list):
@@ -290,7 +244,16 @@ def _explicit(config: CredentialsConfig, options: Options, key_path: str) -> Cre
                 f"{options.context}: {key_path}: profile not found; tried: {', '.join(outcome)}"
             )
         return outcome
-    raise CredentialsError(f"{options.context}: {key_path}: unknown type {kind!r}")
+    if kind not in BUILDERS:
+        raise CredentialsError(f"{options.context}: {key_path}: unknown type {kind!r}")
+    nested = config.source
+
+    def source() -> CredentialProvider:
+        if nested is not None:
+            return _explicit(nested, options, f"{key_path}.source")
+        return _default_chain(options)
+
+    return build(config, options, f"{options.context}: {key_path}", source, key_path)
 
 
 def provider_for(

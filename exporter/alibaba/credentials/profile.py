@@ -14,10 +14,7 @@ from exporter.alibaba.credentials.base import (
     CredentialProvider,
     Options,
 )
-from exporter.alibaba.credentials.metadata import EcsRamRole
-from exporter.alibaba.credentials.refreshing import RefreshingProvider
-from exporter.alibaba.credentials.static import StaticProvider
-from exporter.alibaba.credentials.sts import DEFAULT_DURATION, AssumeRole, AssumeRoleWithOidc
+from exporter.alibaba.credentials.build import build
 from exporter.config import CredentialsConfig
 from exporter.errors import CredentialsError
 
@@ -75,34 +72,21 @@ def cli_profile(
             raise CredentialsError(f"{where}: {key} must be a string")
         return value
 
+    def keys(token: str | None = None) -> CredentialsConfig:
+        return CredentialsConfig(
+            access_key_id=field("access_key_id"),
+            access_key_secret=field("access_key_secret"),
+            security_token=token and field(token),
+        )
+
     mode = profile.get("mode") or "AK"
-    if mode == "AK":
-        return StaticProvider(
-            CredentialsConfig(
-                access_key_id=field("access_key_id"), access_key_secret=field("access_key_secret")
-            ),
-            context=where,
-        )
-    if mode == "StsToken":
-        return StaticProvider(
-            CredentialsConfig(
-                access_key_id=field("access_key_id"),
-                access_key_secret=field("access_key_secret"),
-                security_token=field("sts_token"),
-            ),
-            context=where,
-        )
-    duration = field("expired_seconds", required=False) or str(int(DEFAULT_DURATION))
+    if mode in ("AK", "StsToken"):
+        return build(keys("sts_token" if mode == "StsToken" else None), options, where)
+    seconds = _seconds(field("expired_seconds", required=False), where)
     if mode in ("RamRoleArn", "ChainableRamRoleArn"):
         source: CredentialProvider
         if mode == "RamRoleArn":
-            source = StaticProvider(
-                CredentialsConfig(
-                    access_key_id=field("access_key_id"),
-                    access_key_secret=field("access_key_secret"),
-                ),
-                context=where,
-            )
+            source = build(keys(), options, where)
         elif depth >= 4:
             raise CredentialsError(f"{where}: source_profile chain is too long")
         else:
@@ -110,37 +94,40 @@ def cli_profile(
             if isinstance(outcome, str):
                 raise CredentialsError(f"{where}: source_profile: {outcome}")
             source = outcome
-        return RefreshingProvider(
-            "ram_role_arn",
-            AssumeRole(
-                options,
-                source,
-                field("ram_role_arn") or "",
-                session_name=field("ram_session_name", required=False),
-                external_id=field("external_id", required=False),
-                policy=field("policy", required=False),
-                duration=duration,
-            ),
-            options,
+        role = CredentialsConfig(
+            type="ram_role_arn",
+            role_arn=field("ram_role_arn"),
+            role_session_name=field("ram_session_name", required=False),
+            external_id=field("external_id", required=False),
+            policy=field("policy", required=False),
+            duration=seconds,
         )
+        return build(role, options, where, lambda: source)
     if mode == "EcsRamRole":
-        return RefreshingProvider(
-            "ecs_ram_role", EcsRamRole(options, field("ram_role_name", required=False)), options
+        ecs = CredentialsConfig(
+            type="ecs_ram_role", role_name=field("ram_role_name", required=False)
         )
+        return build(ecs, options, where)
     if mode == "OIDC":
-        return RefreshingProvider(
-            "oidc_role_arn",
-            AssumeRoleWithOidc(
-                options,
-                field("ram_role_arn") or "",
-                field("oidc_provider_arn") or "",
-                field("oidc_token_file") or "",
-                session_name=field("ram_session_name", required=False),
-                duration=duration,
-            ),
-            options,
+        oidc = CredentialsConfig(
+            type="oidc_role_arn",
+            role_arn=field("ram_role_arn"),
+            oidc_provider_arn=field("oidc_provider_arn"),
+            oidc_token_file=field("oidc_token_file"),
+            role_session_name=field("ram_session_name", required=False),
+            duration=seconds,
         )
+        return build(oidc, options, where)
     raise CredentialsError(f"{where}: mode {str(mode)[:40]!r} is not supported")
+
+
+def _seconds(text: str | None, where: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CredentialsError(f"{where}: expired_seconds must be a number of seconds") from None
 
 
 def ini_profile(path: str, name: str, options: Options) -> CredentialProvider | str:
@@ -168,50 +155,38 @@ def ini_profile(path: str, name: str, options: Options) -> CredentialProvider | 
 
     kind = field("type", required=False) or "access_key"
     if kind in ("access_key", "sts"):
-        return StaticProvider(
-            CredentialsConfig(
-                access_key_id=field("access_key_id"),
-                access_key_secret=field("access_key_secret"),
-                security_token=field("security_token", required=kind == "sts"),
-            ),
-            context=where,
+        config = CredentialsConfig(
+            access_key_id=field("access_key_id"),
+            access_key_secret=field("access_key_secret"),
+            security_token=field("security_token", required=kind == "sts"),
         )
+        return build(config, options, where)
     if kind == "ram_role_arn":
-        source = StaticProvider(
-            CredentialsConfig(
-                access_key_id=field("access_key_id"), access_key_secret=field("access_key_secret")
-            ),
-            context=where,
+        keys = CredentialsConfig(
+            access_key_id=field("access_key_id"), access_key_secret=field("access_key_secret")
         )
-        return RefreshingProvider(
-            "ram_role_arn",
-            AssumeRole(
-                options,
-                source,
-                field("role_arn") or "",
-                session_name=field("role_session_name", required=False),
-                external_id=field("external_id", required=False),
-                policy=field("policy", required=False),
-            ),
-            options,
+        source = build(keys, options, where)
+        role = CredentialsConfig(
+            type=kind,
+            role_arn=field("role_arn"),
+            role_session_name=field("role_session_name", required=False),
+            external_id=field("external_id", required=False),
+            policy=field("policy", required=False),
         )
+        return build(role, options, where, lambda: source)
     if kind == "oidc_role_arn":
-        return RefreshingProvider(
-            "oidc_role_arn",
-            AssumeRoleWithOidc(
-                options,
-                field("role_arn") or "",
-                field("oidc_provider_arn") or "",
-                field("oidc_token_file_path") or "",
-                session_name=field("role_session_name", required=False),
-                policy=field("policy", required=False),
-            ),
-            options,
+        oidc = CredentialsConfig(
+            type=kind,
+            role_arn=field("role_arn"),
+            oidc_provider_arn=field("oidc_provider_arn"),
+            oidc_token_file=field("oidc_token_file_path"),
+            role_session_name=field("role_session_name", required=False),
+            policy=field("policy", required=False),
         )
+        return build(oidc, options, where)
     if kind == "ecs_ram_role":
-        return RefreshingProvider(
-            "ecs_ram_role", EcsRamRole(options, field("role_name", required=False)), options
-        )
+        ecs = CredentialsConfig(type=kind, role_name=field("role_name", required=False))
+        return build(ecs, options, where)
     raise CredentialsError(f"{where}: type {kind[:40]!r} is not supported")
 
 

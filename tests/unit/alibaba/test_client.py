@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter import errors
-from exporter.alibaba.api import ACTION, API_VERSION, MAX_IDS_PER_CALL
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import (
     Credential,
@@ -30,6 +29,7 @@ from exporter.alibaba.signing import (
 )
 from exporter.errors import MalformedResponseError
 from exporter.jobs.model import Job, JobQuery
+from exporter.wire import ACTION, API_VERSION, MAX_IDS_PER_CALL
 
 BASE_URL = "https://alb.cn-hangzhou.aliyuncs.com"
 CRED = Credential("testid", "testsecret")

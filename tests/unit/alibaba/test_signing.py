@@ -1,4 +1,4 @@
-"""Tests for exporter.signing: official vectors, what the signers put on the wire, and a
+"""Tests for exporter.alibaba.signing: official vectors, what the signers put on the wire, and a
 differential test against the official SDK's signing functions (a test-only oracle).
 
 Expected strings are copied from /work/shared/alibaba-api.md §3.3, §4.3 and §4.4; they were

@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
@@ -42,6 +41,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 
 REGION = "cn-hangzhou"
 LOOKBACK = 1200.0

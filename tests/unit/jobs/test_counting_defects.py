@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 
 import httpx
 
-from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs import state
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import JobSource, RefreshPolicy, Target
+from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from tests.support.clock import T0, FakeClock
 from tests.support.jobs import job as make_job
 

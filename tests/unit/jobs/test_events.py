@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from exporter.alibaba.answers import decode_answer, parse_page
-from exporter.alibaba.api import FAILED, SUCCEEDED
 from exporter.jobs.events import JobEvents, event, line
 from exporter.jobs.model import Job
+from exporter.wire import FAILED, SUCCEEDED
 from tests.support.clock import T0
 from tests.support.jobs import job as make_job
 

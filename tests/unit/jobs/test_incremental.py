@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
 from exporter.jobs.model import Job, JobQuery
@@ -31,6 +30,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 
 REGION = "cn-hangzhou"
 LOOKBACK = 3600.0

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.snapshot import Exemplar
 from exporter.jobs.state import FORMAT, StateFile, decode, encode, write_atomically
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 from tests.support.jobs import job as make_job
 
 T0 = 1_700_000_000.0

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot
 from exporter.jobs.store import JobStore, dedupe
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0

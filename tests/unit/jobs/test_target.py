@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from exporter.alibaba.api import PROCESSING, SUCCEEDED
 from exporter.errors import ServerError
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.refresher import Refresher
 from exporter.jobs.store import JobStore
-from exporter.jobs.target import JOB_IDS_PER_CALL, RefreshPolicy, Target
+from exporter.jobs.target import JOB_IDS_PER_CALL, RefreshPolicy, Target, TargetKey
+from exporter.wire import PROCESSING, SUCCEEDED
 
 T0 = 1_700_000_000.0
 LOOKBACK = 3600.0
@@ -192,12 +192,14 @@ class Gate:
 
     def __init__(self) -> None:
         self.started = 0
+        self.entered = threading.Event()
         self.release = threading.Event()
         self._lock = threading.Lock()
 
     def list_jobs(self, query: JobQuery) -> list[Job]:
         with self._lock:
             self.started += 1
+        self.entered.set()
         self.release.wait(10)
         return []
 
@@ -224,8 +226,10 @@ def test_concurrent_scrapes_share_one_refresh_per_target_and_deadline_is_kept() 
         th.start()
     for th in threads:
         th.join()
-    # Every scrape gave up at its deadline; the refreshes still run, one per target.
+    # Every scrape gave up at its deadline; the refreshes still run, one per target. (The
+    # pool's threads may not have reached the source within the deadline on a busy machine.)
     assert results == [False] * 50
+    assert all(g.entered.wait(10) for g in gates.values())
     assert [g.started for g in gates.values()] == [1, 1, 1]
     for g in gates.values():
         g.release.set()
@@ -234,6 +238,31 @@ def test_concurrent_scrapes_share_one_refresh_per_target_and_deadline_is_kept() 
     # Cached now: no new listing.
     assert refresher.ensure_fresh(None, timeout=10)
     assert [g.started for g in gates.values()] == [1, 1, 1]
+    refresher.shutdown()
+
+
+def test_a_scrape_just_after_a_refresh_finished_reuses_it() -> None:
+    # Issue 24: 50 concurrent scrapes now and then caused two upstream refreshes on a busy
+    # machine. A refresh's future was done before its done-callback marked the target fresh;
+    # a scrape in between saw a finished refresh that was not fresh and started another.
+    gate = Gate()
+    t = Target("a", "r1", gate, JobStore(LOOKBACK, 5), lookback=LOOKBACK)
+    refresher = Refresher({t.key: t}, cache_ttl=60, max_workers=2)
+    first = threading.Thread(target=refresher.ensure_fresh, kwargs={"timeout": 10})
+    first.start()
+    assert gate.entered.wait(10)
+
+    def keys() -> Iterator[TargetKey]:
+        # `ensure_fresh` reads its keys under the refresher's lock: while this runs, the
+        # refresher can do nothing that needs it. The refresh finishes meanwhile and the
+        # scrape waiting on it returns; only then does this scrape ask for the target.
+        gate.release.set()
+        first.join(10)
+        assert not first.is_alive()
+        yield t.key
+
+    assert refresher.ensure_fresh(keys(), timeout=10)
+    assert gate.started == 1
     refresher.shutdown()
 
 
@@ -344,8 +373,10 @@ def test_a_reload_can_resize_the_pool_and_the_old_one_finishes_its_work() -> Non
     refresher = Refresher(targets, cache_ttl=0, max_workers=1)
     assert not refresher.ensure_fresh([("a", "r1")], timeout=0.05)  # on the old pool
     refresher.set_targets(targets, cache_ttl=0, max_workers=3)
-    assert not refresher.ensure_fresh(None, timeout=0.2)
-    # r1 is still in flight on the old pool; r2 and r3 run side by side on the new one.
+    assert not refresher.ensure_fresh(None, timeout=0.05)
+    # r1 is still in flight on the old pool; r2 and r3 run side by side on the new one:
+    # all three are in their listings at once (none is released yet).
+    assert all(g.entered.wait(10) for g in gates.values())
     assert [g.started for g in gates.values()] == [1, 1, 1]
     for g in gates.values():
         g.release.set()

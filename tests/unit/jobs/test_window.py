@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED, TERMINAL
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.store import JobStore
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED, TERMINAL
 
 T0 = 1_700_000_000.0
 LOOKBACK = 600.0

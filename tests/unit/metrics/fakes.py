@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
+from exporter.metrics.collector import JobFamilies, TargetView
+from exporter.metrics.samples import ExpositionOptions
 
 T0 = 1_700_000_000.0
 
@@ -38,3 +41,11 @@ def mkjob(
     code: str = "",
 ) -> Job:
     return Job(job_id, api, op, rt, resource_id, status, code, "", create, modify)
+
+
+def published(views: Iterable[TargetView], options: ExpositionOptions | None = None) -> JobFamilies:
+    """The job families of `views`, each written as it is now (a changed view is seen
+    once published again, as the App publishes a target after each refresh)."""
+    families = JobFamilies(options)
+    families.set_targets(views)
+    return families

@@ -12,10 +12,9 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import JobsCollector, TargetView
+from exporter.metrics.collector import TargetView
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
@@ -24,7 +23,8 @@ from exporter.metrics.table import (
     cap_label,
     family_name,
 )
-from tests.unit.metrics.fakes import T0, FakeView, mkjob
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
+from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 # The OpenMetrics module is untyped upstream.
 generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_exposition.generate_latest
@@ -52,7 +52,7 @@ class NamelessView(BrokenView):
 
 def registry_of(*views: TargetView) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: views))
+    registry.register(published(views))
     return registry
 
 
@@ -276,7 +276,7 @@ def test_every_metric_is_exposed_with_exactly_its_labels() -> None:
 
 def test_collector_and_self_metrics_split_the_table() -> None:
     registry = CollectorRegistry()
-    collector = JobsCollector(lambda: ())
+    collector = published(())
     registry.register(collector)  # describe() lets the registry check for clashes
     SelfMetrics(registry)
     described = [f.name for f in collector.describe()]
@@ -396,18 +396,6 @@ def test_a_broken_view_does_not_break_the_others(caplog: pytest.LogCaptureFixtur
         text = generate_latest(registry_of(dev, BrokenView(), NamelessView(), prod)).decode()
     assert text == EXPECTED
     assert "store exploded" in caplog.text
-
-
-def test_a_failing_target_list_exposes_empty_families(caplog: pytest.LogCaptureFixture) -> None:
-    def targets() -> list[TargetView]:
-        raise RuntimeError("no targets")
-
-    registry = CollectorRegistry()
-    registry.register(JobsCollector(targets))
-    with caplog.at_level(logging.ERROR, logger="exporter.metrics.collector"):
-        text = generate_latest(registry).decode()
-    assert text == generate_latest(registry_of()).decode()
-    assert "no targets" in caplog.text
 
 
 # --- self-metrics ---------------------------------------------------------------------

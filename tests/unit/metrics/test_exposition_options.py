@@ -8,13 +8,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import config
-from exporter.alibaba.api import FAILED, PROCESSING, SUCCEEDED
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import JobsCollector
 from exporter.metrics.samples import DURATION, ExpositionOptions
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, spec
-from tests.unit.metrics.fakes import T0, FakeView, mkjob
+from exporter.wire import FAILED, PROCESSING, SUCCEEDED
+from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 LSN = ("listener", "CreateListener", "Create")
 RULE = ("rule", "CreateRule", "Create")
@@ -48,7 +47,7 @@ Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
 def exposition(options: ExpositionOptions | None, *views: FakeView) -> Samples:
     """Sample name -> {label items: value} of one scrape, as a scraper parses it."""
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: views, options))
+    registry.register(published(views, options))
     text = generate_latest(registry).decode()
     out: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -125,7 +124,7 @@ def test_disabled_families_are_left_out_and_the_rest_stay() -> None:
 
 def test_configure_applies_from_the_next_scrape() -> None:
     prod = view()
-    collector = JobsCollector(lambda: [prod])
+    collector = published([prod])
     registry = CollectorRegistry()
     registry.register(collector)
     count = DURATION + "_count"

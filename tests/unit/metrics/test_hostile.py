@@ -29,7 +29,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import errors
 from exporter.alibaba.answers import parse_page
-from exporter.alibaba.api import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer, percent_encode
 from exporter.errors import MalformedResponseError
@@ -37,11 +36,12 @@ from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.snapshot import StoreSnapshot
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import JobsCollector
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH, cap_label
+from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from tests.support import promtool
 from tests.support.exemplars import carried, exemplars
+from tests.unit.metrics.fakes import published
 
 T0 = 1_700_000_000.0
 # Any code point, lone surrogates included (JSON can carry them: "\ud800").
@@ -139,7 +139,7 @@ def registry_with(values: Iterable[str]) -> CollectorRegistry:
             )
     store.update(jobs, [], T0 + 10)
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [View(store)]))
+    registry.register(published([View(store)]))
     observe = SelfMetrics(registry).request_observer("acct", "cn-hangzhou")
     for value in values:
         observe(value, 0.01)

@@ -20,14 +20,13 @@ from prometheus_client.utils import floatToGoString
 from exporter.jobs.model import Job
 from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.collector import JobsCollector
 from exporter.metrics.samples import DURATION_KEY_LABELS, ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, MAX_LABEL_VALUE_LENGTH
 from exporter.metrics.text import LabelWriter, go_float
 from exporter.web.exposition import fast_encoder
 from tests.support.exemplars import carried, exemplars
-from tests.unit.metrics.fakes import T0, FakeView, mkjob
+from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 # What Prometheus 2 and 3, curl and promtool send, and the escapings prometheus_client
 # knows; `dots` is answered by prometheus_client alone.
@@ -194,7 +193,7 @@ def test_the_job_families_text_is_prometheus_clients(
     views = list({(a, r): View(a, r, s, t) for a, r, s, t in targets}.values())
     registry = CollectorRegistry()
     SelfMetrics(registry)  # prometheus_client's own metrics in the same exposition
-    registry.register(JobsCollector(lambda: views, opts))
+    registry.register(published(views, opts))
     assert_same_bytes(registry)
     # The exemplar rule, checked apart from the writer: ids whole and within the limit,
     # only those given, never in the text format.
@@ -215,7 +214,8 @@ def test_the_job_families_text_is_prometheus_clients(
 def test_openmetrics_carries_each_counted_jobs_exemplar_the_text_format_none() -> None:
     view = FakeView("prod", "cn-hangzhou")
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [view]))
+    jobs = published([view])
+    registry.register(jobs)
     view.store.update([], [], T0)  # primed: what follows is counted
     longest, too_long = "L" * 122, "T" * 123  # with `job_id`: 128 and 129 characters
     view.store.update(
@@ -234,6 +234,7 @@ def test_openmetrics_carries_each_counted_jobs_exemplar_the_text_format_none() -
         [],
         T0 + 100,
     )
+    jobs.publish(view)
     om = render(registry, OPENMETRICS)
     at = 'account="prod",api_name="CreateListener"'
     rt = 'region="cn-hangzhou",resource_type="listener"'
@@ -267,7 +268,8 @@ def test_a_kept_render_is_replaced_when_its_target_changes() -> None:
     view = FakeView("prod", "cn-hangzhou")
     other = FakeView("dev", "cn-shanghai")
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [view, other]))
+    jobs = published([view, other])
+    registry.register(jobs)
     encoder, content_type = choose_encoder("")
 
     def text() -> bytes:
@@ -279,11 +281,14 @@ def test_a_kept_render_is_replaced_when_its_target_changes() -> None:
         [],
         T0 + 10,
     )
+    assert text() == before  # written when published (after a refresh), not when read
+    jobs.publish(view)
     after = text()
     assert after != before
     assert b'error_code="E1"' in after
     assert_same_bytes(registry)
     view.state = TargetStatus(tried=True, up=True, last_success=T0 + 10, refresh_duration=0.5)
+    jobs.publish(view)
     assert b'alb_exporter_up{account="prod",region="cn-hangzhou"} 1.0' in text()
     assert_same_bytes(registry)
 
@@ -295,7 +300,7 @@ def test_options_applied_by_a_reload_rewrite_kept_renders() -> None:
         [],
         T0 + 10,
     )
-    collector = JobsCollector(lambda: [view])
+    collector = published([view])
     registry = CollectorRegistry()
     registry.register(collector)
     encoder, content_type = choose_encoder("")
@@ -333,7 +338,8 @@ def test_every_render_of_a_changing_store_is_prometheus_clients() -> None:
     # changes some families and leaves others, and every render must still be exact.
     view = FakeView("prod", "cn-hangzhou")
     registry = CollectorRegistry()
-    registry.register(JobsCollector(lambda: [view, FakeView("dev", "cn-shanghai")]))
+    families = published([view, FakeView("dev", "cn-shanghai")])
+    registry.register(families)
     steps = [
         [mkjob("j1", "Processing", "listener", "CreateListener", "Create", "lsn-1", T0, T0)],
         [],  # nothing new: every job family unchanged
@@ -345,6 +351,7 @@ def test_every_render_of_a_changing_store_is_prometheus_clients() -> None:
     for n, jobs in enumerate(steps):
         view.store.update(jobs, [], T0 + 10 + n)
         view.state = TargetStatus(tried=True, up=n % 2 == 0, last_success=T0 + n)
+        families.publish(view)
         encoder, content_type = choose_encoder("")
         seen.add(fast_encoder(content_type, encoder)(registry))
         assert_same_bytes(registry)

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.signing import Credential, canonical_query, make_signer
 from exporter.simulator import SimulatorServer
+from exporter.wire import ACTION, API_VERSION
 from tests.support import loopback
 
 KEY = "LTAI5tSimTestKey00000001"

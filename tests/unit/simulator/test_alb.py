@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.signing import canonical_query
 from exporter.simulator import Simulator, SimulatorServer
+from exporter.wire import ACTION, API_VERSION
 from tests.support import loopback
 from tests.unit.simulator.helpers import (
     KEY,

@@ -8,7 +8,6 @@ from collections.abc import Generator
 import httpx
 import pytest
 
-from exporter.alibaba.api import ACTION, API_VERSION
 from exporter.alibaba.signing import Credential, canonical_query, make_signer
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
@@ -16,6 +15,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
+from exporter.wire import ACTION, API_VERSION
 from tests.support import loopback
 from tests.unit.simulator.helpers import KEY, SECRET, ShiftableClock, api_error, call, ok
 

@@ -1,7 +1,7 @@
 """ListAsynJobs answers: paging, NextTokens, filters, error fields.
 
 Two independent oracles: the official Alibaba SDK (it must accept the simulator as if it were
-ALB), and our own signers (`exporter.signing.make_signer`) for everything the SDK cannot
+ALB), and our own signers (`exporter.alibaba.signing.make_signer`) for everything the SDK cannot
 provoke: paging details, auth failures, faults. Expected jobs always come from the
 simulator's own truth (`Simulator.jobs`), filtered here in the test.
 """

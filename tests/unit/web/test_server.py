@@ -125,10 +125,11 @@ def test_worker_pool_bounds_threads_and_the_rest_wait(fake: FakeApp) -> None:
         clients = [threading.Thread(target=scrape) for _ in range(12)]
         for t in clients:
             t.start()
-        deadline = time.monotonic() + 5
-        while len(entered) < 3 and time.monotonic() < deadline:
+        # Every request received: three in the workers, the other nine waiting for one.
+        deadline = time.monotonic() + 10
+        while (len(entered), server.queued_requests) != (3, 9) and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.3)  # the other nine would have entered by now if they had threads
+        assert server.queued_requests == 9
         assert len(entered) == 3
         assert server.worker_count == 3
         gate.set()

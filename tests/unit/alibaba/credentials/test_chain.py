@@ -249,3 +249,12 @@ accounts:
         ("AssumeRole", ROLE_ARN),
     ]
     assert legacy.source == "static" and legacy.get() == Credential(KEY_ID, SECRET, TOKEN)
+
+
+def test_every_credentials_type_has_one_builder() -> None:
+    # The config's block, the CLI profile and the INI profile build through one table;
+    # `profile` alone is resolved to one of the others.
+    from exporter.alibaba.credentials.build import BUILDERS
+    from exporter.config import CREDENTIAL_TYPES
+
+    assert {*BUILDERS, "profile"} == set(CREDENTIAL_TYPES)
