@@ -494,7 +494,9 @@ def test_prometheus_stores_each_failed_job_as_an_exemplar(
                 "CreateTime": now_ms - 90_000,
             },
         )
-    processing = f'sum(alb_async_jobs{{api_name="{EXEMPLAR_API}", status="Processing"}})'
+    # The account of the access key (the role's account lists cn-shanghai too).
+    mine = f'account="{ACCOUNT}", api_name="{EXEMPLAR_API}"'
+    processing = f'sum(alb_async_jobs{{{mine}, status="Processing"}})'
 
     def all_processing() -> bool:
         rows = prom.query(processing)
@@ -507,7 +509,7 @@ def test_prometheus_stores_each_failed_job_as_an_exemplar(
         for region, job_id, code in batch:
             procs.put_jobs(sim, region, {"Id": job_id, "Status": "Failed", "ErrorCode": code})
 
-    failures = f'alb_async_jobs_failures_total{{api_name="{EXEMPLAR_API}"}}'
+    failures = f"alb_async_jobs_failures_total{{{mine}}}"
 
     def stored(ids: set[tuple[str, str]], expr: str = failures) -> set[tuple[str, str]] | None:
         have = exemplar_ids(prom, expr)
@@ -524,7 +526,7 @@ def test_prometheus_stores_each_failed_job_as_an_exemplar(
     )
 
     truth = failed_jobs(sim)
-    every_failure = "alb_async_jobs_failures_total"
+    every_failure = f'alb_async_jobs_failures_total{{account="{ACCOUNT}"}}'
     left_out = {(east, TOO_LONG_ID), (north, QUOTED_ID)}
     expected = set(truth) - set(scenario["history"]) - left_out
     assert {
@@ -545,7 +547,7 @@ def test_prometheus_stores_each_failed_job_as_an_exemplar(
             assert float(exemplar["value"]) == 1.0
             assert abs(float(exemplar["timestamp"]) - job["ModifyTime"] / 1000) < 0.002
     jobs = {key: job for region in REGIONS for key, job in sim_jobs(sim, region).items()}
-    buckets = prom.exemplars("alb_async_job_duration_seconds_bucket")
+    buckets = prom.exemplars(f'alb_async_job_duration_seconds_bucket{{account="{ACCOUNT}"}}')
     carried = {
         exemplar["labels"]["job_id"] for series in buckets for exemplar in series["exemplars"]
     }
