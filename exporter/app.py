@@ -65,13 +65,18 @@ class App:
         telemetry_path: str = "/metrics",
         shard: config.Shard = config.UNSHARDED,
         seams: Seams = Seams(),
+        demo: bool = False,
     ) -> None:
+        """`demo`: the targets are the built-in simulator's; the landing page says so."""
         self.env = env
+        self.demo = demo
         self.config_path = config_path
         self.telemetry_path = telemetry_path
         # What /metrics and /probe serve, and the version their caches key on.
         self.exposition = Exposition(
-            exposition_options(cfg.metrics), shard=(shard.index, shard.count)
+            exposition_options(cfg.metrics),
+            shard=(shard.index, shard.count),
+            process_metrics=True,
         )
         self.metrics = self.exposition.metrics
         # Serialises changes of the target set (reloads; targets that come and go).
@@ -199,6 +204,7 @@ class App:
             shard_index=self.shard.index,
             shard_count=self.shard.count,
             configured_targets=len(self._configured),
+            demo=self.demo,
         )
 
     def reload(self) -> str | None:

@@ -7,6 +7,7 @@ Nothing imports this module but `exporter.__main__`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import platform
@@ -20,7 +21,7 @@ from typing import NoReturn
 from prometheus_client import disable_created_metrics, generate_latest
 
 from exporter import __version__, config, logfmt
-from exporter.alibaba.credentials import provider_for
+from exporter.alibaba.credentials import Plan, plan_for
 from exporter.app import PROG, App
 from exporter.config.shard import HOSTNAME, UNSHARDED, Shard, parse_count, parse_index
 from exporter.errors import ConfigError, CredentialsError
@@ -32,6 +33,7 @@ from exporter.web import (
     raise_open_files_limit,
     webconfig,
 )
+from exporter.wire import REGIONS
 
 log = logging.getLogger("exporter")
 
@@ -211,10 +213,13 @@ def _shard(args: argparse.Namespace, env: Mapping[str, str], hostname: Callable[
 
 
 def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNSHARDED) -> int:
+    """The config summary, which credentials each account would use and warnings for what
+    looks wrong but may be right (a region this version does not know); no network call."""
     problems = []
+    plans: list[tuple[str, Plan]] = []
     for i, account in enumerate(cfg.accounts):
         try:
-            provider_for(account, env)
+            plans.append((account.name, plan_for(account, env)))
         except CredentialsError as exc:
             problems.append(f"accounts[{i}].credentials: {exc}")
     if not cfg.accounts:
@@ -223,8 +228,40 @@ def _check_config(cfg: config.Config, env: Mapping[str, str], shard: Shard = UNS
         for problem in problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
+    for warning in _config_warnings(cfg, plans):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(config.summary(cfg, shard))
+    print("credentials found (no API called):")
+    for name, plan in plans:
+        print(f"  {name}: {plan.source}" + (" -- unconfirmed until it runs" * plan.unconfirmed))
     return 0
+
+
+def _did_you_mean(region: str) -> str:
+    close = difflib.get_close_matches(region, REGIONS, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _config_warnings(cfg: config.Config, plans: list[tuple[str, Plan]]) -> list[str]:
+    warnings = []
+    for i, account in enumerate(cfg.accounts):
+        for j, region in enumerate(account.regions):
+            # A custom endpoint outside aliyuncs.com (a proxy, the simulator) may name any region.
+            if region not in REGIONS and "aliyuncs.com" in (account.endpoint or "aliyuncs.com"):
+                warnings.append(
+                    f"accounts[{i}].regions[{j}]: {region!r} is not a region ALB is known to"
+                    f" serve{_did_you_mean(region)}; alb.{region}.aliyuncs.com"
+                    " will not resolve unless ALB opened it after this release"
+                )
+    for name, plan in plans:
+        if plan.unconfirmed:
+            warnings.append(
+                f"account {name}: no credentials present here; at run time it will try"
+                f" {plan.source.removesuffix(' (default chain)')}, which only the network can"
+                " confirm (the metadata service answers on an ECS instance or ACK node with a"
+                f" RAM role attached). Ruled out: {', '.join(plan.tried)}"
+            )
+    return warnings
 
 
 def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | None = None) -> int:
@@ -339,7 +376,9 @@ def main(
             print(f"{PROG}: error: {config.NO_ACCOUNTS}", file=sys.stderr)
             return 2
 
-    app = App(cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard)
+    app = App(
+        cfg, env, config_path, telemetry_path=args.telemetry_path, shard=shard, demo=args.demo
+    )
     try:
         if args.once:
             try:

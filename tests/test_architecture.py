@@ -62,8 +62,9 @@ RULES: dict[str, Rule] = {
         "exporter.metrics exporter.web exporter.reconcile",
     ),
     "exporter.cli": _rule(
-        "exporter exporter.errors exporter.logfmt exporter.config exporter.alibaba "
-        "exporter.jobs exporter.metrics exporter.web exporter.simulator exporter.app",
+        "exporter exporter.errors exporter.logfmt exporter.wire exporter.config "
+        "exporter.alibaba exporter.jobs exporter.metrics exporter.web exporter.simulator "
+        "exporter.app",
         "prometheus_client",
     ),
     "exporter.__main__": _rule("exporter.cli"),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -95,6 +96,7 @@ class ListAsynJobsClient:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self._endpoint = _endpoint(base_url)
+        self._host = urlsplit(self._endpoint).netloc
         self._auth = auth
         self._page_size = page_size
         self._max_pages = max_pages
@@ -246,13 +248,16 @@ class ListAsynJobsClient:
         except httpx.TimeoutException as exc:
             self._observe(RequestTimeoutError.code, started)
             raise RequestTimeoutError(
-                f"{ACTION} got no answer within {self._timeout:g}s ({type(exc).__name__})"
+                f"{ACTION} to {self._host} got no answer within {self._timeout:g}s"
+                f" ({type(exc).__name__})"
             ) from exc
         except httpx.RequestError as exc:
             # Covers connect/read failures, protocol errors and bad content-encoding.
             self._observe(TransportError.code, started)
+            # The host: a DNS error ("Name or service not known") does not say which name,
+            # and a region typo shows in it (alb.cn-hangzou.aliyuncs.com).
             raise TransportError(
-                f"{ACTION} request failed: {type(exc).__name__}: {redact(str(exc))}"
+                f"{ACTION} request to {self._host} failed: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
         try:
             # Parsed inside the attempt so a malformed 200 is observed as "MalformedResponse".

@@ -357,7 +357,9 @@ def expand(ctx: Context, raw: str, path: str) -> Text | None:
             continue
         value = ctx.env.get(name)
         if separator and not value:
-            value = default
+            value = default  # written in the config file, so not an environment value
+        elif value is not None:
+            from_env = True
         if value is None:
             ctx.problem(
                 path,
@@ -365,7 +367,6 @@ def expand(ctx: Context, raw: str, path: str) -> Text | None:
             )
             ok = False
             continue
-        from_env = True
         out.append(value)
     return Text("".join(out), from_env) if ok else None
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from exporter.config import Config, Filters
 from exporter.errors import ExporterError
+from exporter.jobs.failure_log import FailureLog
 from exporter.jobs.model import Job, JobQuery
 from exporter.jobs.snapshot import StoreSnapshot, StoreState
 from exporter.jobs.store import JobStore
@@ -138,7 +139,7 @@ class Target:
         self._clock = clock
         self._status = status or TargetStatus()
         self._on_counted = on_counted
-        self._last_error_logged: str | None = None
+        self._failure_log = FailureLog(f"account={self.account} region={self.region}")
         # Held while the store and the position change together, so an export for the
         # state file never pairs a new position with old store content.
         self._state_lock = threading.Lock()
@@ -211,9 +212,7 @@ class Target:
                 self._on_counted(self.account, self.region, counted, now)
             except Exception:  # the events are a side output: the refresh itself succeeded
                 log.exception("job events of account=%s region=%s failed", *self.key)
-        if self._last_error_logged is not None:
-            log.info("account=%s region=%s recovered", self.account, self.region)
-            self._last_error_logged = None
+        self._failure_log.succeeded()
         self._status = TargetStatus(
             tried=True,
             up=True,
@@ -300,14 +299,8 @@ class Target:
         self._next_check = schedule
 
     def _failed(self, error: str, kind: str, started: float) -> None:
-        # The same kind of error (class and API code: messages differ per request) is
-        # logged once at warning, then at debug while it repeats, so a wrong secret does
-        # not flood the log; a different error is logged again.
-        level = logging.DEBUG if kind == self._last_error_logged else logging.WARNING
-        log.log(
-            level, "refresh of account=%s region=%s failed: %s", self.account, self.region, error
-        )
-        self._last_error_logged = kind
+        # kind: class and API code (messages differ per request); see FailureLog.
+        self._failure_log.failed(error, kind)
         self._status = replace(
             self._status,
             tried=True,

@@ -23,7 +23,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.metrics_core import Metric
 
 from exporter.metrics.collector import JobFamilies, Readable, TargetView
@@ -36,13 +41,25 @@ class Exposition(Readable):
     families. Thread-safe: targets are published from the refresh threads."""
 
     def __init__(
-        self, options: ExpositionOptions | None = None, *, shard: tuple[int, int] = (0, 1)
+        self,
+        options: ExpositionOptions | None = None,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        process_metrics: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._version = 0
         self._versions: dict[tuple[str, str], int] = {}  # of each target's last write
         self._own = CollectorRegistry(auto_describe=True)
         self.metrics = SelfMetrics(self._own, shard=shard, on_change=self._changed)
+        # `process_metrics`: process_* (resident memory, CPU seconds, open fds: what sizing
+        # the pod needs) and python_* (version, GC), as client_python exporters have them;
+        # on /metrics only, never in a target's /probe lines. They are the one part that
+        # changes on its own, telling nobody, so they are as old as the newest render,
+        # which follows every refresh: at most about cache_ttl while scrapes come.
+        if process_metrics:
+            for process_collector in (ProcessCollector, PlatformCollector, GCCollector):
+                process_collector(registry=self._own)
         self._jobs = JobFamilies(options)
         # Clashing names are refused here, as a registry would.
         CollectorRegistry(auto_describe=True).register(self)

@@ -236,12 +236,12 @@ def test_secrets_never_appear_in_logs_pages_or_errors(
         assert proc.stop() == 0
         logs = proc.output()
     assert "SignatureDoesNotMatch" in logs
-    # Logged clearly once, not at warning level on every scrape.
+    # Logged clearly once at error, not on every scrape.
     assert (
         sum(
             1
             for line in logs.splitlines()
-            if "level=warning" in line and "SignatureDoesNotMatch" in line
+            if "level=error" in line and "SignatureDoesNotMatch" in line
         )
         == 1
     )

@@ -59,9 +59,16 @@ def frozen_sim(
     return sim_server(sim), instant
 
 
+# prometheus_client's process and Python collectors: values (memory, CPU, GC counts) and
+# labels (the Python version) of this run's interpreter; their presence is checked apart.
+_PLATFORM = re.compile(r"^(# (HELP|TYPE) )?(process|python)_")
+
+
 def normalise(text: str, instant: int) -> str:
     out = []
     for line in text.splitlines():
+        if _PLATFORM.match(line):
+            continue
         m = _SAMPLE.match(line)
         if m is None:
             out.append(line)
@@ -91,6 +98,8 @@ def test_once_exposition_matches_the_golden_file(
     done = procs.run(["-m", "exporter", "--once", "--config.file", str(config)])
     assert done.returncode == 0, done.stderr
     got = normalise(done.stdout, instant)
+    for family in ("process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"):
+        assert f"\n{family}" in done.stdout, family
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(got)

@@ -27,7 +27,9 @@ class CA:
     _cert: x509.Certificate
     _key: ec.EllipticCurvePrivateKey
 
-    def issue(self, folder: Path, name: str, *, server: bool) -> Issued:
+    def issue(
+        self, folder: Path, name: str, *, server: bool, dns_names: tuple[str, ...] = ()
+    ) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -49,7 +51,10 @@ class CA:
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [
+                        *(x509.DNSName(n) for n in ("localhost", *dns_names)),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
                 ),
                 critical=False,
             )

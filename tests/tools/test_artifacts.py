@@ -552,8 +552,13 @@ def test_dashboard_type_checks_against_grafana_schema() -> None:
 # --- helm chart ----------------------------------------------------------------------------------
 
 
+# The one value the chart requires (no public registry hosts the image); a values file
+# given after it may set it again.
+REGISTRY = ("--set", "image.registry=registry.example.com")
+
+
 def helm_template(*args: str) -> list[dict[str, Any]]:
-    r = run(tool("helm"), "template", "rel", CHART, "--namespace", "monitoring", *args)
+    r = run(tool("helm"), "template", "rel", CHART, "--namespace", "monitoring", *REGISTRY, *args)
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
@@ -592,8 +597,10 @@ def test_chart_renders_a_hardened_deployment(values: Path) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    # With basic auth, exec probes that send it (tests/tools/test_chart_web.py).
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+        action = container[probe].get("httpGet") or {"path": container[probe]["exec"]["command"][3]}
+        assert action["path"].endswith(path), probe
     assert container["ports"] == [
         {"name": "http-metrics", "containerPort": PORT, "protocol": "TCP"}
     ]
@@ -732,9 +739,11 @@ def test_monitoring_objects() -> None:
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["path"] == "/metrics"
+    assert endpoint["scheme"] == "http"
     assert set(endpoint) <= {
         "port",
         "path",
+        "scheme",
         "interval",
         "scrapeTimeout",
         "honorLabels",
@@ -850,9 +859,19 @@ def test_chart_schema_names_exactly_the_shipped_alerts() -> None:
     ],
 )
 def test_chart_rejects_bad_values(args: list[str], message: str) -> None:
-    r = run(tool("helm"), "template", "rel", CHART, *args)
+    r = run(tool("helm"), "template", "rel", CHART, *REGISTRY, *args)
     assert r.returncode != 0
     assert message in r.stderr
+
+
+@pytest.mark.tools
+def test_chart_without_a_registry_says_where_the_image_comes_from() -> None:
+    r = run(tool("helm"), "template", "rel", CHART)
+    assert r.returncode != 0
+    assert "image.registry is empty" in r.stderr and "Quick start" in r.stderr
+    (deploy,) = by_kind(helm_template(), "Deployment")
+    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/alb-jobs-exporter:0.1.0"
 
 
 def test_chart_schema_offers_the_exporters_metrics_names() -> None:
@@ -899,6 +918,11 @@ def test_dockerfile_contract() -> None:
     assert f"http://127.0.0.1:{PORT}/-/healthy" in text
     assert "curl" not in text.split("HEALTHCHECK", 1)[1]
     assert sum(1 for op, *_ in instructions if op == "FROM") == 2
+    # Both stages on one base image a mirror can replace (hosts without Docker Hub).
+    assert instructions[0] == ["ARG", "BASE_IMAGE=python:3.11-slim"]
+    assert [rest[0].split()[0] for op, *rest in instructions if op == "FROM"] == [
+        "${BASE_IMAGE}"
+    ] * 2
 
 
 @pytest.mark.tools

@@ -73,6 +73,20 @@ def test_the_landing_page_links_each_recent_failure_by_job_events_link(
     assert all(failures[i] == f"https://grafana.example/explore?q={i}" for i in others)
 
 
+def test_process_and_python_metrics_are_on_metrics_not_on_probe(
+    cfg_path: Path, apps: list[App], sim: simulator.SimulatorServer
+) -> None:
+    app = start(apps, write_config(cfg_path, sim.url), cfg_path)
+    assert (value(app, "process_resident_memory_bytes") or 0) > 1_000_000
+    assert (value(app, "process_open_fds") or 0) > 0
+    families = {m.name for m in app.exposition.collect()}
+    assert {"process_cpu_seconds", "python_info", "python_gc_collections"} <= families
+    probed = app.probe("prod", REGIONS[0], 10.0)
+    assert not isinstance(probed, type(None))
+    per_target = {m.name for m in probed.collect()}  # type: ignore[union-attr]
+    assert per_target and not {n for n in per_target if n.startswith(("process_", "python_"))}
+
+
 # --- reload ------------------------------------------------------------------------------
 
 

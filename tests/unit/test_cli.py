@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,128 @@ def test_check_config_refuses_unsorted_buckets_naming_the_item(
     err = capsys.readouterr().err
     assert err.startswith(f"{cli.PROG}: error: metrics.duration_buckets[2]: must be greater")
     assert err.count("\n") == 1
+
+
+def test_check_config_warns_for_a_region_alb_does_not_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("accounts:\n  - name: prod\n    regions: [cn-hangzhou, cn-hangzou]\n")
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIexample", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "x"}
+    assert cli.main(["--config.file", str(cfg), "--check-config"], env=env) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        f"{cli.PROG}: warning: accounts[0].regions[1]: 'cn-hangzou' is not a region ALB is"
+        " known to serve (did you mean cn-hangzhou?); alb.cn-hangzou.aliyuncs.com will not"
+        " resolve unless ALB opened it after this release\n"
+    )
+
+
+def test_region_list_is_the_one_in_the_api_facts() -> None:
+    from exporter import wire
+
+    assert "cn-hangzhou" in wire.REGIONS and "cn-hangzou" not in wire.REGIONS
+    assert len(set(wire.REGIONS)) == len(wire.REGIONS)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test: --check-config must call no API."""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"--check-config opened a connection: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIexample", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "x"},
+            "  prod: environment keys (default chain)\n",
+        ),
+        (
+            {
+                "ALIBABA_CLOUD_ROLE_ARN": "acs:ram::1:role/r",
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": "acs:ram::1:oidc-provider/p",
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/var/run/secrets/token",
+            },
+            "  prod: OIDC (RRSA) (default chain)\n",
+        ),
+    ],
+)
+def test_check_config_says_which_credentials_it_would_use(
+    env: dict[str, str],
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_network: None,
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(ACCOUNT)
+    env = {**env, "HOME": str(tmp_path)}
+    assert cli.main(["--config.file", str(cfg), "--check-config"], env=env) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("credentials found (no API called):\n" + expected)
+    assert err == ""
+    assert "LTAIexample" not in out
+
+
+def test_check_config_warns_when_no_credentials_are_present(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_network: None
+) -> None:
+    # Only the ECS metadata service is left, which only the network can confirm: say so.
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(ACCOUNT)
+    assert cli.main(["--config.file", str(cfg), "--check-config"], env={"HOME": str(tmp_path)}) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith(
+        "  prod: ECS instance metadata (default chain) -- unconfirmed until it runs\n"
+    )
+    assert err.startswith(
+        f"{cli.PROG}: warning: account prod: no credentials present here; at run time it will"
+        " try ECS instance metadata, which only the network can confirm"
+    )
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET (not set)" in err
+
+
+@pytest.mark.e2e
+def test_example_config_passes_check_config_in_the_environment_it_documents(
+    tmp_path: Path,
+) -> None:
+    # The variables come from the file's own header, so the test follows what it documents.
+    example = procs.REPO / "config.example.yaml"
+    header = example.read_text(encoding="utf-8").split("\n\n", 1)[0]
+    documented = set(re.findall(r"^#   ([A-Z_, ]+): ", header, re.M))
+    names = {name.strip() for line in documented for name in line.split(",")}
+    assert names == {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALB_SECRETS_DIR",
+    }
+    (tmp_path / "access_key_id").write_text("LTAI5tSTAGING5678\n")
+    (tmp_path / "access_key_secret").write_text("staging-secret-7f3e\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tEXAMPLE1234",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "prod-secret-55aa",
+        "ALB_SECRETS_DIR": str(tmp_path),
+    }
+    command = re.search(r"^# Check it with:\s+alb-jobs-exporter (.+)$", header, re.M)
+    assert command, "the header shows the command"
+    result = procs.run(["-m", "exporter", *command.group(1).split()], env, inherit=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warning either: every region is one ALB serves
+    assert "credentials found (no API called):" in result.stdout
+    for secret in ("prod-secret-55aa", "staging-secret-7f3e"):
+        assert secret not in result.stdout + result.stderr
+    # and without the files it names the (non-secret) path it could not read
+    del env["ALB_SECRETS_DIR"]
+    result = procs.run(["-m", "exporter", *command.group(1).split()], env, inherit=False)
+    assert result.returncode == 2
+    assert 'cannot read "/var/run/secrets/alb/access_key_id": No such file' in result.stderr

@@ -17,7 +17,7 @@ temporary ones, `chain` for the choice; `base` holds what they share.
 """
 
 from exporter.alibaba.credentials.base import CredentialObserver, CredentialProvider
-from exporter.alibaba.credentials.chain import SOURCES, Source, provider_for
+from exporter.alibaba.credentials.chain import SOURCES, Plan, Source, plan_for, provider_for
 from exporter.alibaba.credentials.env import EnvProvider
 from exporter.alibaba.credentials.metadata import metadata_base_url
 from exporter.alibaba.credentials.refreshing import RefreshingProvider
@@ -29,10 +29,12 @@ __all__ = [
     "CredentialObserver",
     "CredentialProvider",
     "EnvProvider",
+    "Plan",
     "RefreshingProvider",
     "Source",
     "StaticProvider",
     "metadata_base_url",
+    "plan_for",
     "provider_for",
     "sts_endpoint",
 ]

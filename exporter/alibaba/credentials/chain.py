@@ -214,7 +214,17 @@ def _without_context(message: str, context: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _default_chain(options: Options) -> CredentialProvider:
+@dataclass
+class _Walk:
+    """The chain walked without the network: the first source that applies (name and
+    provider), else the lazy links left to try at run time; what was ruled out, and why."""
+
+    found: tuple[str, CredentialProvider] | None
+    links: list[tuple[str, RefreshingProvider]]
+    tried: list[str]
+
+
+def _walk(options: Options) -> _Walk:
     tried: list[str] = ["config 'credentials' (not set)"]
     links: list[tuple[str, RefreshingProvider]] = []
     for source in SOURCES:
@@ -224,12 +234,43 @@ def _default_chain(options: Options) -> CredentialProvider:
         elif source.lazy and isinstance(outcome, RefreshingProvider):
             links.append((source.name, outcome))
         else:
-            return outcome
-    if not links:
+            return _Walk((source.name, outcome), links, tried)
+    return _Walk(None, links, tried)
+
+
+def _default_chain(options: Options) -> CredentialProvider:
+    walk = _walk(options)
+    if walk.found is not None:
+        return walk.found[1]
+    if not walk.links:
         raise CredentialsError(
-            f"{options.context}: no credentials found; tried: {', '.join(tried)}"
+            f"{options.context}: no credentials found; tried: {', '.join(walk.tried)}"
         )
-    return _LazyChain(options.context, tried, links)
+    return _LazyChain(options.context, walk.tried, walk.links)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which credentials an account would use, for `--check-config`: found without any
+    network call, so a source only the network can confirm is `unconfirmed`."""
+
+    source: str
+    unconfirmed: bool = False
+    tried: tuple[str, ...] = ()
+
+
+def plan_for(account: AccountConfig, env: Mapping[str, str]) -> Plan:
+    """What `provider_for(account, env)` would use, in words; raises CredentialsError as
+    it does (no source at all, or a broken one)."""
+    provider_for(account, env)
+    if account.credentials is not None:
+        return Plan(f"config 'credentials' (type {account.credentials.kind})")
+    options = Options(env, f"account {account.name}", None, None, time.time, STS_TIMEOUT)
+    walk = _walk(options)
+    if walk.found is not None:
+        return Plan(f"{walk.found[0]} (default chain)", tried=tuple(walk.tried))
+    lazy = " or ".join(name for name, _ in walk.links)
+    return Plan(f"{lazy} (default chain)", unconfirmed=True, tried=tuple(walk.tried))
 
 
 # --- explicit config ---------------------------------------------------------------------

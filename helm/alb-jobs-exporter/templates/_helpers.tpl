@@ -43,10 +43,106 @@ app.kubernetes.io/part-of: alb-jobs-exporter
 {{- end }}
 
 {{- define "alb-jobs-exporter.image" -}}
+{{- $repository := printf "%s/%s" (trimSuffix "/" .Values.image.registry) .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The web config's place in the pod (the chart renders it from .Values.web). */}}
+{{- define "alb-jobs-exporter.webConfigOn" -}}
+{{- if or .Values.web.tls.enabled .Values.web.basicAuth.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "alb-jobs-exporter.webConfig" -}}
+{{- if .Values.web.tls.enabled }}
+tls_server_config:
+  cert_file: /etc/alb-jobs-exporter-tls/tls.crt
+  key_file: /etc/alb-jobs-exporter-tls/tls.key
+{{- end }}
+{{- if .Values.web.basicAuth.enabled }}
+basic_auth_users:
+  {{ .Values.web.basicAuth.username | quote }}: {{ .Values.web.basicAuth.passwordHash | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+  A probe from .Values.livenessProbe/readinessProbe that works with the web config:
+  HTTPS when TLS is on (the kubelet does not verify the certificate); with basic auth, an
+  exec probe that sends the monitors' credentials from the mounted Secrets, since the
+  kubelet's httpGet could only carry them in the pod spec. Probes without httpGet (a
+  tcpSocket of your own) pass unchanged.
+*/}}
+{{- define "alb-jobs-exporter.probe" -}}
+{{- $probe := deepCopy (index .root.Values .name) }}
+{{- $values := .root.Values }}
+{{- if $probe.httpGet }}
+{{- if $values.web.basicAuth.enabled }}
+{{- $scheme := ternary "https" "http" $values.web.tls.enabled }}
+{{- $url := printf "%s://127.0.0.1:9868%s" $scheme $probe.httpGet.path }}
+{{- $_ := unset $probe "httpGet" }}
+{{- $_ := set $probe "exec" (dict "command" (list "python3" "-c" (include "alb-jobs-exporter.probeScript" .root) $url "/etc/alb-jobs-exporter-probe")) }}
+{{- else if $values.web.tls.enabled }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
+{{/* argv: URL, the folder holding `username` and `password`. Exit 0 on a 2xx answer. */}}
+{{- define "alb-jobs-exporter.probeScript" -}}
+import base64, ssl, sys, urllib.request as u
+def read(name): return open(sys.argv[2] + "/" + name, "rb").read().strip()
+r = u.Request(sys.argv[1])
+r.add_header("Authorization", "Basic " + base64.b64encode(read("username") + b":" + read("password")).decode())
+u.urlopen(r, timeout=4, context=ssl._create_unverified_context())
+{{- end }}
+
+{{/*
+  One scrape endpoint of the ServiceMonitor (endpoints[]) and the PodMonitor
+  (podMetricsEndpoints[]): scheme, TLS and basic auth follow .Values.web unless
+  serviceMonitor.{scheme,tlsConfig,basicAuth} say otherwise.
+*/}}
+{{- define "alb-jobs-exporter.scrapeEndpoint" -}}
+{{- $sm := .Values.serviceMonitor -}}
+port: http-metrics
+path: /metrics
+scheme: {{ default (ternary "https" "http" .Values.web.tls.enabled) $sm.scheme }}
+interval: {{ $sm.interval }}
+scrapeTimeout: {{ $sm.scrapeTimeout }}
+honorLabels: {{ $sm.honorLabels }}
+{{- if $sm.tlsConfig }}
+tlsConfig:
+  {{- toYaml $sm.tlsConfig | nindent 2 }}
+{{- else if .Values.web.tls.enabled }}
+tlsConfig:
+  ca:
+    secret:
+      name: {{ .Values.web.tls.secretName | quote }}
+      key: ca.crt
+  serverName: {{ printf "%s.%s.svc" (include "alb-jobs-exporter.fullname" .) .Release.Namespace | quote }}
+{{- end }}
+{{- if $sm.basicAuth }}
+basicAuth:
+  {{- toYaml $sm.basicAuth | nindent 2 }}
+{{- else if .Values.web.basicAuth.enabled }}
+basicAuth:
+  username:
+    name: {{ printf "%s-web" (include "alb-jobs-exporter.fullname" .) | quote }}
+    key: username
+  password:
+    name: {{ .Values.web.basicAuth.secretName | quote }}
+    key: {{ .Values.web.basicAuth.passwordKey | quote }}
+{{- end }}
+{{- with $sm.relabelings }}
+relabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $sm.metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -74,6 +170,18 @@ app.kubernetes.io/part-of: alb-jobs-exporter
 
 {{/* Validation that values.schema.json cannot express. */}}
 {{- define "alb-jobs-exporter.validate" -}}
+{{- if not .Values.image.registry }}
+{{- fail "image.registry is empty: no public registry hosts this image. Build it from the project's Dockerfile, push it to your registry (e.g. ACR) and set image.registry and image.repository (docs/deploy.md \"Quick start\")" }}
+{{- end }}
+{{- if and .Values.web.tls.enabled (not .Values.web.tls.secretName) }}
+{{- fail "web.tls.secretName is required when web.tls.enabled is true (a kubernetes.io/tls Secret: tls.crt, tls.key)" }}
+{{- end }}
+{{- if and .Values.web.basicAuth.enabled (not (and .Values.web.basicAuth.passwordHash .Values.web.basicAuth.secretName)) }}
+{{- fail "web.basicAuth.enabled needs web.basicAuth.passwordHash (the bcrypt hash the exporter checks) and web.basicAuth.secretName (the plain password Prometheus and the probes send)" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
+{{- fail "serviceMonitor.enabled and podMonitor.enabled: choose one, or every target is scraped twice" }}
+{{- end }}
 {{- if and .Values.credentials.existingSecret (or .Values.credentials.accessKeyId .Values.credentials.accessKeySecret) }}
 {{- fail "credentials: set either existingSecret or accessKeyId/accessKeySecret, not both" }}
 {{- end }}
@@ -114,6 +222,9 @@ template:
   metadata:
     annotations:
       checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+      {{- if include "alb-jobs-exporter.webConfigOn" . }}
+      checksum/web: {{ include (print $.Template.BasePath "/web-secret.yaml") . | sha256sum }}
+      {{- end }}
       {{- if include "alb-jobs-exporter.createSecret" . }}
       checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
       {{- end }}
@@ -150,6 +261,9 @@ template:
           - --web.listen-address=:9868
           - --log.level={{ .Values.log.level }}
           - --log.format={{ .Values.log.format }}
+          {{- if include "alb-jobs-exporter.webConfigOn" . }}
+          - --web.config.file=/etc/alb-jobs-exporter-web/web.yaml
+          {{- end }}
           {{- if .Values.sharding.enabled }}
           # One config for every pod; each takes its shard from its <name>-<ordinal>.
           - --shard.count={{ .Values.sharding.shards }}
@@ -194,9 +308,9 @@ template:
         securityContext:
           {{- toYaml .Values.securityContext | nindent 10 }}
         livenessProbe:
-          {{- toYaml .Values.livenessProbe | nindent 10 }}
+          {{- include "alb-jobs-exporter.probe" (dict "root" . "name" "livenessProbe") | nindent 10 }}
         readinessProbe:
-          {{- toYaml .Values.readinessProbe | nindent 10 }}
+          {{- include "alb-jobs-exporter.probe" (dict "root" . "name" "readinessProbe") | nindent 10 }}
         resources:
           {{- toYaml .Values.resources | nindent 10 }}
         volumeMounts:
@@ -209,6 +323,21 @@ template:
           - name: state
             mountPath: {{ .Values.persistence.mountPath }}
           {{- end }}
+          {{- if include "alb-jobs-exporter.webConfigOn" . }}
+          - name: web
+            mountPath: /etc/alb-jobs-exporter-web
+            readOnly: true
+          {{- end }}
+          {{- if .Values.web.tls.enabled }}
+          - name: tls
+            mountPath: /etc/alb-jobs-exporter-tls
+            readOnly: true
+          {{- end }}
+          {{- if .Values.web.basicAuth.enabled }}
+          - name: probe
+            mountPath: /etc/alb-jobs-exporter-probe
+            readOnly: true
+          {{- end }}
           {{- with .Values.extraVolumeMounts }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
@@ -220,15 +349,50 @@ template:
       - name: tmp
         emptyDir:
           sizeLimit: 16Mi
-      {{- if and .Values.persistence.enabled (not .Values.sharding.enabled) }}
+      {{- if .Values.sharding.enabled }}
+      {{- if eq .Values.sharding.stateVolume "emptyDir" }}
+      - name: state
+        emptyDir:
+          sizeLimit: {{ .Values.persistence.emptyDirSizeLimit }}
+      {{- end }}
+      {{- else if .Values.persistence.enabled }}
       - name: state
         {{- if eq .Values.persistence.type "persistentVolumeClaim" }}
         persistentVolumeClaim:
           claimName: {{ default (include "alb-jobs-exporter.fullname" .) .Values.persistence.existingClaim }}
         {{- else }}
         emptyDir:
-          sizeLimit: {{ .Values.persistence.size }}
+          sizeLimit: {{ .Values.persistence.emptyDirSizeLimit }}
         {{- end }}
+      {{- end }}
+      {{- if include "alb-jobs-exporter.webConfigOn" . }}
+      - name: web
+        secret:
+          secretName: {{ printf "%s-web" (include "alb-jobs-exporter.fullname" .) }}
+          items:
+            - key: web.yaml
+              path: web.yaml
+      {{- end }}
+      {{- if .Values.web.tls.enabled }}
+      - name: tls
+        secret:
+          secretName: {{ .Values.web.tls.secretName }}
+      {{- end }}
+      {{- if .Values.web.basicAuth.enabled }}
+      # What the probes send: the same user and password as the monitors.
+      - name: probe
+        projected:
+          sources:
+            - secret:
+                name: {{ printf "%s-web" (include "alb-jobs-exporter.fullname" .) }}
+                items:
+                  - key: username
+                    path: username
+            - secret:
+                name: {{ .Values.web.basicAuth.secretName }}
+                items:
+                  - key: {{ .Values.web.basicAuth.passwordKey }}
+                    path: password
       {{- end }}
       {{- with .Values.extraVolumes }}
       {{- toYaml . | nindent 6 }}

@@ -203,8 +203,10 @@ def test_connection_refused_then_restarted(suite: Suite) -> None:
     )
     assert delta(finished(after, EDGE), finished(base, EDGE)) == newly_finished(jobs, new)
     tag = f"account={EDGE[0]} region={EDGE[1]}"
-    warnings = [line for line in suite.log_lines(mark) if "level=warning" in line and tag in line]
-    assert len(warnings) == 1 and "ConnectError" in warnings[0], warnings
+    errors = [line for line in suite.log_lines(mark) if "level=error" in line and tag in line]
+    assert len(errors) == 1 and "ConnectError" in errors[0], errors
+    host = suite.sim2.url.removeprefix("http://")
+    assert f"request to {host} failed" in errors[0]  # which address refused
 
 
 def test_200_with_jobs_null(suite: Suite) -> None:

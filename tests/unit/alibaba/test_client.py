@@ -922,3 +922,32 @@ def test_close_releases_the_http_client(make_client: Any) -> None:
     with pytest.raises(RuntimeError):
         client.list_jobs(JobQuery())
     assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (
+            httpx.ConnectError("[Errno -2] Name or service not known"),
+            "ListAsynJobs request to alb.cn-hangzou.aliyuncs.com failed: ConnectError:"
+            " [Errno -2] Name or service not known",
+        ),
+        (
+            httpx.ReadTimeout("timed out"),
+            "ListAsynJobs to alb.cn-hangzou.aliyuncs.com got no answer within",
+        ),
+    ],
+)
+def test_transport_errors_name_the_host(
+    make_client: Any, raised: httpx.RequestError, expected: str
+) -> None:
+    # The resolver's message does not say which name failed; a region typo shows here.
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise raised
+
+    client = make_client(
+        FakeApi(fail), base_url="https://alb.cn-hangzou.aliyuncs.com", max_attempts=1
+    )
+    with pytest.raises(errors.ExporterError) as caught:
+        client.list_jobs(JobQuery())
+    assert str(caught.value).startswith(expected)

@@ -858,3 +858,23 @@ def test_job_events_link_takes_the_job_id_url_encoded() -> None:
         parse(text.replace("{job_id}", "{job_id}&token=abc") + ACCOUNT, {})
     )
     assert "token" not in summary(parse(text.replace("x=", "token=abc&x=") + ACCOUNT, {}))
+
+
+def test_a_default_written_in_the_config_is_not_an_environment_value(tmp_path: Path) -> None:
+    # A path is not a secret, and a ${VAR:-default} default comes from the config file
+    # itself: the user must see which file could not be read. A value that does come from
+    # the environment stays hidden (it may be a secret put in the wrong key).
+    missing = tmp_path / "nowhere"
+    text = (
+        "accounts:\n  - name: prod\n    regions: [cn-hangzhou]\n    credentials:\n"
+        "      access_key_id: LTAI5tEXAMPLE1234\n"
+        f"      access_key_secret_file: ${{ALB_UNSET_DIR:-{missing}}}/secret\n"
+    )
+    assert problems_of(text) == [
+        f'accounts[0].credentials.access_key_secret_file: cannot read "{missing}/secret":'
+        " No such file or directory"
+    ]
+    assert problems_of(text, {"ALB_UNSET_DIR": "env-SUPERSECRET-value"}) == [
+        "accounts[0].credentials.access_key_secret_file: cannot read (value from the"
+        " environment, not shown): No such file or directory"
+    ]

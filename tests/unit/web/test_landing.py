@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 import httpx
 
+from exporter import DOCS_URL
 from exporter.web import LandingInfo, LandingTarget
 from tests.support import loopback
 from tests.unit.web.fakes import FakeApp, serving
@@ -60,15 +61,18 @@ def test_landing_page_escapes_and_links(client: httpx.Client, fake: FakeApp) -> 
     page.close()
     assert page.title == "ALB Jobs Exporter"
     assert (page.scripts, page.images) == (0, 0)
+    probe_first = "/probe?account=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&region=cn-hangzhou"
     assert page.links == [
         "/metrics",
+        probe_first,
         "/-/healthy",
         "/-/ready",
+        DOCS_URL,
         "/probe?account=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&region=cn-hangzhou",
         "/probe?account=prod&region=cn-shanghai",
         "/probe?account=new&region=cn-beijing",
     ]
-    probe = client.get(page.links[4])
+    probe = client.get(page.links[6])
     assert probe.status_code == 400  # FakeApp knows prod only in cn-hangzhou
 
 
@@ -88,10 +92,10 @@ def test_landing_page_shows_the_shard() -> None:
 
     targets = [LandingTarget("prod", "cn-hangzhou", True, None, None)]
     alone = LandingInfo(version="x", targets=targets, telemetry_path="/metrics")
-    assert "<p>Shard 0 of 1 (not sharded)</p>" in render_landing(alone)
+    assert "&middot; Shard 0 of 1 (not sharded)</p>" in render_landing(alone)
     sharded = replace(alone, shard_index=1, shard_count=3, configured_targets=12)
     assert (
-        "<p>Shard 1 of 3: 1 of the 12 configured targets; the other shards serve the rest</p>"
+        "&middot; Shard 1 of 3: 1 of the 12 configured targets; the other shards serve the rest"
         in render_landing(sharded)
     )
     idle = render_landing(replace(sharded, targets=[]))
@@ -142,3 +146,29 @@ def test_a_recent_failure_links_its_job_id_where_its_event_line_is() -> None:
         "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;</a></td>"
     ) in page
     assert "<td>J-1</td>" in page  # no link: the id as text
+
+
+def test_no_data_yet_until_a_target_has_succeeded_once() -> None:
+    from exporter.web import render_landing
+
+    pending = LandingTarget("prod", "cn-hangzhou", None, None, None)
+    failing = LandingTarget("prod", "cn-shanghai", False, None, "ServiceUnavailable")
+    ok = LandingTarget("dev", "cn-beijing", True, 1_700_000_000.0, None)
+    first = render_landing(LandingInfo("1.0", [pending], "/metrics"))
+    assert 'id="no-data"' in first and "the first refresh is still running" in first
+    assert '<p class="muted" id="failures">no data yet</p>' in first
+    failed = render_landing(LandingInfo("1.0", [pending, failing], "/metrics"))
+    assert "every refresh so far failed" in failed
+    assert "none in the lookback window" not in failed
+    served = render_landing(LandingInfo("1.0", [failing, ok], "/metrics"))
+    assert 'id="no-data"' not in served and "none in the lookback window" in served
+    assert '<span class="state down">down</span>' in served
+    assert '<span class="state up">up</span>' in served
+
+
+def test_demo_banner_only_in_demo_mode() -> None:
+    from exporter.web import render_landing
+
+    info = LandingInfo("1.0", [], "/metrics")
+    assert 'id="demo"' not in render_landing(info)
+    assert "is synthetic" in render_landing(replace(info, demo=True))
