@@ -210,8 +210,7 @@ def _failures(failures: Sequence[LandingFailure], no_data: bool) -> str:
         + "".join(f"<td>{html.escape(value)}</td>" for value in (_utc(f.time), f.account, f.region))
         + f"<td>{_link(f.link, f.job_id) if f.link else html.escape(f.job_id)}</td>"
         + "".join(
-            f"<td>{html.escape(value)}</td>"
-            for value in (f.resource_id, f.api_name, f.error_code)
+            f"<td>{html.escape(value)}</td>" for value in (f.resource_id, f.api_name, f.error_code)
         )
         + f'<td class="message">{html.escape(f.error_message)}</td>'
         + "</tr>"
