@@ -253,7 +253,9 @@ class App:
             version=__version__,
             targets=landing_targets(targets),
             telemetry_path=self.telemetry_path,
-            failures=recent_failures(targets, self.cfg.recent_failures),
+            failures=recent_failures(
+                targets, self.cfg.recent_failures, self.cfg.job_events.link_for
+            ),
             shard_index=self.shard.index,
             shard_count=self.shard.count,
             configured_targets=len(self._configured),

@@ -249,8 +249,11 @@ def landing_targets(targets: Sequence[Target]) -> list[LandingTarget]:
     return rows
 
 
-def recent_failures(targets: Sequence[Target], limit: int) -> list[LandingFailure]:
-    """The newest `limit` recent failures of all targets, newest first."""
+def recent_failures(
+    targets: Sequence[Target], limit: int, link_for: Callable[[str], str]
+) -> list[LandingFailure]:
+    """The newest `limit` recent failures of all targets, newest first, each with the
+    link to its event line (`job_events.link`; "" for none)."""
     failed = [(job, t.account, t.region) for t in targets for job in t.snapshot().recent_failures]
     failed.sort(key=lambda row: (row[0].modify_time, row[0].id), reverse=True)
     return [
@@ -258,11 +261,13 @@ def recent_failures(targets: Sequence[Target], limit: int) -> list[LandingFailur
             time=job.modify_time,
             account=account,
             region=region,
-            job_id=cap_text(job.id),
+            job_id=(shown := cap_text(job.id)),
             resource_id=cap_text(job.resource_id),
             api_name=cap_text(job.api_name),
             error_code=cap_text(job.error_code),
             error_message=cap_text(job.error_message),
+            # Only an id shown whole is linked: a cut one would search for another.
+            link=link_for(job.id) if shown == job.id else "",
         )
         for job, account, region in failed[:limit]
     ]

@@ -7,6 +7,7 @@ is masked to its first and last four characters.
 from __future__ import annotations
 
 from dataclasses import fields
+from urllib.parse import urlsplit
 
 from exporter.config.model import (
     DEFAULT_ENDPOINT,
@@ -114,9 +115,15 @@ def _regions_summary(account: str, regions: tuple[str, ...], shard: Shard) -> st
 
 def _job_events_summary(config: Config) -> str:
     events = config.job_events
-    if not events.output:
-        return "off"
-    return f"{events.output} ({', '.join(events.statuses)}; queue of {events.queue_size} lines)"
+    text = (
+        f"{events.output} ({', '.join(events.statuses)}; queue of {events.queue_size} lines)"
+        if events.output
+        else "off"
+    )
+    if events.link:
+        # The host only: the rest of a link may carry a token.
+        text += f"; failures link to {urlsplit(events.link).hostname}"
+    return text
 
 
 def _metrics_summary(metrics: MetricsConfig) -> str:

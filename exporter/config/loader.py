@@ -21,6 +21,7 @@ from exporter.config.model import (
     DURATION_LABELS,
     JOB_EVENT_STATUSES,
     JOB_FAMILIES,
+    JOB_ID_PLACEHOLDER,
     SIGNATURES,
     AccountConfig,
     Config,
@@ -39,6 +40,7 @@ from exporter.config.scalars import (
     expand,
     format_duration,
     integer,
+    link_problem,
     mapping,
     positive_number,
     show,
@@ -332,6 +334,19 @@ def _event_statuses(ctx: Context, raw: object, path: str) -> tuple[str, ...] | N
     return _each_string(ctx, raw, path, problem, empty=empty)
 
 
+def _event_link(ctx: Context, raw: object, path: str) -> str | None:
+    text = string(ctx, raw, path, "a URL with {job_id} where the job id goes")
+    if text is None:
+        return None
+    if not text.value:
+        return ""
+    problem = link_problem(text.value, JOB_ID_PLACEHOLDER)
+    if problem is not None:
+        ctx.problem(path, problem)
+        return None
+    return text.value
+
+
 def _metrics(ctx: Context, raw: object, path: str) -> MetricsConfig | None:
     return _build(ctx, raw, path, METRICS, MetricsConfig)
 
@@ -432,6 +447,7 @@ JOB_EVENTS = (
     Key("output", any_string),
     Key("statuses", _event_statuses),
     Key("queue_size", partial(integer, low=1, high=1_000_000)),
+    Key("link", _event_link),
 )
 FILTERS = (
     Key("resource_types", _resource_types),

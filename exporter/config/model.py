@@ -7,6 +7,7 @@ once it has a row in the loader's table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from exporter import families
 
@@ -117,6 +118,7 @@ class DiscoveryConfig:
 
 
 JOB_EVENT_STATUSES = ("Failed", "Succeeded")
+JOB_ID_PLACEHOLDER = "{job_id}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,20 @@ class JobEventsConfig:
     # Lines held while the output does not take them (a pipe with no reader, a full log
     # pipe); past it new lines are dropped and counted. Not in SPEC (issue 23 asked for it).
     queue_size: int = 10_000
+    # "": none. A URL where JOB_ID_PLACEHOLDER stands for a job id: where the events are
+    # searched (Loki Explore, the SLS console); the landing page links each failure there.
+    link: str = ""
+
+    def link_for(self, job_id: str) -> str:
+        """The link of one job ("" without `link`): its id URL-encoded into the template.
+        "" too for an id UTF-8 cannot carry (lone surrogates from a hostile API)."""
+        if not self.link:
+            return ""
+        try:
+            encoded = quote(job_id, safe="")
+        except UnicodeEncodeError:
+            return ""
+        return self.link.replace(JOB_ID_PLACEHOLDER, encoded)
 
 
 # The job families `metrics.disable` may name, and the labels of the duration histogram

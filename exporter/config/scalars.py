@@ -256,6 +256,33 @@ def endpoint_problem(template: str) -> str | None:
     return None
 
 
+def link_problem(template: str, placeholder: str) -> str | None:
+    """What is wrong with a link template for a browser (http or https to any host, where
+    `placeholder` stands for a value), or None."""
+    # Never quote the URL itself (as for endpoints: it may carry a token).
+    if any(ch.isspace() for ch in template):
+        return "must not contain whitespace"
+    if placeholder not in template:
+        return f"must contain {placeholder} (where the job id goes)"
+    rest = template.replace(placeholder, "")
+    if "{" in rest or "}" in rest:
+        return f"unsupported placeholder (only {placeholder}; write a literal brace as %7B or %7D)"
+    try:
+        parts = urlsplit(template.replace(placeholder, "x"))
+        parts.port  # noqa: B018  (property access validates the port)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not template.lower().startswith(
+        f"{parts.scheme}://"
+    ):
+        return "must start with https:// or http://"
+    if "@" in parts.netloc:
+        return "must not contain credentials (user:password@)"
+    if not parts.hostname or not _valid_host(parts.hostname, parts.netloc):
+        return "must include a valid host"
+    return None
+
+
 def _valid_host(host: str, netloc: str) -> bool:
     if netloc.startswith("["):
         try:

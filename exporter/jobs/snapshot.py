@@ -13,13 +13,40 @@ from typing import TypeVar
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
 
 
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """The job behind a counter series or a histogram bucket (SPEC "Exemplars"): its id,
+    the value it added (1 for a counter, its duration for a bucket) and when it finished
+    (ModifyTime). Whether the exposition can carry the id (OpenMetrics' 128 characters) is
+    the exposition's concern; the store keeps it whatever it is."""
+
+    job_id: str
+    value: float
+    timestamp: float
+
+
+def newest(held: Exemplar | None, candidate: Exemplar) -> Exemplar:
+    """The newer of two exemplars: by ModifyTime, as Prometheus orders a series' exemplars
+    (it drops one older than the last it stored); on a tie the greater id, so the choice
+    never depends on the order a refresh returned the jobs in."""
+    if held is None or (candidate.timestamp, candidate.job_id) > (held.timestamp, held.job_id):
+        return candidate
+    return held
+
+
 @dataclass(frozen=True)
 class HistogramSnapshot:
-    """One histogram label set: cumulative counts per upper bound, the last bound +Inf."""
+    """One histogram label set: cumulative counts per upper bound, the last bound +Inf.
+
+    `exemplars`, when not empty, has one entry per bucket: the newest job observed into
+    that bucket (not cumulatively: a job is the exemplar of the one bucket its value
+    falls in), None for a bucket nothing was observed into.
+    """
 
     buckets: tuple[tuple[float, int], ...]
     sum: float
     count: int
+    exemplars: tuple[Exemplar | None, ...] = ()
 
 
 K = TypeVar("K")
@@ -50,6 +77,9 @@ class StoreSnapshot:
     failed: Mapping[ErrorKey, int] = field(default_factory=empty)
     finished_total: Mapping[StatusKey, int] = field(default_factory=empty)
     failures_total: Mapping[ErrorKey, int] = field(default_factory=empty)
+    # The newest job each counter series counted (a series that counted none has none).
+    finished_exemplars: Mapping[StatusKey, Exemplar] = field(default_factory=empty)
+    failures_exemplars: Mapping[ErrorKey, Exemplar] = field(default_factory=empty)
     vanished_total: Mapping[ApiKey, int] = field(default_factory=empty)
     durations: Mapping[DurationKey, HistogramSnapshot] = field(default_factory=empty)
     oldest_processing: Mapping[ApiKey, float] = field(default_factory=empty)
@@ -62,33 +92,59 @@ class StoreSnapshot:
 
 
 class Histogram:
-    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts."""
+    """A mutable histogram kept inside the store; per-bucket (not cumulative) counts, and
+    per bucket the exemplar of the newest job observed into it."""
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
         self._counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self._exemplars: list[Exemplar | None] = [None] * (len(bounds) + 1)
         self._sum = 0.0
         # Every publish of the store snapshots every histogram; few change in between.
         self._snapshot: HistogramSnapshot | None = None
 
-    def observe(self, value: float) -> None:
+    def _slot(self, value: float) -> int:
         # bisect_left: a value equal to a bound belongs to that bucket (le = "less or equal").
-        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        return bisect.bisect_left(self._bounds, value)
+
+    def observe(self, value: float, exemplar: Exemplar | None = None) -> None:
+        slot = self._slot(value)
+        self._counts[slot] += 1
         self._sum += value
+        if exemplar is not None:
+            self._exemplars[slot] = newest(self._exemplars[slot], exemplar)
         self._snapshot = None
 
     def raw(self) -> tuple[tuple[int, ...], float]:
         return tuple(self._counts), self._sum
 
+    def exemplars(self) -> tuple[Exemplar, ...]:
+        """The exemplars held, in bucket order (each one's value says its bucket)."""
+        return tuple(e for e in self._exemplars if e is not None)
+
     @classmethod
-    def from_raw(cls, bounds: tuple[float, ...], counts: Iterable[int], total: float) -> Histogram:
+    def from_raw(
+        cls,
+        bounds: tuple[float, ...],
+        counts: Iterable[int],
+        total: float,
+        exemplars: Iterable[Exemplar] = (),
+    ) -> Histogram:
         histogram = cls(bounds)
         values = [int(c) for c in counts]
         if len(values) != len(bounds) + 1 or min(values) < 0:
             raise ValueError("histogram counts do not match the buckets")
         histogram._counts = values
         histogram._sum = float(total)
+        histogram._keep(exemplars)
         return histogram
+
+    def _keep(self, exemplars: Iterable[Exemplar]) -> None:
+        # Each exemplar goes to the bucket its value falls in, whatever bounds it was
+        # held under: exact, unlike the counts of a re-bucketed histogram.
+        for exemplar in exemplars:
+            slot = self._slot(exemplar.value)
+            self._exemplars[slot] = newest(self._exemplars[slot], exemplar)
 
     def rebucket(self, bounds: tuple[float, ...]) -> Histogram:
         """This histogram's observations under other bucket bounds; count and sum are kept.
@@ -97,6 +153,7 @@ class Histogram:
         cumulative count of the nearest old bound below it (0 if none): the buckets stay
         cumulative and every later observation lands exactly, so rate() and quantiles over
         windows after the change are exact, and no series goes down (no false reset).
+        Exemplars move to the bucket their value falls in (the newest one where two meet).
         """
         cumulative = list(itertools.accumulate(self._counts))
         at = [
@@ -106,6 +163,7 @@ class Histogram:
         histogram = Histogram(bounds)
         histogram._counts = [at[0], *(b - a for a, b in itertools.pairwise(at))]
         histogram._sum = self._sum
+        histogram._keep(self.exemplars())
         return histogram
 
     def snapshot(self) -> HistogramSnapshot:
@@ -119,7 +177,9 @@ class Histogram:
         for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
             running += count
             cumulative.append((bound, running))
-        return HistogramSnapshot(tuple(cumulative), self._sum, running)
+        # () for a histogram without any: most label sets, and the zero series.
+        exemplars = tuple(self._exemplars) if self.exemplars() else ()
+        return HistogramSnapshot(tuple(cumulative), self._sum, running, exemplars)
 
 
 @dataclass(frozen=True)
@@ -128,7 +188,9 @@ class StoreState:
 
     `durations` holds per-bucket (not cumulative) counts for `bounds`, the last slot +Inf.
     `floor` and `counting_since` are the store's two horizons (see `JobStore`); None in a
-    file written before they existed.
+    file written before they existed. The exemplars (empty in a file written before they
+    were kept) are those of `StoreSnapshot`; a histogram's as a list, each exemplar's value
+    saying its bucket under any bounds.
     """
 
     jobs: tuple[Job, ...]
@@ -141,3 +203,6 @@ class StoreState:
     floor: float | None = None
     counting_since: float | None = None
     recovered_total: int = 0
+    finished_exemplars: Mapping[StatusKey, Exemplar] = field(default_factory=empty)
+    failures_exemplars: Mapping[ErrorKey, Exemplar] = field(default_factory=empty)
+    duration_exemplars: Mapping[DurationKey, tuple[Exemplar, ...]] = field(default_factory=empty)

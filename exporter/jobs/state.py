@@ -24,11 +24,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from exporter.errors import StateError, StateVersionError
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
-from exporter.jobs.snapshot import StoreState
+from exporter.jobs.snapshot import Exemplar, StoreState
 from exporter.jobs.target import Target, TargetKey, TargetState
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ FORMAT = "alb-jobs-exporter-state"
 VERSION = 2
 # Version 1 lacked the store's horizons and the listing position; it is still read (the
 # saved refresh position stands in for them), so an upgrade keeps the counters.
+# Exemplars did not need a new version: they ride at the end of the counter and histogram
+# rows, which every reader reads by position and only as far as it knows (a file without
+# them loads without them; an older exporter reads a newer file and leaves them).
 READABLE_VERSIONS = (1, 2)
 # Written after a successful refresh at most this often (and always on shutdown): with
 # 100k jobs held the file is ~15 MB, so not on every 30 s refresh. A refresh that moved a
@@ -45,6 +48,7 @@ READABLE_VERSIONS = (1, 2)
 DEFAULT_MIN_INTERVAL = 60.0
 
 Restored = dict[TargetKey, tuple[TargetState, StoreState]]
+K = TypeVar("K", bound=tuple[str, ...])
 
 # The `operation` label of alb_exporter_state_errors_total.
 OPERATIONS = ("restore", "save")
@@ -282,12 +286,13 @@ def encode(
                     "floor": store.floor,
                     "counting_since": store.counting_since,
                     "recovered_total": store.recovered_total,
-                    "finished_total": [[*k, v] for k, v in store.finished_total.items()],
-                    "failures_total": [[*k, v] for k, v in store.failures_total.items()],
+                    "finished_total": _counter_rows(store.finished_total, store.finished_exemplars),
+                    "failures_total": _counter_rows(store.failures_total, store.failures_exemplars),
                     "vanished_total": [[*k, v] for k, v in store.vanished_total.items()],
                     "bounds": list(store.bounds),
                     "durations": [
-                        [*k, list(counts), total] for k, (counts, total) in store.durations.items()
+                        [*k, list(counts), total, *_histogram_exemplars(store, k)]
+                        for k, (counts, total) in store.durations.items()
                     ],
                 }
             )[:-1]
@@ -307,6 +312,23 @@ def encode(
     )
     assert head.endswith("[]}")
     return f"{head[:-2]}{','.join(targets)}]}}".encode()
+
+
+def _counter_rows(counts: Mapping[K, int], exemplars: Mapping[K, Exemplar]) -> list[list[Any]]:
+    # [*labels, count] or [*labels, count, job id, ModifyTime]: a counter's exemplar
+    # value is always 1.
+    rows: list[list[Any]] = []
+    for key, count in counts.items():
+        exemplar = exemplars.get(key)
+        tail: tuple[Any, ...] = () if exemplar is None else (exemplar.job_id, exemplar.timestamp)
+        rows.append([*key, count, *tail])
+    return rows
+
+
+def _histogram_exemplars(store: StoreState, key: DurationKey) -> list[list[list[Any]]]:
+    # Nothing, or one more column: [[job id, duration, ModifyTime], ...].
+    exemplars = store.duration_exemplars.get(key, ())
+    return [[[e.job_id, e.value, e.timestamp] for e in exemplars]] if exemplars else []
 
 
 _JOB_CHUNK = 500
@@ -416,6 +438,21 @@ def _target(item: Any, version: int) -> tuple[TargetKey, tuple[TargetState, Stor
         failures_total={
             cast(ErrorKey, _labels(r, 3)): _count(r[3]) for r in item["failures_total"]
         },
+        finished_exemplars={
+            cast(StatusKey, _labels(r, 4)): _counter_exemplar(r[5:])
+            for r in item["finished_total"]
+            if len(r) > 5
+        },
+        failures_exemplars={
+            cast(ErrorKey, _labels(r, 3)): _counter_exemplar(r[4:])
+            for r in item["failures_total"]
+            if len(r) > 4
+        },
+        duration_exemplars={
+            cast(DurationKey, _labels(r, 3)): tuple(_exemplar(e) for e in r[5])
+            for r in item["durations"]
+            if len(r) > 5
+        },
         vanished_total={cast(ApiKey, _labels(r, 2)): _count(r[2]) for r in item["vanished_total"]},
         bounds=tuple(_time(b) for b in item["bounds"]),
         durations={
@@ -432,6 +469,20 @@ def _target(item: Any, version: int) -> tuple[TargetKey, tuple[TargetState, Stor
         _optional_time(item["listed_to"]) if version >= 2 else None,
     )
     return key, (position, store)
+
+
+def _counter_exemplar(tail: list[Any]) -> Exemplar:
+    job_id, timestamp = tail
+    return Exemplar(_str(job_id), 1.0, _time(timestamp))
+
+
+def _exemplar(row: Any) -> Exemplar:
+    if not isinstance(row, list) or len(row) != 3:
+        raise ValueError("an exemplar is not a list of 3 values")
+    duration = _time(row[1])
+    if duration < 0:
+        raise ValueError("an exemplar's duration is negative")
+    return Exemplar(_str(row[0]), duration, _time(row[2]))
 
 
 def _labels(row: Any, n: int) -> tuple[str, ...]:

@@ -17,7 +17,15 @@ from typing import TypeVar
 from exporter.config import Config
 from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs.model import ApiKey, DurationKey, ErrorKey, Job, StatusKey
-from exporter.jobs.snapshot import Histogram, StoreSnapshot, StoreState, empty, frozen
+from exporter.jobs.snapshot import (
+    Exemplar,
+    Histogram,
+    StoreSnapshot,
+    StoreState,
+    empty,
+    frozen,
+    newest,
+)
 from exporter.jobs.window import Window
 from exporter.wire import FAILED, PROCESSING, TERMINAL
 
@@ -128,6 +136,8 @@ class JobStore:
         self._touched: set[str] = set()  # ids changed (version, visibility) since a publish
         self._finished: dict[StatusKey, int] = {}
         self._failures: dict[ErrorKey, int] = {}
+        self._finished_exemplars: dict[StatusKey, Exemplar] = {}
+        self._failures_exemplars: dict[ErrorKey, Exemplar] = {}
         self._vanished: dict[ApiKey, int] = {}
         self._durations: dict[DurationKey, Histogram] = {}
         self._snapshot = StoreSnapshot()
@@ -284,10 +294,20 @@ class JobStore:
     def _count(self, job: Job) -> None:
         self._counted.append(job)
         rt, api = job.resource_type, job.api_name
-        self._finished[(job.status, rt, api, job.operate_type)] += 1
+        # The exemplars are kept here, where a job is counted, so each one is a job its
+        # series counted (SPEC "Exemplars").
+        one = Exemplar(job.id, 1.0, job.modify_time)
+        finished = (job.status, rt, api, job.operate_type)
+        self._finished[finished] += 1
+        self._finished_exemplars[finished] = newest(self._finished_exemplars.get(finished), one)
         if job.status == FAILED:
-            self._failures[(rt, api, job.error_code)] += 1
-        self._durations[(job.status, rt, api)].observe(_duration(job))
+            failure = (rt, api, job.error_code)
+            self._failures[failure] += 1
+            self._failures_exemplars[failure] = newest(self._failures_exemplars.get(failure), one)
+        duration = _duration(job)
+        self._durations[(job.status, rt, api)].observe(
+            duration, Exemplar(job.id, duration, job.modify_time)
+        )
 
     def _vanish(self, looked_up: Collection[str], returned: Mapping[str, Job]) -> None:
         for job_id in looked_up:
@@ -342,6 +362,8 @@ class JobStore:
             failed=_same(last.failed, window.by_error),
             finished_total=_same(last.finished_total, self._finished),
             failures_total=_same(last.failures_total, self._failures),
+            finished_exemplars=_same(last.finished_exemplars, self._finished_exemplars),
+            failures_exemplars=_same(last.failures_exemplars, self._failures_exemplars),
             vanished_total=_same(last.vanished_total, self._vanished),
             durations=_same(last.durations, {k: h.snapshot() for k, h in self._durations.items()}),
             oldest_processing=_same(last.oldest_processing, _oldest(processing)),
@@ -387,6 +409,11 @@ class JobStore:
                 floor=self._floor,
                 counting_since=self._counting_since,
                 recovered_total=self._recovered,
+                finished_exemplars=dict(self._finished_exemplars),
+                failures_exemplars=dict(self._failures_exemplars),
+                duration_exemplars={
+                    k: held for k, h in self._durations.items() if (held := h.exemplars())
+                },
             )
 
     def restore(
@@ -413,9 +440,13 @@ class JobStore:
             self._window = Window()  # built from scratch by the publish below
             self._finished = dict(state.finished_total)
             self._failures = dict(state.failures_total)
+            self._finished_exemplars = dict(state.finished_exemplars)
+            self._failures_exemplars = dict(state.failures_exemplars)
             self._vanished = dict(state.vanished_total)
             self._durations = {
-                key: Histogram.from_raw(state.bounds, counts, total).rebucket(self._bounds)
+                key: Histogram.from_raw(
+                    state.bounds, counts, total, state.duration_exemplars.get(key, ())
+                ).rebucket(self._bounds)
                 for key, (counts, total) in state.durations.items()
             }
             self._note_newest(self._jobs.values())

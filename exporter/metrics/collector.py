@@ -36,6 +36,7 @@ from exporter.metrics.text import (
     LabelWriter,
     RenderedFamily,
     RenderMemo,
+    SampleLines,
     histogram_lines,
     value_lines,
 )
@@ -167,7 +168,7 @@ class JobFamilies(Collector):
             memo = self._memos[key] = _Memo()
         memo.capped.start()
         families = options.families()
-        lines: dict[str, bytes] = {}
+        lines: dict[str, SampleLines] = {}
         if held is not None and held.options is options:
             # Families whose values are equal to those of the last render keep its lines
             # (equal, not just the same object: a value comparison is what makes this
@@ -254,19 +255,19 @@ class _Render:
     snapshot: StoreSnapshot
     status: TargetStatus
     options: ExpositionOptions
-    lines: Mapping[str, bytes]
+    lines: Mapping[str, SampleLines]
 
 
 def _lines(
     metric: MetricSpec, samples: Samples, writers: dict[tuple[str, ...], LabelWriter]
-) -> bytes:
+) -> SampleLines:
     writer = writers.get((metric.name, *metric.labels))
     if writer is None:
         writer = writers[(metric.name, *metric.labels)] = LabelWriter(metric.labels)
     writer.start()
     if metric.type == "histogram":
-        return histogram_lines(metric, writer, samples.histograms).encode("utf-8")
-    return value_lines(metric, writer, samples.values).encode("utf-8")
+        return histogram_lines(metric, writer, samples.histograms)
+    return value_lines(metric, writer, samples.values, samples.exemplars)
 
 
 def _merged(group: list[_Render], options: ExpositionOptions) -> _Render:

@@ -20,6 +20,7 @@ from exporter.metrics.table import API_DURATION_BUCKETS, family_name, spec
 from exporter.metrics.text import (
     LabelWriter,
     RenderedFamily,
+    SampleLines,
     go_float,
     histogram_lines,
     value_lines,
@@ -35,7 +36,7 @@ class _Target:
     def __init__(self) -> None:
         self.codes: dict[str, int] = {"OK": 0}
         self.histogram = Histogram(API_DURATION_BUCKETS)
-        self.lines: tuple[bytes, bytes] | None = None
+        self.lines: tuple[SampleLines, SampleLines] | None = None
 
 
 class RequestMetrics(Collector):
@@ -94,11 +95,11 @@ Held = list[tuple[tuple[str, str], dict[str, int], HistogramSnapshot]]
 
 def _lines(
     key: tuple[str, str], target: _Target, counts: LabelWriter, durations: LabelWriter
-) -> tuple[bytes, bytes]:
+) -> tuple[SampleLines, SampleLines]:
     by_code: dict[tuple[str, ...], float] = {(*key, code): n for code, n in target.codes.items()}
     return (
-        value_lines(REQUESTS, counts, by_code).encode("utf-8"),
-        histogram_lines(DURATION, durations, {key: target.histogram.snapshot()}).encode("utf-8"),
+        value_lines(REQUESTS, counts, by_code),
+        histogram_lines(DURATION, durations, {key: target.histogram.snapshot()}),
     )
 
 

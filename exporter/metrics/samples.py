@@ -18,9 +18,10 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Exemplar as ClientExemplar
 
 from exporter.families import DURATION, DURATION_KEY_LABELS
-from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot, newest
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.table import (
     JOB_COLLECTOR_METRICS,
@@ -30,7 +31,7 @@ from exporter.metrics.table import (
     family_name,
     spec,
 )
-from exporter.metrics.text import go_float
+from exporter.metrics.text import EXEMPLAR_LABEL, carried, go_float
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,21 @@ class Samples:
     """Samples of one family collected over all targets.
 
     Capping can make two label sets equal; duplicate series would make Prometheus reject
-    the whole scrape, so equal label sets are merged with `combine`.
+    the whole scrape, so equal label sets are merged with `combine` (and the newer of
+    their exemplars).
     """
 
     combine: Callable[[float, float], float]
     values: dict[LabelValues, float] = field(default_factory=dict)
     histograms: dict[LabelValues, HistogramSnapshot] = field(default_factory=dict)
     cap: Callable[[LabelValues], LabelValues] = field(default=lambda labels: cap_all(labels))
+    exemplars: dict[LabelValues, Exemplar] = field(default_factory=dict)
 
-    def add(self, labels: LabelValues, value: float) -> None:
-        self._put(self.cap(labels), value)
+    def add(self, labels: LabelValues, value: float, exemplar: Exemplar | None = None) -> None:
+        key = self.cap(labels)
+        self._put(key, value)
+        if exemplar is not None:
+            self._put_exemplar(key, exemplar)
 
     def add_histogram(self, labels: LabelValues, value: HistogramSnapshot) -> None:
         self._put_histogram(self.cap(labels), value)
@@ -63,6 +69,11 @@ class Samples:
             self._put(key, value)
         for key, hist in other.histograms.items():
             self._put_histogram(key, hist)
+        for key, exemplar in other.exemplars.items():
+            self._put_exemplar(key, exemplar)
+
+    def _put_exemplar(self, key: LabelValues, exemplar: Exemplar) -> None:
+        self.exemplars[key] = newest(self.exemplars.get(key), exemplar)
 
     def _put(self, key: LabelValues, value: float) -> None:
         current = self.values.get(key)
@@ -86,7 +97,17 @@ def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
         log.warning("histograms with different buckets share a label set; keeping one")
         return a
     buckets = tuple((bound, x + y) for (bound, x), (_, y) in zip(a.buckets, b.buckets, strict=True))
-    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count)
+    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count, _newest(a, b))
+
+
+def _newest(a: HistogramSnapshot, b: HistogramSnapshot) -> tuple[Exemplar | None, ...]:
+    """Per bucket, the newer of the two exemplars."""
+    if not (a.exemplars and b.exemplars):
+        return a.exemplars or b.exemplars
+    return tuple(
+        y if x is None else newest(x, y) if y is not None else x
+        for x, y in zip(a.exemplars, b.exemplars, strict=True)
+    )
 
 
 # How samples whose capped label sets coincide are merged (the table's `combine`): counts
@@ -167,11 +188,14 @@ def target_samples(
 Builder = Callable[[Samples, LabelValues, StoreSnapshot, TargetStatus, ExpositionOptions], None]
 
 
-def _from(field: str) -> Builder:
+def _from(field: str, exemplars: str = "") -> Builder:
+    """The values of a snapshot map; with the exemplars of the map named `exemplars`."""
+
     def build(samples: Samples, t: LabelValues, snap: StoreSnapshot, _: object, __: object) -> None:
         values: Mapping[tuple[str, ...], float] = getattr(snap, field)
+        held: Mapping[tuple[str, ...], Exemplar] = getattr(snap, exemplars) if exemplars else {}
         for key, value in values.items():
-            samples.add((*t, *key), value)
+            samples.add((*t, *key), value, held.get(key))
 
     return build
 
@@ -220,8 +244,9 @@ def _one(field: str) -> Builder:
 _BUILDERS: Mapping[str, Builder] = {
     "snapshot.jobs_by_status": _from("jobs_by_status"),
     "snapshot.failed": _from("failed"),
-    "snapshot.finished_total": _from("finished_total"),
-    "snapshot.failures_total": _from("failures_total"),
+    # A counter's exemplars change only with its counts: its source says when both did.
+    "snapshot.finished_total": _from("finished_total", "finished_exemplars"),
+    "snapshot.failures_total": _from("failures_total", "failures_exemplars"),
     "snapshot.durations": _durations,
     "snapshot.oldest_processing": _from("oldest_processing"),
     "snapshot.vanished_total": _from("vanished_total"),
@@ -260,10 +285,25 @@ def client_family(metric: MetricSpec, samples: Samples) -> Metric:
     if isinstance(family, HistogramMetricFamily):
         for key in sorted(samples.histograms):
             hist = samples.histograms[key]
-            # `le` as prometheus_client's own histograms write it ("1.0", "+Inf").
-            buckets = [(go_float(bound), float(n)) for bound, n in hist.buckets]
+            exemplars = hist.exemplars or (None,) * len(hist.buckets)
+            buckets: list[tuple[str, float] | tuple[str, float, ClientExemplar]] = []
+            for (bound, n), exemplar in zip(hist.buckets, exemplars, strict=True):
+                # `le` as prometheus_client's own histograms write it ("1.0", "+Inf").
+                held = _client_exemplar(exemplar)
+                le = go_float(bound)
+                buckets.append((le, float(n)) if held is None else (le, float(n), held))
             family.add_metric(key, buckets, hist.sum)
-    elif isinstance(family, CounterMetricFamily | GaugeMetricFamily):
+    elif isinstance(family, CounterMetricFamily):
+        for key in sorted(samples.values):
+            held = _client_exemplar(samples.exemplars.get(key))
+            family.add_metric(key, samples.values[key], exemplar=held)
+    elif isinstance(family, GaugeMetricFamily):
         for key in sorted(samples.values):
             family.add_metric(key, samples.values[key])
     return family
+
+
+def _client_exemplar(exemplar: Exemplar | None) -> ClientExemplar | None:
+    if exemplar is None or not carried(exemplar):
+        return None
+    return ClientExemplar({EXEMPLAR_LABEL: exemplar.job_id}, exemplar.value, exemplar.timestamp)

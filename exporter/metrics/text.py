@@ -7,8 +7,9 @@ published and kept until it is published again (`exporter.metrics.exposition`), 
 scrape only joins lines already written.
 
 The text is byte for byte what prometheus_client writes for the same families, in its
-Prometheus text format and in OpenMetrics (the sample lines are the same in both; only
-the HELP and TYPE lines differ). `tests/unit/metrics/test_text.py` holds the two equal
+Prometheus text format and in OpenMetrics (the sample lines are the same in both but for
+the exemplars, which only OpenMetrics carries: `SampleLines`; the HELP and TYPE lines
+differ). `tests/unit/metrics/test_text.py` holds the two equal
 on generated snapshots, hostile label values included. A format that would write the
 names otherwise (see `exporter.web.exposition`) is rendered by prometheus_client from the
 families' samples, which `RenderedFamily` builds on demand.
@@ -16,14 +17,16 @@ families' samples, which `RenderedFamily` builds on demand.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
-from exporter.jobs.snapshot import HistogramSnapshot
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot
 from exporter.metrics.table import MetricSpec, family_name
 
 _float_to_go_string: Callable[[float], str] = _untyped_float_to_go_string
@@ -132,47 +135,154 @@ class LabelWriter:
         return f"{{{inner}}}"
 
 
+# SPEC "Exemplars": the one label of an exemplar, and OpenMetrics' limit on the length of
+# an exemplar's label names and values together, in code points.
+EXEMPLAR_LABEL = "job_id"
+MAX_EXEMPLAR_LABELS_LENGTH = 128
+
+
+def carried(exemplar: Exemplar) -> bool:
+    """Whether the exposition carries `exemplar`: only an id Prometheus stores as it is,
+    else none (an id cut or altered would name another job).
+
+    Over the limit Prometheus refuses it; an id UTF-8 cannot encode (a lone surrogate from
+    a hostile API) would fail the whole answer; and Prometheus (2.42, the e2e test's)
+    keeps an exemplar's label value as written, escapes and all, so an id with a
+    backslash, double quote or newline would be stored altered. ALB's ids are UUIDs."""
+    job_id = exemplar.job_id
+    if len(EXEMPLAR_LABEL) + len(job_id) > MAX_EXEMPLAR_LABELS_LENGTH:
+        return False
+    if "\\" in job_id or '"' in job_id or "\n" in job_id:
+        return False
+    if not job_id.isascii():
+        try:
+            job_id.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
+def exemplar_text(exemplar: Exemplar | None) -> str:
+    """What OpenMetrics appends to a sample line for `exemplar`, as prometheus_client
+    writes it (its value Go-formatted, its timestamp as Python prints a float); "" for
+    none or one not `carried`."""
+    if exemplar is None or not carried(exemplar):
+        return ""
+    labels = f'{EXEMPLAR_LABEL}="{escape_value(exemplar.job_id)}"'
+    return f" # {{{labels}}} {go_float(exemplar.value)} {float(exemplar.timestamp)}"
+
+
+@dataclass(frozen=True)
+class SampleLines:
+    """Sample lines, UTF-8: `text` as the text format has them, and where OpenMetrics
+    inserts each exemplar into it (the byte offset of a line's end, the exemplar text).
+
+    The OpenMetrics lines are joined on first use and kept with these lines (which are
+    kept until their data changes): splicing ~30k exemplars into every render cost 30 ms
+    a render at 200 targets, and the text format's lines are not copied unless asked."""
+
+    text: bytes
+    exemplars: tuple[tuple[int, bytes], ...] = ()
+
+    def parts(self, openmetrics: bool) -> list[bytes]:
+        if not openmetrics or not self.exemplars:
+            return [self.text]
+        return [self.openmetrics]
+
+    @functools.cached_property
+    def openmetrics(self) -> bytes:
+        text = memoryview(self.text)
+        out: list[bytes | memoryview] = []
+        start = 0
+        for at, exemplar in self.exemplars:
+            out += (text[start:at], exemplar)
+            start = at
+        out.append(text[start:])
+        return b"".join(out)
+
+
+class _Lines:
+    """Builds `SampleLines` line by line; the text is joined and encoded once per run of
+    lines without an exemplar."""
+
+    def __init__(self) -> None:
+        self._open: list[str] = []
+        self._done: list[bytes] = []
+        self._size = 0
+        self._exemplars: list[tuple[int, bytes]] = []
+
+    def add(self, line: str, exemplar: str = "") -> None:
+        """`line` without its newline, and what OpenMetrics appends to it."""
+        if not exemplar:
+            self._open += (line, "\n")
+            return
+        self._open.append(line)
+        chunk = "".join(self._open).encode("utf-8")
+        self._open = ["\n"]
+        self._done.append(chunk)
+        self._size += len(chunk)
+        self._exemplars.append((self._size, exemplar.encode("utf-8")))
+
+    def finish(self) -> SampleLines:
+        self._done.append("".join(self._open).encode("utf-8"))
+        return SampleLines(b"".join(self._done), tuple(self._exemplars))
+
+
 def value_lines(
-    metric: MetricSpec, writer: LabelWriter, values: Mapping[tuple[str, ...], float]
-) -> str:
-    """The sample lines of a gauge or counter, sorted by label values."""
+    metric: MetricSpec,
+    writer: LabelWriter,
+    values: Mapping[tuple[str, ...], float],
+    exemplars: Mapping[tuple[str, ...], Exemplar] | None = None,
+) -> SampleLines:
+    """The sample lines of a gauge or counter, sorted by label values; a counter's with
+    the exemplars given for its label sets."""
     name = metric.name
-    return "".join(
-        f"{name}{writer.labels(key)} {go_float(values[key])}\n" for key in sorted(values)
-    )
+    exemplars = exemplars or {}
+    lines = _Lines()
+    for key in sorted(values):
+        lines.add(
+            f"{name}{writer.labels(key)} {go_float(values[key])}", exemplar_text(exemplars.get(key))
+        )
+    return lines.finish()
 
 
 def histogram_lines(
     metric: MetricSpec,
     writer: LabelWriter,
     histograms: Mapping[tuple[str, ...], HistogramSnapshot],
-) -> str:
-    """The `_bucket`, `_count` and `_sum` lines of each label set, sorted by label values."""
+) -> SampleLines:
+    """The `_bucket` (with their exemplars), `_count` and `_sum` lines of each label set,
+    sorted by label values."""
     name = metric.name
-    out: list[str] = []
+    lines = _Lines()
     for key in sorted(histograms):
         hist = histograms[key]
-        for bound, count in hist.buckets:
+        exemplars = hist.exemplars or (None,) * len(hist.buckets)
+        for (bound, count), exemplar in zip(hist.buckets, exemplars, strict=True):
             le = go_float(bound)
-            out.append(f"{name}_bucket{writer.bucket_labels(key, le)} {go_float(count)}\n")
+            lines.add(
+                f"{name}_bucket{writer.bucket_labels(key, le)} {go_float(count)}",
+                exemplar_text(exemplar),
+            )
         labels = writer.labels(key)
         # prometheus_client's _count is the +Inf bucket (the store's buckets end with it).
-        out.append(f"{name}_count{labels} {go_float(hist.buckets[-1][1])}\n")
-        out.append(f"{name}_sum{labels} {go_float(hist.sum)}\n")
-    return "".join(out)
+        lines.add(f"{name}_count{labels} {go_float(hist.buckets[-1][1])}")
+        lines.add(f"{name}_sum{labels} {go_float(hist.sum)}")
+    return lines.finish()
 
 
 class RenderedFamily(Metric):
     """A family whose exposition text is written by this module (`exposition_parts`).
 
     `parts` are its sample lines, UTF-8 encoded once when written: the exposition is then
-    joined from them as they are, with no text copy of the whole of it on the way.
+    joined from them as they are, with no text copy of the whole of it on the way (but
+    for OpenMetrics' exemplars, inserted between slices of the lines).
     Its `samples`, which prometheus_client's own encoders and `get_sample_value` read,
     are built on first use by `build()`, the family as prometheus_client would have it.
     """
 
     def __init__(
-        self, metric: MetricSpec, parts: Iterable[bytes], build: Callable[[], Metric]
+        self, metric: MetricSpec, parts: Iterable[SampleLines], build: Callable[[], Metric]
     ) -> None:
         # Metric.__init__ is not called: it would set `samples`, built lazily here.
         self.name = family_name(metric)
@@ -196,4 +306,7 @@ class RenderedFamily(Metric):
 
     def exposition_parts(self, openmetrics: bool) -> list[bytes]:
         """HELP, TYPE and every sample line, as prometheus_client would write them."""
-        return [header(self._spec, openmetrics).encode("utf-8"), *self._parts]
+        out = [header(self._spec, openmetrics).encode("utf-8")]
+        for lines in self._parts:
+            out += lines.parts(openmetrics)
+        return out

@@ -40,6 +40,7 @@ class LandingFailure:
     api_name: str
     error_code: str
     error_message: str
+    link: str = ""  # where its event line is (`job_events.link`); "": none
 
 
 @dataclass(frozen=True)
@@ -206,17 +207,10 @@ def _failures(failures: Sequence[LandingFailure], no_data: bool) -> str:
         return '<p class="muted" id="failures">none in the lookback window</p>'
     rows = "\n".join(
         "<tr>"
+        + "".join(f"<td>{html.escape(value)}</td>" for value in (_utc(f.time), f.account, f.region))
+        + f"<td>{_link(f.link, f.job_id) if f.link else html.escape(f.job_id)}</td>"
         + "".join(
-            f"<td>{html.escape(value)}</td>"
-            for value in (
-                _utc(f.time),
-                f.account,
-                f.region,
-                f.job_id,
-                f.resource_id,
-                f.api_name,
-                f.error_code,
-            )
+            f"<td>{html.escape(value)}</td>" for value in (f.resource_id, f.api_name, f.error_code)
         )
         + f'<td class="message">{html.escape(f.error_message)}</td>'
         + "</tr>"

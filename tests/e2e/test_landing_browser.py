@@ -34,6 +34,10 @@ HOSTILE = (
     "</td><script>document.body.setAttribute('data-pwned', 'script')</script>"
     "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"
 )
+# `job_events.link`: where each recent failure's id links (its event line), and a job
+# whose id must be URL-encoded into it and HTML-escaped around it.
+LINK = "https://grafana.example/explore?left=%7B%7D&q={job_id}"
+ODD_ID = 'job-"<b>&1 x'
 GREEN, RED = (0x1A, 0x7F, 0x37), (0xCF, 0x22, 0x2E)  # .up and .down in exporter/web/landing.py
 FLAGS = (
     "--headless",
@@ -168,13 +172,14 @@ def served(sim: procs.Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         REGION,
         {"Id": "job-hostile-1", "Status": "Failed", "ErrorCode": "Conflict.Lock",
          "ErrorMessage": HOSTILE, "CreateTime": now - 5000},
+        {"Id": ODD_ID, "Status": "Failed", "ErrorCode": "Conflict.Lock", "CreateTime": now - 6000},
     )  # fmt: skip
     tmp = tmp_path_factory.mktemp("landing")
     accounts = [
         account(sim, "prod", [REGION], access_key(KEY_ID, SECRET)),
         account(sim, "broken", [REGION], access_key(KEY_ID, "wrong-" + SECRET)),
     ]
-    config = write_config(tmp / "config.yaml", accounts, cache_ttl=0.5)
+    config = write_config(tmp / "config.yaml", accounts, cache_ttl=0.5, job_events={"link": LINK})
     with procs.Exporters() as start:
         proc = start(config)
         procs.wait_until(lambda: "job-hostile-1" in loopback.get(proc.url + "/").text)
@@ -194,7 +199,8 @@ def test_hostile_messages_stay_text_and_nothing_runs(served: procs.Proc, tmp_pat
     # No external asset: only the inline stylesheet, no <link>, no remote anything.
     assert dom.all("link") == [] and len(dom.all("style")) == 1
     hrefs = [a["href"] for a in dom.all("a")]
-    assert [h for h in hrefs if h and h.startswith("http")] == [DOCS_URL]
+    jobs = {LINK.replace("{job_id}", i) for i in ("job-hostile-1", "job-%22%3Cb%3E%261%20x")}
+    assert {h for h in hrefs if h and h.startswith("http")} == {DOCS_URL, *jobs}
     assert {"/metrics", "/-/ready", "/-/healthy", DOCS_URL} <= set(hrefs)
     assert any(h and h.startswith("/probe?account=") for h in hrefs)
     # Coloured states: the up and down badges carry their classes.
@@ -229,3 +235,13 @@ def test_no_data_yet_while_no_target_has_succeeded(sim: procs.Proc, tmp_path: Pa
     assert dom.by_id("no-data")
     assert "none in the lookback window" not in text
     assert "no data yet" in text
+
+
+def test_each_recent_failure_links_its_job_id_to_its_event_line(
+    served: procs.Proc, tmp_path: Path
+) -> None:
+    dom = Dom(browse(served.url + "/", tmp_path, "--dump-dom").stdout)
+    links = {a["href"] for a in dom.all("a")}
+    # The id URL-encoded into the configured URL, the rest of it as configured.
+    assert "https://grafana.example/explore?left=%7B%7D&q=job-%22%3Cb%3E%261%20x" in links
+    assert ODD_ID in dom.cells  # the link's text: the id as the API sent it

@@ -10,7 +10,10 @@ Debian's `prometheus` scraping it every second with the chart's alert rules
   code as a label and the job id in its description (the rule's `query` template on a
   real server);
 * restarts the exporter (no state_file: counters come back at 0) and checks that this
-  neither counts the failure again nor fires any new AlbAsyncJobFailed.
+  neither counts the failure again nor fires any new AlbAsyncJobFailed;
+* runs Prometheus with `--enable-feature=exemplar-storage` and finds, through
+  /api/v1/query_exemplars on the failures counter, exactly the ids of the jobs the
+  simulator reports as failed since the exporter first listed it (SPEC "Exemplars").
 
 Simulated time is frozen, so the simulator's own jobs do not change under the test:
 every failure the exporter counts is the one the test made.
@@ -83,6 +86,16 @@ class Prometheus:
         r = loopback.get(f"{self.url}/api/v1/alerts", timeout=10)
         r.raise_for_status()
         return [a for a in r.json()["data"]["alerts"] if a["labels"]["alertname"] == name]
+
+    def exemplars(self, expr: str) -> list[dict[str, Any]]:
+        """/api/v1/query_exemplars over a day either side of now (exemplar timestamps are
+        the jobs' ModifyTimes, on the simulator's frozen clock)."""
+        now = time.time()
+        params = {"query": expr, "start": str(now - 86400), "end": str(now + 86400)}
+        r = loopback.get(f"{self.url}/api/v1/query_exemplars", params=params, timeout=10)
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "success", f"{expr}: {r.text}"
+        return body["data"]  # type: ignore[no-any-return]
 
     def rules_health(self) -> dict[str, str]:
         r = loopback.get(f"{self.url}/api/v1/rules", timeout=10)
@@ -196,6 +209,7 @@ def prom(prometheus_binary: str, exporter: Exporter, workdir: Path) -> Iterator[
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{port}",
+                "--enable-feature=exemplar-storage",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -242,6 +256,9 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
         "the AssumeRole account up",
     )
     assert all(h == "ok" for h in prom.rules_health().values()), prom.rules_health()
+    # Failed before the exporter first listed the simulator (frozen until now): history,
+    # never counted, so never an exemplar.
+    history = failed_jobs(sim)
 
     now_ms = int(control(sim, "POST", "/_sim/time", {})["now"] * 1000)
     region = REGIONS[0]
@@ -311,7 +328,21 @@ def scenario(sim: procs.Proc, exporter: Exporter, prom: Prometheus) -> dict[str,
 
     # The shipped rule waits its `for` (1m) before firing.
     alert = eventually(firing, 120, "AlbAsyncJobFailed firing", interval=1)[0]
-    return {"alert": alert, "region": region}
+    return {"alert": alert, "region": region, "history": history}
+
+
+def sim_jobs(sim: procs.Proc, region: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The simulator's truth: every job of `region`, by region and id."""
+    return {(region, job["Id"]): job for job in control(sim, "GET", f"/_sim/jobs?region={region}")}
+
+
+def failed_jobs(sim: procs.Proc) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        key: job
+        for region in REGIONS
+        for key, job in sim_jobs(sim, region).items()
+        if job["Status"] == "Failed"
+    }
 
 
 def test_every_dashboard_expression_returns_data(
@@ -411,3 +442,122 @@ def test_exporter_restart_does_not_fire_again(
     after = prom.alerts("AlbAsyncJobFailed")
     assert {a["activeAt"] for a in after} == before, after
     assert [float(a["value"]) < 1.5 for a in after] == [True], after
+
+
+EXEMPLAR_API = "E2eExemplarOperation"
+# OpenMetrics allows 128 characters of exemplar labels: `job_id` and 122 of the id.
+LONGEST_ID = "e2e-longest-" + "x" * 110
+TOO_LONG_ID = "e2e-too-long-" + "x" * 110
+# Carried: nothing to escape. Left out: Prometheus would store the escapes with it.
+BRACED_ID = "e2e-{braced} # spaced"
+QUOTED_ID = 'e2e-"quoted"\\'
+
+
+def exemplar_ids(prom: Prometheus, expr: str) -> set[tuple[str, str]]:
+    return {
+        (series["seriesLabels"]["region"], exemplar["labels"]["job_id"])
+        for series in prom.exemplars(expr)
+        for exemplar in series["exemplars"]
+    }
+
+
+def test_prometheus_stores_each_failed_job_as_an_exemplar(
+    prom: Prometheus, sim: procs.Proc, scenario: dict[str, Any]
+) -> None:
+    """Runs last: its failures would be new AlbAsyncJobFailed alerts for the tests above."""
+    assert len(LONGEST_ID) == 122 and len(TOO_LONG_ID) == 123
+    now_ms = int(control(sim, "POST", "/_sim/time", {})["now"] * 1000)
+    # (region, id, error code): distinct series, two ids in one series (failed one after
+    # the other), and the ids at and just over the exemplar limit.
+    east, north = REGIONS
+    planned = [
+        (east, "e2e-exemplar-1", "E2E.One"),
+        (north, "e2e-exemplar-2", "E2E.One"),
+        (east, "e2e-exemplar-3", "E2E.Two"),
+        (east, LONGEST_ID, "E2E.Longest"),
+        (east, TOO_LONG_ID, "E2E.TooLong"),
+        (north, BRACED_ID, "E2E.Braced"),
+        (north, QUOTED_ID, "E2E.Quoted"),
+        (east, "e2e-exemplar-4", "E2E.One"),  # the series of e2e-exemplar-1, later
+    ]
+    for region, job_id, _ in planned:
+        procs.put_jobs(
+            sim,
+            region,
+            {
+                "Id": job_id,
+                "ApiName": EXEMPLAR_API,
+                "OperateType": "Update",
+                "ResourceType": "listener",
+                "ResourceId": "lsn-e2e0002",
+                "Status": "Processing",
+                "CreateTime": now_ms - 90_000,
+            },
+        )
+    # The account of the access key (the role's account lists cn-shanghai too).
+    mine = f'account="{ACCOUNT}", api_name="{EXEMPLAR_API}"'
+    processing = f'sum(alb_async_jobs{{{mine}, status="Processing"}})'
+
+    def all_processing() -> bool:
+        rows = prom.query(processing)
+        return bool(rows) and float(rows[0]["value"][1]) == len(planned)
+
+    eventually(all_processing, 30, "the exporter tracking the new jobs as Processing")
+
+    def fail(batch: list[tuple[str, str, str]]) -> None:
+        control(sim, "POST", "/_sim/time", {"advance": 5})  # each batch a later ModifyTime
+        for region, job_id, code in batch:
+            procs.put_jobs(sim, region, {"Id": job_id, "Status": "Failed", "ErrorCode": code})
+
+    failures = f"alb_async_jobs_failures_total{{{mine}}}"
+
+    def stored(ids: set[tuple[str, str]], expr: str = failures) -> set[tuple[str, str]] | None:
+        have = exemplar_ids(prom, expr)
+        return have if ids <= have else None
+
+    fail(planned[:-1])
+    eventually(lambda: stored({(east, "e2e-exemplar-1")}), 30, "the first exemplar stored")
+    fail(planned[-1:])
+    total = f"sum({failures})"
+    eventually(
+        lambda: (rows := prom.query(total)) and float(rows[0]["value"][1]) == len(planned),
+        30,
+        "every failure counted",
+    )
+
+    truth = failed_jobs(sim)
+    every_failure = f'alb_async_jobs_failures_total{{account="{ACCOUNT}"}}'
+    left_out = {(east, TOO_LONG_ID), (north, QUOTED_ID)}
+    expected = set(truth) - set(scenario["history"]) - left_out
+    assert {
+        (east, "e2e-job-failing"),
+        (east, "e2e-exemplar-4"),
+        (east, LONGEST_ID),
+        (north, BRACED_ID),
+    } <= expected
+    eventually(lambda: stored(expected, every_failure), 30, "every failed job's exemplar stored")
+    # Exactly those: no history, no job twice in a series' place, none cut.
+    everything = exemplar_ids(prom, "alb_async_jobs_failures_total")
+    assert everything == expected, everything ^ expected
+    # The counter exemplars' value is 1 and their time the job's ModifyTime; a duration
+    # bucket's value is the job's duration, within the bucket's bound.
+    for series in prom.exemplars(failures):
+        for exemplar in series["exemplars"]:
+            job = truth[(series["seriesLabels"]["region"], exemplar["labels"]["job_id"])]
+            assert float(exemplar["value"]) == 1.0
+            assert abs(float(exemplar["timestamp"]) - job["ModifyTime"] / 1000) < 0.002
+    jobs = {key: job for region in REGIONS for key, job in sim_jobs(sim, region).items()}
+    buckets = prom.exemplars(f'alb_async_job_duration_seconds_bucket{{account="{ACCOUNT}"}}')
+    carried = {
+        exemplar["labels"]["job_id"] for series in buckets for exemplar in series["exemplars"]
+    }
+    # The histogram has only `status` besides account and region: one bucket holds several
+    # of these jobs, and shows the newest (on a tie of ModifyTime, the greatest id).
+    assert {"e2e-exemplar-4", "e2e-job-failing", BRACED_ID} <= carried
+    assert not {TOO_LONG_ID, QUOTED_ID} & carried
+    for series in buckets:
+        for exemplar in series["exemplars"]:
+            job = jobs[(series["seriesLabels"]["region"], exemplar["labels"]["job_id"])]
+            duration = (job["ModifyTime"] - job["CreateTime"]) / 1000
+            assert float(exemplar["value"]) == pytest.approx(duration)
+            assert duration <= float(series["seriesLabels"]["le"])

@@ -55,6 +55,24 @@ def test_the_landing_page_links_the_telemetry_path_given_to_the_app(
     assert app.landing().telemetry_path == "/custom/metrics"
 
 
+def test_the_landing_page_links_each_recent_failure_by_job_events_link(
+    sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
+) -> None:
+    region = REGIONS[0]
+    long_id = "J" * 300  # shown cut to 256 characters: a link would search for another id
+    for job_id in ("J-1/&?", long_id):
+        sim.simulator.upsert_job(region, Id=job_id, Status="Failed", ErrorCode="Conflict.Lock")
+    link = '{link: "https://grafana.example/explore?q={job_id}"}'
+    app = start(apps, write_config(cfg_path, sim.url, job_events=link), cfg_path)
+    assert app.refresher.ensure_fresh(None, timeout=10)
+    failures = {f.job_id: f.link for f in app.landing().failures}
+    assert failures["J-1/&?"] == "https://grafana.example/explore?q=J-1%2F%26%3F"
+    assert failures[long_id[:255] + "…"] == ""
+    others = [i for i in failures if i not in ("J-1/&?", long_id[:255] + "…")]
+    assert others, "the simulator's own failures are listed too"
+    assert all(failures[i] == f"https://grafana.example/explore?q={i}" for i in others)
+
+
 def test_process_and_python_metrics_are_on_metrics_not_on_probe(
     cfg_path: Path, apps: list[App], sim: simulator.SimulatorServer
 ) -> None:

@@ -853,6 +853,29 @@ def test_job_events_block() -> None:
     ]
 
 
+def test_job_events_link_takes_the_job_id_url_encoded() -> None:
+    text = 'job_events:\n  link: "https://grafana.example/explore?q=job_id%3D{job_id}&x={job_id}"\n'
+    events = parse(text + ACCOUNT, {}).job_events
+    assert events.link_for("365F4154-92F6") == (
+        "https://grafana.example/explore?q=job_id%3D365F4154-92F6&x=365F4154-92F6"
+    )
+    # Whatever the API sends stays inside the one query value.
+    hostile = 'a/b?c=d&e"f<g> h#i%j\u00e9'
+    assert events.link_for(hostile) == (
+        "https://grafana.example/explore?q=job_id%3Da%2Fb%3Fc%3Dd%26e%22f%3Cg%3E%20h%23i%25j%C3%A9"
+        "&x=a%2Fb%3Fc%3Dd%26e%22f%3Cg%3E%20h%23i%25j%C3%A9"
+    )
+    assert events.link_for("lone\ud800surrogate") == ""  # UTF-8 cannot carry it
+    assert parse(ACCOUNT, {}).job_events.link_for("j") == ""  # no link configured
+    plain = parse('job_events: {link: "http://grafana.internal:3000/{job_id}"}\n' + ACCOUNT, {})
+    assert plain.job_events.link_for("j") == "http://grafana.internal:3000/j"
+    # The summary names the host only: the rest of a link may carry a token.
+    assert "job_events: off; failures link to grafana.example" in summary(
+        parse(text.replace("{job_id}", "{job_id}&token=abc") + ACCOUNT, {})
+    )
+    assert "token" not in summary(parse(text.replace("x=", "token=abc&x=") + ACCOUNT, {}))
+
+
 def test_a_default_written_in_the_config_is_not_an_environment_value(tmp_path: Path) -> None:
     # A path is not a secret, and a ${VAR:-default} default comes from the config file
     # itself: the user must see which file could not be read. A value that does come from

@@ -29,8 +29,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.signing import Credential, make_signer
+from exporter.config.model import DEFAULT_DURATION_BUCKETS
 from exporter.jobs import state
 from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.snapshot import Exemplar
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target
 from exporter.simulator import (
@@ -57,6 +59,7 @@ KINDS = (
 )
 # Answers that are never a ListAsynJobs answer, whatever the jobs (see simulator.listing).
 MALFORMED = ("no_jobs", "not_json", "truncated", "html502")
+BOUNDS = (*DEFAULT_DURATION_BUCKETS, float("inf"))  # the stores' duration buckets
 
 
 @dataclass
@@ -272,6 +275,38 @@ class Counting(RuleBasedStateMachine):
         )
         observed = {k: h.count for k, h in snap.durations.items() if h.count}
         assert observed == Counter((j["Status"], j["ResourceType"], j["ApiName"]) for j in done)
+
+    @invariant()
+    def exemplars_are_the_newest_jobs_counted(self) -> None:
+        """SPEC "Exemplars": per counter series the newest job it counted, per duration
+        bucket the newest job observed into it; through restarts with the state file."""
+        truth = self.truth
+        snap = self.target.store.snapshot()
+        done = [] if truth is None else [
+            j for j in truth.jobs if j["Status"] != PROCESSING and j["Id"] not in self.history
+        ]  # fmt: skip
+        finished: dict[Any, Exemplar] = {}
+        failures: dict[Any, Exemplar] = {}
+        buckets: dict[Any, dict[int, Exemplar]] = {}
+        # Newest by ModifyTime, then id: sorting makes the last one written the newest.
+        for j in sorted(done, key=lambda j: (j["ModifyTime"], j["Id"])):
+            finished_at = j["ModifyTime"] / 1000
+            one = Exemplar(j["Id"], 1.0, finished_at)
+            finished[_status_key(j)] = one
+            if j["Status"] == FAILED:
+                failures[(j["ResourceType"], j["ApiName"], j["ErrorCode"])] = one
+            duration = max(0.0, finished_at - j["CreateTime"] / 1000)
+            slot = next(i for i, le in enumerate(BOUNDS) if duration <= le)
+            hist = buckets.setdefault((j["Status"], j["ResourceType"], j["ApiName"]), {})
+            hist[slot] = Exemplar(j["Id"], duration, finished_at)
+        assert dict(snap.finished_exemplars) == finished
+        assert dict(snap.failures_exemplars) == failures
+        held = {
+            key: {i: e for i, e in enumerate(h.exemplars) if e is not None}
+            for key, h in snap.durations.items()
+            if h.exemplars
+        }
+        assert held == buckets
 
     @invariant()
     def window_gauges_equal_what_the_simulator_listed(self) -> None:

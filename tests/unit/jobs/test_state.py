@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter.jobs.model import Job, JobQuery
+from exporter.jobs.snapshot import Exemplar
 from exporter.jobs.state import FORMAT, StateFile, decode, encode, write_atomically
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import RefreshPolicy, Target
@@ -86,8 +87,11 @@ def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path
     clock.now = T0 + 630
     second = make_target(source, clock)
     assert StateFile(path).restore([second]) == 1
-    # Counters are back before the first refresh: nothing decreases.
+    # Counters are back before the first refresh: nothing decreases. Their exemplars too.
     assert dict(second.snapshot().finished_total) == dict(before.finished_total)
+    assert second.snapshot().failures_exemplars == before.failures_exemplars
+    assert second.snapshot().finished_exemplars == before.finished_exemplars
+    assert second.snapshot().durations == before.durations
     second.refresh()
     snap = second.snapshot()
     # "runs" was seen Processing: counted once. "unseen" was born and finished while down:
@@ -97,6 +101,9 @@ def test_restart_counts_jobs_finished_while_down_once_and_nothing_twice(tmp_path
     assert snap.finished_total[(SUCCEEDED, "listener", "CreateListener", "Create")] == 1
     assert snap.failures_total[("listener", "CreateListener", "E1")] == 2
     assert snap.processing_ids == frozenset({"stuck"})
+    # The newest failure counted, across the restart: "unseen" (ModifyTime T0 + 150).
+    unseen = Exemplar("unseen", 1.0, T0 + 150)
+    assert dict(snap.failures_exemplars) == {("listener", "CreateListener", "E1"): unseen}
     for name in ("finished_total", "failures_total", "vanished_total"):
         for key, value in getattr(before, name).items():
             assert getattr(snap, name)[key] >= value
@@ -139,16 +146,65 @@ def test_a_file_saved_under_other_buckets_keeps_its_counters(tmp_path: Path) -> 
     assert dict(hist.buckets)[30.0] == 1 and dict(hist.buckets)[10.0] == 0
 
 
-def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+def _counted_twice() -> Target:
+    """A target that counted a failure (20 s) and a success (3 s) after its first refresh."""
     clock = Clock(T0)
     source = Source([job("a", FAILED, T0 - 5, T0 - 1), job("p", PROCESSING, T0 - 9)])
     t = make_target(source, clock)
     t.refresh()
+    source.jobs["b"] = job("b", FAILED, T0 + 10, T0 + 30)
+    source.jobs["p"] = job("p", SUCCEEDED, T0 - 9, T0 - 6)
+    clock.now = T0 + 40
+    t.refresh()
+    return t
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    t = _counted_twice()
     states = {t.key: t.export_state()}
+    saved = states[t.key][1]
+    assert saved.failures_exemplars and saved.finished_exemplars and saved.duration_exemplars
     again = decode(encode(states, T0))
     position, store = again[t.key]
     assert position == states[t.key][0]
-    assert store == states[t.key][1]
+    assert store == saved
+
+
+def test_a_file_written_before_exemplars_loads_its_counters_without_them() -> None:
+    t = _counted_twice()
+    document = json.loads(encode({t.key: t.export_state()}, T0))
+    saved = document["targets"][0]
+    # The rows as the exporter wrote them before it kept exemplars.
+    saved["finished_total"] = [row[:5] for row in saved["finished_total"]]
+    saved["failures_total"] = [row[:4] for row in saved["failures_total"]]
+    saved["durations"] = [row[:5] for row in saved["durations"]]
+    _, store = decode(json.dumps(document).encode())[t.key]
+    assert store.finished_total == t.export_state()[1].finished_total
+    assert store.durations == t.export_state()[1].durations
+    assert (store.finished_exemplars, store.failures_exemplars, store.duration_exemplars) == (
+        {},
+        {},
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("family", "tail"),
+    [
+        ("failures_total", [7, T0]),  # the id is not a string
+        ("failures_total", ["b"]),  # no ModifyTime
+        ("finished_total", ["b", "yesterday"]),
+        ("durations", [[["b", -1.0, T0]]]),  # a negative duration
+        ("durations", [[["b", 20.0]]]),
+    ],
+)
+def test_a_malformed_exemplar_is_a_malformed_target(family: str, tail: list[object]) -> None:
+    t = _counted_twice()
+    document = json.loads(encode({t.key: t.export_state()}, T0))
+    rows = document["targets"][0][family]
+    width = {"finished_total": 5, "failures_total": 4, "durations": 5}[family]
+    rows[0] = [*rows[0][:width], *tail]
+    assert decode(json.dumps(document).encode()) == {}
 
 
 @pytest.mark.parametrize(

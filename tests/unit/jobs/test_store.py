@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.jobs.model import Job
-from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot
 from exporter.jobs.store import JobStore, dedupe
 from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 
@@ -114,9 +114,17 @@ def test_processing_then_failed_is_counted_once() -> None:
     assert finished(snap, FAILED) == 1
     assert finished(snap, SUCCEEDED) == 0
     assert snap.failures_total[("listener", "CreateListener", "Conflict.Lock")] == 1
+    latest = Exemplar("j", 70.0, T0 + 70)  # the duration, and when the job failed
     assert snap.durations[(FAILED, "listener", "CreateListener")] == HistogramSnapshot(
-        ((10.0, 0), (60.0, 0), (float("inf"), 1)), 70.0, 1
+        ((10.0, 0), (60.0, 0), (float("inf"), 1)), 70.0, 1, (None, None, latest)
     )
+    counted = Exemplar("j", 1.0, T0 + 70)
+    assert dict(snap.failures_exemplars) == {
+        ("listener", "CreateListener", "Conflict.Lock"): counted
+    }
+    assert dict(snap.finished_exemplars) == {
+        (FAILED, "listener", "CreateListener", "Create"): counted
+    }
     assert s.processing_ids() == set()
     for now in (T0 + 140, T0 + 200):
         s.update([failed], (), now)
@@ -130,7 +138,7 @@ def test_first_seen_terminal_after_priming_is_counted() -> None:
     snap = s.snapshot()
     assert finished(snap, SUCCEEDED) == 1
     assert snap.durations[(SUCCEEDED, "listener", "CreateListener")] == HistogramSnapshot(
-        ((10.0, 1), (60.0, 1), (float("inf"), 1)), 4.0, 1
+        ((10.0, 1), (60.0, 1), (float("inf"), 1)), 4.0, 1, (Exemplar("j", 4.0, T0 + 4), None, None)
     )
 
 
@@ -157,7 +165,9 @@ def test_duration_is_clamped_at_zero_and_bucket_bounds_are_inclusive() -> None:
         T0 + 20,
     )
     hist = s.snapshot().durations[(SUCCEEDED, "listener", "CreateListener")]
-    assert hist == HistogramSnapshot(((10.0, 2), (60.0, 2), (float("inf"), 2)), 10.0, 2)
+    # Both in the first bucket; its exemplar is the job that finished last.
+    newest = (Exemplar("exact", 10.0, T0 + 10), None, None)
+    assert hist == HistogramSnapshot(((10.0, 2), (60.0, 2), (float("inf"), 2)), 10.0, 2, newest)
 
 
 def _two_durations(buckets: tuple[float, ...]) -> JobStore:
@@ -175,13 +185,16 @@ def test_new_duration_buckets_keep_count_and_sum_and_are_exact_on_old_bounds() -
     s = _two_durations((2.0, 10.0, 30.0, 60.0))
     s.set_duration_buckets((10.0, 60.0, 120.0))
     # 10 and 60 were bounds: exact. 120 was not: it starts from the count at 60.
+    # The exemplars move by their values: exact.
+    a, b = Exemplar("a", 5.0, T0 + 5), Exemplar("b", 40.0, T0 + 40)
     assert s.snapshot().durations[KEY] == HistogramSnapshot(
-        ((10.0, 1), (60.0, 2), (120.0, 2), (float("inf"), 2)), 45.0, 2
+        ((10.0, 1), (60.0, 2), (120.0, 2), (float("inf"), 2)), 45.0, 2, (a, b, None, None)
     )
     s.update([job("c", PROCESSING, create=T0 + 60)], (), T0 + 70)
     s.update([job("c", create=T0 + 60, modify=T0 + 160)], (), T0 + 170)  # 100 s: lands exactly
+    c = Exemplar("c", 100.0, T0 + 160)
     assert s.snapshot().durations[KEY] == HistogramSnapshot(
-        ((10.0, 1), (60.0, 2), (120.0, 3), (float("inf"), 3)), 145.0, 3
+        ((10.0, 1), (60.0, 2), (120.0, 3), (float("inf"), 3)), 145.0, 3, (a, b, c, None)
     )
 
 
@@ -203,10 +216,48 @@ def test_restore_re_buckets_a_state_saved_under_other_buckets() -> None:
     new = store(buckets=(10.0, 60.0))
     new.restore(saved, T0 + 60)
     snap = new.snapshot()
+    a, b = Exemplar("a", 5.0, T0 + 5), Exemplar("b", 40.0, T0 + 40)
     assert snap.durations[KEY] == HistogramSnapshot(
-        ((10.0, 1), (60.0, 2), (float("inf"), 2)), 45.0, 2
+        ((10.0, 1), (60.0, 2), (float("inf"), 2)), 45.0, 2, (a, b, None)
     )
+    assert snap.finished_exemplars == old.snapshot().finished_exemplars
     assert finished(snap, SUCCEEDED) == 2  # the counters came along, not dropped
+
+
+# --- exemplars (SPEC "Exemplars") ---------------------------------------------------------
+
+FAILURE = ("listener", "CreateListener", "E")
+
+
+@pytest.mark.parametrize("first", ["job-a", "job-b"])
+def test_exemplar_ties_on_modify_time_go_to_the_greater_id_whatever_the_order(first: str) -> None:
+    s = primed()
+    both = [job(i, FAILED, create=T0, modify=T0 + 5, code="E") for i in ("job-a", "job-b")]
+    s.update(both if first == "job-a" else both[::-1], (), T0 + 10)
+    assert s.snapshot().failures_exemplars[FAILURE] == Exemplar("job-b", 1.0, T0 + 5)
+
+
+def test_a_job_counted_later_but_finished_earlier_does_not_replace_the_exemplar() -> None:
+    # Prometheus drops an exemplar older than the last one it stored for a series: the
+    # newest by ModifyTime is the one that can still be stored.
+    s = primed()
+    s.update([job("new", FAILED, create=T0, modify=T0 + 50, code="E")], (), T0 + 60)
+    s.update([job("late", FAILED, create=T0, modify=T0 + 20, code="E")], (), T0 + 70)
+    snap = s.snapshot()
+    assert snap.failures_total[FAILURE] == 2
+    assert snap.failures_exemplars[FAILURE] == Exemplar("new", 1.0, T0 + 50)
+    hist = snap.durations[(FAILED, "listener", "CreateListener")]
+    assert hist.exemplars == (None, Exemplar("new", 50.0, T0 + 50), None)  # late: 20 s, le=60
+
+
+def test_no_exemplar_for_history_or_a_series_that_counted_nothing() -> None:
+    s = store()
+    s.update([job("old", FAILED, create=T0, modify=T0 + 1, code="E")], (), T0 + 5)  # priming
+    snap = s.snapshot()
+    assert snap.failures_total[FAILURE] == 0
+    assert dict(snap.failures_exemplars) == {}
+    assert dict(snap.finished_exemplars) == {}
+    assert all(h.exemplars == () for h in snap.durations.values())
 
 
 # --- zero series ----------------------------------------------------------------------
@@ -559,6 +610,40 @@ def _recount(window: list[Job], recent: int) -> tuple[Counter[object], Counter[o
     return by_status, failed, [j.id for j in failures[:recent]]
 
 
+def _assert_exemplars_are_the_newest_counted(
+    snap: StoreSnapshot, counted: list[Job], bounds: tuple[float, ...]
+) -> None:
+    """Each counter series' exemplar is the newest (ModifyTime, then id) job it counted,
+    each bucket's the newest job observed into it (value: its duration)."""
+    finished: dict[object, Exemplar] = {}
+    failures: dict[object, Exemplar] = {}
+    buckets: dict[object, list[Exemplar | None]] = {}
+
+    def keep(held: dict[object, Exemplar], key: object, exemplar: Exemplar) -> None:
+        if key not in held or (exemplar.timestamp, exemplar.job_id) > (
+            held[key].timestamp,
+            held[key].job_id,
+        ):
+            held[key] = exemplar
+
+    for j in counted:
+        one = Exemplar(j.id, 1.0, j.modify_time)
+        keep(finished, (j.status, j.resource_type, j.api_name, j.operate_type), one)
+        if j.status == FAILED:
+            keep(failures, (j.resource_type, j.api_name, j.error_code), one)
+        duration = max(0.0, j.modify_time - j.create_time)
+        slot = next(i for i, le in enumerate((*bounds, float("inf"))) if duration <= le)
+        per_bucket = buckets.setdefault(
+            (j.status, j.resource_type, j.api_name), [None] * (len(bounds) + 1)
+        )
+        held = per_bucket[slot]
+        if held is None or (j.modify_time, j.id) > (held.timestamp, held.job_id):
+            per_bucket[slot] = Exemplar(j.id, duration, j.modify_time)
+    assert dict(snap.finished_exemplars) == finished
+    assert dict(snap.failures_exemplars) == failures
+    assert {k: list(h.exemplars) for k, h in snap.durations.items() if h.exemplars} == buckets
+
+
 def _assert_monotonic(before: StoreSnapshot, after: StoreSnapshot) -> None:
     for name in ("finished_total", "failures_total", "vanished_total"):
         old, new = getattr(before, name), getattr(after, name)
@@ -578,6 +663,7 @@ def test_property_counted_at_most_once_monotonic_and_gauges_recount(
     times = sorted(data.draw(st.sets(st.integers(0, 700), min_size=1, max_size=12)))
     ever_terminal: dict[tuple[str, str, str, str], set[str]] = {}
     last_status: dict[str, str] = {}
+    counted: list[Job] = []
     before = s.snapshot()
     for n, now in enumerate(times):
         existing = [h for h in jobs if h.create <= now]
@@ -588,8 +674,9 @@ def test_property_counted_at_most_once_monotonic_and_gauges_recount(
         looked_up = s.processing_ids() - returned
         found = [h for h in jobs if h.id in looked_up and data.draw(st.booleans())]
         observed = [h.at(now) for h in [*listed, *found]]
-        s.update(observed, looked_up, now)
+        counted.extend(s.update(observed, looked_up, now) or ())
         after = s.snapshot()
+        _assert_exemplars_are_the_newest_counted(after, counted, (10.0, 60.0))
 
         if n == 0:
             assert total_finished(after) == 0, "priming must not count"

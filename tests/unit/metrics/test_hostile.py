@@ -40,6 +40,7 @@ from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import MAX_LABEL_VALUE_LENGTH, cap_label
 from exporter.wire import ACTION, API_VERSION, FAILED, PROCESSING, SUCCEEDED
 from tests.support import promtool
+from tests.support.exemplars import carried, exemplars
 from tests.unit.metrics.fakes import published
 
 T0 = 1_700_000_000.0
@@ -153,10 +154,29 @@ def parsed_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
+def exemplar_ids(openmetrics: str) -> tuple[set[str], str]:
+    found, rest = exemplars(openmetrics)
+    return {e.job_id for e in found}, rest
+
+
+def carried_ids(values: list[str]) -> set[str]:
+    """The ids of `registry_with`'s counted jobs that exemplars carry (SPEC "Exemplars"):
+    whole, within 128 characters with the label name, and encodable."""
+    ids = {
+        f"{status}-{i}-{value}" for i, value in enumerate(values) for status in (SUCCEEDED, FAILED)
+    }
+    return {i for i in ids if carried(i)}
+
+
 def check_exposition(registry: CollectorRegistry, values: list[str]) -> list[Any]:
     text = generate_latest(registry).decode("utf-8")
+    assert exemplars(text)[0] == [], "the text format carries none"
     samples = parsed_samples(text)
-    list(parse_openmetrics(generate_openmetrics(registry).decode("utf-8")))
+    ids, rest = exemplar_ids(generate_openmetrics(registry).decode("utf-8"))
+    # Each series carries its newest job's id (of several alike, only one), and never an
+    # id that is cut or over the limit.
+    assert ids <= carried_ids(values)
+    list(parse_openmetrics(rest))
     series = [(name, tuple(sorted(labels.items()))) for name, labels, _ in samples]
     assert len(series) == len(set(series)), "duplicate series"
     for _, labels, _ in samples:
@@ -172,6 +192,12 @@ def check_exposition(registry: CollectorRegistry, values: list[str]) -> list[Any
 
 def test_hostile_values_parse_back_to_their_capped_selves() -> None:
     samples = check_exposition(registry_with(HOSTILE), HOSTILE)
+    # Every hostile value makes series of its own: each counted job is an exemplar, but
+    # for the ids too long, not encodable, or needing escapes.
+    ids, _ = exemplar_ids(generate_openmetrics(registry_with(HOSTILE)).decode("utf-8"))
+    assert ids == carried_ids(HOSTILE)
+    assert {"Failed-6-unicode Größe 负载均衡 🚀", "Succeeded-10-", "Failed-11- "} <= ids
+    assert not {'Failed-0-quote"d', "Failed-1-back\\slash", "Failed-3-new\nline"} & ids
     jobs = {
         labels["api_name"]: value
         for name, labels, value in samples

@@ -18,13 +18,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from exporter.jobs.model import Job
-from exporter.jobs.snapshot import HistogramSnapshot, StoreSnapshot
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, StoreSnapshot
 from exporter.jobs.target import TargetStatus
 from exporter.metrics.samples import DURATION_KEY_LABELS, ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, MAX_LABEL_VALUE_LENGTH
 from exporter.metrics.text import LabelWriter, go_float
 from exporter.web.exposition import fast_encoder
+from tests.support.exemplars import carried, exemplars
 from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
 
 # What Prometheus 2 and 3, curl and promtool send, and the escapings prometheus_client
@@ -66,6 +67,14 @@ def assert_same_bytes(registry: CollectorRegistry) -> None:
         assert ours == encoder(registry), (accept, content_type)
 
 
+def render(registry: CollectorRegistry, accept: str) -> str:
+    encoder, content_type = choose_encoder(accept)
+    return fast_encoder(content_type, encoder)(registry).decode("utf-8")
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
 # Label values: plain names and everything that needs escaping or capping.
 hostile = st.one_of(
     st.sampled_from(["Succeeded", "Failed", "Processing", "listener", "CreateListener", ""]),
@@ -83,6 +92,18 @@ def keys(n: int) -> st.SearchStrategy[tuple[str, ...]]:
     return st.tuples(*[hostile] * n)
 
 
+# Job ids: hostile ones, and ids around the exemplar limit (122 characters with `job_id`).
+job_ids = st.one_of(
+    hostile,
+    st.text(alphabet='ab"\\\n\u00e9\U0001f600', min_size=118, max_size=126),
+    st.sampled_from(["j" * 122, "j" * 123, "x\ud800y"]),
+)
+
+
+def exemplar_of(values: st.SearchStrategy[float]) -> st.SearchStrategy[Exemplar]:
+    return st.builds(Exemplar, job_ids, values, st.floats(0, 2e9))
+
+
 @st.composite
 def histograms(draw: st.DrawFn) -> HistogramSnapshot:
     bounds = sorted(draw(st.sets(st.floats(0.001, 1e7), min_size=0, max_size=4)))
@@ -93,7 +114,10 @@ def histograms(draw: st.DrawFn) -> HistogramSnapshot:
     for bound, count in zip([*bounds, float("inf")], counts, strict=True):
         running += count
         cumulative.append((bound, running))
-    return HistogramSnapshot(tuple(cumulative), draw(st.floats(0, 1e9)), running)
+    n = len(cumulative)
+    held = st.none() | exemplar_of(st.floats(0, 1e7))
+    examples = draw(st.just(()) | st.lists(held, min_size=n, max_size=n).map(tuple))
+    return HistogramSnapshot(tuple(cumulative), draw(st.floats(0, 1e9)), running, examples)
 
 
 @st.composite
@@ -108,11 +132,20 @@ def snapshots(draw: st.DrawFn) -> StoreSnapshot:
     def mapping(n: int, values: st.SearchStrategy[object]) -> object:
         return draw(st.dictionaries(keys(n), values, max_size=4))
 
+    def examples(counts: object, n: int) -> object:
+        # For some of the counter's label sets, and perhaps one it does not have.
+        known = sorted(counts)  # type: ignore[call-overload]
+        some = st.sampled_from(known) | keys(n) if known else keys(n)
+        return draw(st.dictionaries(some, exemplar_of(numbers), max_size=4))
+
+    finished, failures = mapping(4, numbers), mapping(3, numbers)
     return StoreSnapshot(
         jobs_by_status=mapping(4, numbers),  # type: ignore[arg-type]
         failed=mapping(3, numbers),  # type: ignore[arg-type]
-        finished_total=mapping(4, numbers),  # type: ignore[arg-type]
-        failures_total=mapping(3, numbers),  # type: ignore[arg-type]
+        finished_total=finished,  # type: ignore[arg-type]
+        failures_total=failures,  # type: ignore[arg-type]
+        finished_exemplars=examples(finished, 4),  # type: ignore[arg-type]
+        failures_exemplars=examples(failures, 3),  # type: ignore[arg-type]
         vanished_total=mapping(2, numbers),  # type: ignore[arg-type]
         durations=mapping(3, histograms()),  # type: ignore[arg-type]
         oldest_processing=mapping(2, numbers),  # type: ignore[arg-type]
@@ -161,6 +194,73 @@ def test_the_job_families_text_is_prometheus_clients(
     registry = CollectorRegistry()
     SelfMetrics(registry)  # prometheus_client's own metrics in the same exposition
     registry.register(published(views, opts))
+    assert_same_bytes(registry)
+    # The exemplar rule, checked apart from the writer: ids whole and within the limit,
+    # only those given, never in the text format.
+    given = {
+        e.job_id
+        for _, _, snap, _ in targets
+        for e in [
+            *snap.finished_exemplars.values(),
+            *snap.failures_exemplars.values(),
+            *(e for h in snap.durations.values() for e in h.exemplars if e is not None),
+        ]
+    }
+    found, _ = exemplars(render(registry, OPENMETRICS))
+    assert {e.job_id for e in found} <= {i for i in given if carried(i)}
+    assert exemplars(render(registry, ""))[0] == []
+
+
+def test_openmetrics_carries_each_counted_jobs_exemplar_the_text_format_none() -> None:
+    view = FakeView("prod", "cn-hangzhou")
+    registry = CollectorRegistry()
+    jobs = published([view])
+    registry.register(jobs)
+    view.store.update([], [], T0)  # primed: what follows is counted
+    longest, too_long = "L" * 122, "T" * 123  # with `job_id`: 128 and 129 characters
+    view.store.update(
+        [
+            mkjob(
+                "j # {1}", "Failed", "listener", "CreateListener", "Create", "l", T0, T0 + 5, "E1"
+            ),
+            mkjob(longest, "Failed", "listener", "CreateListener", "Create", "l", T0, T0 + 4, "E2"),
+            mkjob(
+                too_long, "Failed", "listener", "CreateListener", "Create", "l", T0, T0 + 6, "E3"
+            ),
+            mkjob("j2", "Succeeded", "listener", "CreateListener", "Create", "l", T0, T0 + 90.25),
+            # Prometheus would store the escapes of this one: left out too.
+            mkjob('q"\\', "Failed", "listener", "CreateListener", "Create", "l", T0, T0 + 3, "E4"),
+        ],
+        [],
+        T0 + 100,
+    )
+    jobs.publish(view)
+    om = render(registry, OPENMETRICS)
+    at = 'account="prod",api_name="CreateListener"'
+    rt = 'region="cn-hangzhou",resource_type="listener"'
+
+    def failures(code: str) -> str:
+        return f'alb_async_jobs_failures_total{{{at},error_code="{code}",{rt}}} 1.0'
+
+    assert failures("E1") + ' # {job_id="j # {1}"} 1.0 1700000005.0\n' in om
+    assert failures("E2") + f' # {{job_id="{longest}"}} 1.0 1700000004.0\n' in om
+    assert failures("E3") + "\n" in om  # over the limit: left out, not cut
+    assert failures("E4") + "\n" in om
+    finished = f'alb_async_jobs_finished_total{{{at},operate_type="Create",{rt},status='
+    # The newest failure of the series is the one over the limit: the series has none.
+    assert finished + '"Failed"} 4.0\n' in om
+    assert finished + '"Succeeded"} 1.0 # {job_id="j2"} 1.0 1700000090.25\n' in om
+    # A bucket's exemplar is the job observed into it, valued at its duration.
+    bucket = f"alb_async_job_duration_seconds_bucket{{{at},le="
+    assert (
+        bucket + f'"+Inf",{rt},status="Succeeded"}} 1.0 # {{job_id="j2"}} 90.25 1700000090.25\n'
+        in om
+    )
+    # The newest job of the Failed 60 s bucket is the one over the limit: none there.
+    assert bucket + f'"60.0",{rt},status="Failed"}} 4.0\n' in om
+    text = render(registry, "")
+    assert exemplars(text)[0] == []
+    assert " 1.0 1700000005.0\n" not in text
     assert_same_bytes(registry)
 
 

@@ -123,6 +123,31 @@ def test_recent_failures_are_listed_newest_first_and_escaped() -> None:
     assert "none in the lookback window" in render_landing(LandingInfo("1.0", [], "/metrics"))
 
 
+def test_a_recent_failure_links_its_job_id_where_its_event_line_is() -> None:
+    from exporter.web import LandingFailure, render_landing
+
+    # The link as JobEventsConfig.link_for makes it (the id URL-encoded); the page
+    # HTML-escapes it once more for the attribute, and the id text for the cell.
+    hostile_id = '"><script>alert(1)</script>'
+    link = 'https://grafana.example/explore?a=1&q=%22%3E%3Cscript%3E"'
+    failures = [
+        LandingFailure(1_700_000_060.0, "prod", "cn-hangzhou", hostile_id, "lsn-2", "CreateRule",
+                       "Conflict.Lock", "busy", link=link),
+        LandingFailure(1_700_000_000.0, "prod", "cn-hangzhou", "J-1", "lsn-1", "CreateRule",
+                       "Conflict.Lock", "busy"),
+    ]  # fmt: skip
+    page = render_landing(LandingInfo("1.0", [], "/metrics", failures))
+    parser = _Page()
+    parser.feed(page)
+    assert parser.scripts == 0
+    assert link in parser.links  # the browser follows exactly the link given
+    assert (
+        '<td><a href="https://grafana.example/explore?a=1&amp;q=%22%3E%3Cscript%3E&quot;">'
+        "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;</a></td>"
+    ) in page
+    assert "<td>J-1</td>" in page  # no link: the id as text
+
+
 def test_no_data_yet_until_a_target_has_succeeded_once() -> None:
     from exporter.web import render_landing
 
