@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, ParamSpec
 
 from exporter import __version__, config
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.client import ListAsynJobsClient
 from exporter.alibaba.credentials import CredentialObserver, CredentialProvider, provider_for
 from exporter.alibaba.ratelimit import TokenBucket
@@ -117,6 +118,8 @@ class Builder:
         self.metrics = metrics
         self.on_counted = on_counted
         self.buckets: dict[TargetKey, TokenBucket] = {}
+        # Every credential fetch of every account: cancelled together at shutdown.
+        self.cancel = Cancel()
 
     def providers(
         self, cfg: config.Config, old: Mapping[str, AccountCredentials]
@@ -144,6 +147,7 @@ class Builder:
                     observer=gate,
                     timeout=cfg.request_timeout,
                     clock=self.clock,
+                    cancel=self.cancel,
                 )
             except CredentialsError as exc:
                 log.error("%s", exc)
@@ -230,6 +234,8 @@ class Builder:
         return Wired(target, plan, client, gate)
 
     def close(self) -> None:
+        """Shutdown: paced calls and credential fetches give up at once."""
+        self.cancel.cancel()
         for bucket in self.buckets.values():
             bucket.close()
 

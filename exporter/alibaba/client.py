@@ -6,17 +6,13 @@ connections are reused across pages and refreshes. Signing is the injected `http
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import random
-import socket
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,8 +25,9 @@ from exporter.alibaba.answers import (
     redact,
     total_count,
 )
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.signing import Signer, canonical_query
-from exporter.alibaba.tls import shared_context
+from exporter.alibaba.tls import api_client
 from exporter.errors import (
     ApiError,
     AuthError,
@@ -123,44 +120,16 @@ class ListAsynJobsClient:
         # once (with whatever credentials the signer gets next).
         self._on_auth_expired = on_auth_expired
         self._pacer = pacer
-        # The sockets this client opened (noted by httpx's `trace` extension), so that
-        # `close()` can cancel a call in flight: closing httpx's pool does not wake a thread
-        # blocked reading an answer, a socket shutdown does.
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        self._sockets_lock = threading.Lock()
-        self._closed = False
-        self._http = httpx.Client(
-            transport=transport,
-            verify=shared_context(),
-            timeout=timeout,
-            headers={"accept": "application/json", "user-agent": user_agent},
-            # A redirect would be followed unsigned for a different URL; treat it as an error.
-            follow_redirects=False,
-        )
+        # `close()` cancels the calls in flight (closing httpx's pool would not).
+        self._cancel = Cancel()
+        self._http = api_client(transport, timeout, user_agent)
 
     def close(self) -> None:
         """Close the connections and cancel the calls in flight: they raise
         `CancelledError` at once instead of waiting out `request_timeout` (SIGTERM must
         not wait for a hung API). Nothing is retried or observed after this."""
-        self._closed = True
-        with self._sockets_lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
+        self._cancel.cancel()
         self._http.close()
-
-    def _trace(self, event: str, info: dict[str, Any]) -> None:
-        # connect_tcp, and start_tls (whose socket replaces the TCP one) return the stream.
-        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                with self._sockets_lock:
-                    self._sockets.add(sock)
-                if self._closed:  # closed while this connection was being made
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ListAsynJobsClient:
         return self
@@ -289,7 +258,7 @@ class ListAsynJobsClient:
             self._auth.prepare()
         if self._pacer is not None:
             self._pacer.acquire()
-        if self._closed:
+        if self._cancel.cancelled:
             raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down")
         started = time.perf_counter()
         try:
@@ -333,10 +302,10 @@ class ListAsynJobsClient:
     def _post(self, url: str) -> httpx.Response:
         try:
             return self._http.post(
-                url, content=b"", auth=self._auth, extensions={"trace": self._trace}
+                url, content=b"", auth=self._auth, extensions=self._cancel.extensions
             )
         except (httpx.HTTPError, RuntimeError) as exc:
-            if not self._closed:
+            if not self._cancel.cancelled:
                 raise
             # Not an answer of the API: not observed, not retried (RuntimeError: httpx
             # refuses a request on a client closed meanwhile).

@@ -16,12 +16,14 @@ from typing import Any
 import httpx
 
 from exporter.alibaba.answers import decode_answer, redact
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.client import RequestPacer
 from exporter.alibaba.signing import Signer, canonical_query
-from exporter.alibaba.tls import shared_context
+from exporter.alibaba.tls import api_client
 from exporter.errors import (
     ApiError,
     AuthError,
+    CancelledError,
     MalformedResponseError,
     PagingError,
     RequestTimeoutError,
@@ -78,15 +80,13 @@ class RpcCaller:
         self._on_auth_expired = on_auth_expired
         self._retry_delay = retry_delay
         self._sleep = sleep
-        self._http = httpx.Client(
-            transport=transport,
-            verify=shared_context(),
-            timeout=timeout,
-            headers={"accept": "application/json", "user-agent": user_agent},
-            follow_redirects=False,
-        )
+        self._cancel = Cancel()
+        self._http = api_client(transport, timeout, user_agent)
 
     def close(self) -> None:
+        """Close the connections and cancel the call in flight: it fails at once
+        (discovery stopping must not wait out `request_timeout` on a silent API)."""
+        self._cancel.cancel()
         self._http.close()
 
     def call(self, params: Mapping[str, str], payload: str) -> Any:
@@ -118,19 +118,25 @@ class RpcCaller:
             self._auth.prepare()  # a credential fetch (AssumeRole) happens here
         if self._pacer is not None:
             self._pacer.acquire()
+        if self._cancel.cancelled:
+            raise CancelledError(f"{self.action} cancelled: the client was closed")
         try:
-            response = self._http.post(url, content=b"", auth=self._auth)
-        except httpx.TimeoutException as exc:
-            raise RequestTimeoutError(
-                f"{self.action} got no answer within {self._timeout:g}s ({type(exc).__name__})"
-            ) from exc
-        except httpx.RequestError as exc:
+            response = self._http.post(
+                url, content=b"", auth=self._auth, extensions=self._cancel.extensions
+            )
+        except httpx.HTTPError as exc:
+            if self._cancel.cancelled:
+                raise CancelledError(f"{self.action} cancelled: the client was closed") from exc
+            if isinstance(exc, httpx.TimeoutException):
+                raise RequestTimeoutError(
+                    f"{self.action} got no answer within {self._timeout:g}s ({type(exc).__name__})"
+                ) from exc
             raise TransportError(
                 f"{self.action} request failed: {type(exc).__name__}: {redact(str(exc))}"
             ) from exc
         except RuntimeError as exc:
-            # close() while a call waits (the exporter stopping): that call ends now.
-            raise TransportError(f"{self.action} cancelled: the client was closed") from exc
+            # httpx refuses a request on a client closed meanwhile: that call ends now.
+            raise CancelledError(f"{self.action} cancelled: the client was closed") from exc
         return decode_answer(response, payload)
 
 

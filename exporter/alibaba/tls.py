@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Iterable
 
 import certifi
+import httpx
 
 # What httpcore asks for on every connection it opens (no HTTP/2 here).
 _ALPN = ("http/1.1",)
@@ -51,3 +52,17 @@ def shared_context() -> ssl.SSLContext:
         context.load_verify_locations(cafile=certifi.where())
     context.set_alpn_protocols(_ALPN)  # before any connection can be reading it
     return context
+
+
+def api_client(
+    transport: httpx.BaseTransport | None, timeout: float, user_agent: str
+) -> httpx.Client:
+    """An HTTPS client for an Alibaba Cloud API: the shared context, JSON answers, and no
+    redirects (one would be followed unsigned, to another URL: it is an error instead)."""
+    return httpx.Client(
+        transport=transport,
+        verify=shared_context(),
+        timeout=timeout,
+        headers={"accept": "application/json", "user-agent": user_agent},
+        follow_redirects=False,
+    )

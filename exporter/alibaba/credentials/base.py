@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.signing import Credential
 from exporter.alibaba.tls import shared_context
 from exporter.config import is_loopback_host
@@ -81,6 +82,8 @@ class Options:
     transport: httpx.BaseTransport | None
     clock: Callable[[], float]
     timeout: float
+    # Cancels the fetches in flight at shutdown (a silent STS must not hold SIGTERM).
+    cancel: Cancel | None = None
 
 
 # --- secret files ------------------------------------------------------------------------
@@ -149,6 +152,9 @@ def http_request(
 ) -> httpx.Response:
     # A fresh client per fetch: fetches are minutes apart, and nothing is left to close.
     # Exception texts are not echoed: they may contain the URL, and for AssumeRole a body.
+    cancel = options.cancel or Cancel()
+    if cancel.cancelled:
+        raise FetchError(f"{what}: cancelled, the exporter is stopping", "Cancelled")
     try:
         with httpx.Client(
             transport=options.transport,
@@ -158,11 +164,19 @@ def http_request(
             follow_redirects=False,
             trust_env=trust_env,
         ) as client:
-            return client.request(method, url, headers=headers, content=content)
-    except httpx.TimeoutException as exc:
-        raise FetchError(f"{what}: no answer in time ({type(exc).__name__})", "Timeout") from None
-    except httpx.RequestError as exc:
-        raise FetchError(f"{what}: unreachable ({type(exc).__name__})", "TransportError") from None
+            return client.request(
+                method, url, headers=headers, content=content, extensions=cancel.extensions
+            )
+    except httpx.HTTPError as exc:
+        if cancel.cancelled:
+            raise FetchError(f"{what}: cancelled, the exporter is stopping", "Cancelled") from None
+        if isinstance(exc, httpx.TimeoutException):
+            kind = type(exc).__name__
+            raise FetchError(f"{what}: no answer in time ({kind})", "Timeout") from None
+        if isinstance(exc, httpx.RequestError):
+            kind = type(exc).__name__
+            raise FetchError(f"{what}: unreachable ({kind})", "TransportError") from None
+        raise
 
 
 def json_object(response: httpx.Response, what: str) -> dict[str, Any]:

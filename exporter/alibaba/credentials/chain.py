@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.credentials.base import (
     ENV_ACCESS_KEY_ID,
     ENV_ACCESS_KEY_SECRET,
@@ -305,12 +306,14 @@ def provider_for(
     transport: httpx.BaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     timeout: float = STS_TIMEOUT,
+    cancel: Cancel | None = None,
 ) -> CredentialProvider:
     """The credentials of `account`: its `credentials` block, else the default chain.
 
     Builds providers without network I/O; temporary credentials are fetched on the first
     `get()`. Raises CredentialsError (naming the account, listing what was tried) when no
-    source applies. `observer(source, code, expiration)` hears about every fetch.
+    source applies. `observer(source, code, expiration)` hears about every fetch;
+    `cancel.cancel()` ends the fetches in flight (shutdown).
     """
     options = Options(
         env=env,
@@ -319,6 +322,7 @@ def provider_for(
         transport=transport,
         clock=clock,
         timeout=timeout,
+        cancel=cancel,
     )
     if account.credentials is not None:
         return _explicit(account.credentials, options, "credentials")
