@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -107,6 +108,10 @@ class App:
         self._builder = Builder(env, self.metrics, on_counted=self.events.emit, clock=seams.clock)
         self._credentials = self._builder.providers(cfg, {})
         self._wired: dict[TargetKey, Wired] = {}
+        # Replaced or removed targets whose refresh in flight has not ended: their clients
+        # close when it does, or at shutdown, which must not wait for that refresh.
+        self._retiring: set[Wired] = set()
+        self._retiring_lock = threading.Lock()  # retired in refresh threads
         self.refresher = Refresher(
             {},
             cache_ttl=cfg.cache_ttl,
@@ -149,14 +154,23 @@ class App:
             for key in diff.fresh:
                 carried = old[key].target if key in diff.carry else None
                 wired[key] = self._builder.target(key, plans[key], buckets, carried)
+            if self.state is not None:
+                # A target discovery found after start-up continues its saved counters.
+                restored = self.state.claim(
+                    wired[k].target for k in diff.fresh if k not in diff.carry
+                )
+                if restored:
+                    log.info("restored the saved state of %d new targets", restored)
             self._wired = {k: wired[k] for k in plans}  # in the plans' order
             replaced = {id(old[k].target): old[k] for k in (*diff.replace, *diff.remove)}
+            with self._retiring_lock:
+                self._retiring.update(replaced.values())
             self.refresher.set_targets(
                 {k: w.target for k, w in self._wired.items()},
                 cache_ttl=self.cfg.cache_ttl,
                 max_workers=self.cfg.max_concurrent_refreshes,
                 # A client still paging for a refresh in flight is closed when that ends.
-                retired=lambda target: replaced[id(target)].close(),
+                retired=lambda target: self._retire(replaced[id(target)]),
             )
             for key in diff.remove:
                 gate = old[key].gate
@@ -165,6 +179,11 @@ class App:
                 self.metrics.forget_target(*key)
             self.exposition.set_targets(w.target for w in self._wired.values())
             return diff.fresh
+
+    def _retire(self, wired: Wired) -> None:
+        wired.close()
+        with self._retiring_lock:
+            self._retiring.discard(wired)
 
     def after_refresh(self, target: Target) -> None:
         """The refresher's hook, in the refresh's worker thread after each refresh."""
@@ -224,23 +243,30 @@ class App:
         """Run discovery rounds in the background (serving mode)."""
         self._discovering = True
         if self.discovery is not None:
-            self.discovery.start(self.apply_discovered)
+            self._run(self.discovery)
+
+    def _run(self, engine: Discovery) -> None:
+        engine.start(functools.partial(self.apply_discovered, engine))
 
     def discover_once(self) -> None:
         """One discovery round, applied (`--once`)."""
         if self.discovery is not None:
             self.discovery.run_once()
-            self.apply_discovered(self.discovery.resolved())
+            self.apply_discovered(self.discovery)
 
-    def apply_discovered(self, resolved: config.Config) -> None:
-        """Targets discovery added or removed, through the same path as a reload."""
+    def apply_discovered(self, engine: Discovery) -> None:
+        """Targets `engine` added or removed, through the same path as a reload."""
         with self._lock:
-            fresh = self._apply(resolved)
+            if engine is not self.discovery:
+                return  # a reload stopped or replaced it meanwhile: its news are stale
+            # Read under the lock: a config resolved before it could undo a reload.
+            fresh = self._apply(engine.resolved())
             log.info("discovery: %d targets", len(self._wired))
         self.warm_up(fresh)
 
     def _state_sections(self) -> dict[str, object]:
-        return {} if self.discovery is None else {"discovery": self.discovery.snapshot()}
+        engine = self.discovery  # a reload may replace it meanwhile
+        return {} if engine is None else {"discovery": engine.snapshot()}
 
     def _count_sources(self) -> None:
         found = self.discovery.discovered() if self.discovery is not None else frozenset()
@@ -292,13 +318,14 @@ class App:
         file now says); accounts or a directory no longer configured go at once."""
         if not file_cfg.discovers:
             if self.discovery is not None:
-                self.discovery.stop()
+                # Not waited for: its round may be waiting for this lock.
+                self.discovery.stop(wait=False)
                 self.discovery = None
             return file_cfg
         if self.discovery is None:
             self.discovery = Discovery(file_cfg, self.env, self.metrics)
             if self._discovering:
-                self.discovery.start(self.apply_discovered)
+                self._run(self.discovery)
         else:
             self.discovery.configure(file_cfg)
         return self.discovery.resolved()
@@ -368,7 +395,9 @@ class App:
         # SIGTERM: in-flight API calls are cancelled, not waited for (a hung API and a 30 s
         # request_timeout would outlast the pod's grace period); their refreshes fail, the
         # data held stays as it was and is written below.
-        for w in self._wired.values():
+        with self._retiring_lock:
+            retiring = list(self._retiring)
+        for w in (*self._wired.values(), *retiring):
             w.close()
         self.refresher.shutdown()
         if self.state_writer is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from exporter import __version__
+from exporter.alibaba.cancel import Cancel
 from exporter.alibaba.credentials import CredentialProvider, provider_for
 from exporter.alibaba.discovery import RpcCaller, describe_regions, list_accounts
 from exporter.alibaba.ratelimit import TokenBucket
@@ -90,6 +91,7 @@ class Discovery:
         self._buckets: dict[str, TokenBucket] = {}
         self.attempted = threading.Event()  # a round ran, or a saved discovery was restored
         self._stop = threading.Event()
+        self._cancel = Cancel()  # the credential fetches (AssumeRole) of every caller
         self._thread: threading.Thread | None = None
 
     # --- configuration and state ---------------------------------------------------------
@@ -160,34 +162,39 @@ class Discovery:
 
     # --- the rounds ----------------------------------------------------------------------
 
-    def start(self, on_change: Callable[[Config], None]) -> None:
-        """Run a round now and then every interval in a thread; `on_change(resolved)` after
-        each round whose targets differ from the last one's."""
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Run a round now and then every interval in a thread; `on_change()` after each
+        round whose targets differ from the last one's. It reads `resolved()` itself,
+        under its own lock: a config built here could be older than a reload's."""
 
         def loop() -> None:
             last = None
             while not self._stop.is_set():
                 targets = self.run_once()
+                if self._stop.is_set():
+                    return  # stopped during the round: its outcome is nobody's any more
                 if targets != last:
                     last = targets
-                    on_change(self.resolved())
+                    on_change()
                 self._stop.wait(self._cfg.discovery.interval)
 
         self._thread = threading.Thread(target=loop, name="discovery", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """No more rounds; calls in flight are cancelled, not waited for: SIGTERM stops
+        within seconds whatever the discovery APIs do. `wait=False` for a caller that
+        holds what the round's `on_change` takes (it returns once it sees the stop)."""
         self._stop.set()
+        self._cancel.cancel()  # credential fetches (AssumeRole into a member)
         for bucket in list(self._buckets.values()):
             bucket.close()  # a paced call gives up at once
-        # Calls in flight are cancelled, not waited for: SIGTERM stops within seconds
-        # whatever the discovery APIs do.
         with self._lock:
             callers = list(self._callers.values())
         for entry in callers:
             if isinstance(entry.caller, RpcCaller):
                 entry.caller.close()
-        if self._thread is not None:
+        if wait and self._thread is not None:
             self._thread.join(timeout=5)
 
     def run_once(self) -> frozenset[tuple[str, str]]:
@@ -215,12 +222,18 @@ class Discovery:
                     ]
             self._list_regions(cfg, accounts)
             with self._lock:
-                # A member whose targets all went is forgotten.
+                # A member whose targets all went is forgotten, with its client.
                 labels = {a for a, _ in self._known.targets()}
+                gone_callers = []
                 for label in [m for m in self._members if m not in labels]:
                     if members is None or label not in members:
                         del self._members[label]
+                        gone_callers.append(self._callers.pop(f"{SOURCE_REGIONS}/{label}", None))
+                        self._buckets.pop(label, None)
                 known = frozenset(self._known.targets())
+            for entry in gone_callers:
+                if entry is not None and isinstance(entry.caller, RpcCaller):
+                    entry.caller.close()
         self.attempted.set()
         return known
 
@@ -314,6 +327,8 @@ class Discovery:
         return True
 
     def _failed(self, source: str, account: str, exc: ExporterError, call: str) -> None:
+        if self._stop.is_set():
+            return  # cancelled by the stop: not a failure of the API
         code = _code(exc)
         self._observer.failed(source, account, code)
         who = f" for account {account}" if account else ""
@@ -355,7 +370,7 @@ class Discovery:
         budget: str,
     ) -> _Caller:
         try:
-            provider = provider_for(account, self._env, timeout=timeout)
+            provider = provider_for(account, self._env, timeout=timeout, cancel=self._cancel)
         except CredentialsError as exc:
             return _Caller((), exc, None)
         bucket = self._buckets.get(budget)

@@ -86,6 +86,10 @@ class StateFile:
         # Where an unusable file goes that could not be moved aside at start-up (a read-only
         # directory): every save moves it first, and fails while it cannot.
         self._aside: str | None = None
+        # Saved targets not running yet (discovery finds them later, a shard gets them, a
+        # migration to `regions: "*"`): restored when they come (`claim`), and written
+        # back with every save until then, so that waiting for them loses nothing.
+        self._unclaimed: Restored = {}
 
     def errors(self) -> dict[str, int]:
         """Problems so far by operation: "restore" (a file kept aside), "save" (a failed write)."""
@@ -165,11 +169,23 @@ class StateFile:
         return document.get(name) if isinstance(document, dict) else None
 
     def restore(self, targets: Iterable[Target]) -> int:
-        """Restore every target found in the file; returns how many were restored."""
+        """Read the file (once, at start-up) and restore every target found in it; the
+        saved targets not among `targets` wait for `claim`. Returns how many were restored."""
         restored = self.load()
+        with self._lock:
+            self._unclaimed = restored
+        count = self.claim(targets)
+        if restored:
+            log.info("restored state of %d targets from %s", count, self.path)
+        return count
+
+    def claim(self, targets: Iterable[Target]) -> int:
+        """Restore those of `targets` (new, not refreshed yet) whose saved state is still
+        waiting; returns how many were restored."""
         count = 0
         for target in targets:
-            saved = restored.get(target.key)
+            with self._lock:
+                saved = self._unclaimed.pop(target.key, None)
             if saved is None:
                 continue
             try:
@@ -183,8 +199,6 @@ class StateFile:
                 )
                 continue
             count += 1
-        if restored:
-            log.info("restored state of %d targets from %s", count, self.path)
         return count
 
     # --- saving --------------------------------------------------------------------------
@@ -209,7 +223,8 @@ class StateFile:
         targets = list(targets)
         counts = _counts(targets)
         sections = self.sections()
-        data = encode({t.key: t.export_state() for t in targets}, self._clock(), sections)
+        states = {**self._unclaimed, **{t.key: t.export_state() for t in targets}}
+        data = encode(states, self._clock(), sections)
         try:
             if self._aside is not None:
                 _move_aside(self.path, self._aside)
