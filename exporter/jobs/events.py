@@ -117,7 +117,7 @@ class JobEvents:
                 self._dropping = 0
                 self._queue.clear()
             self._writer.switch(output)
-        self._on_change(0 if lost else len(self._queue), lost)
+            self._on_change(0 if lost else len(self._queue), lost)
 
     def emit(self, account: str, region: str, jobs: Iterable[Job], now: float) -> None:
         with self._cond:
@@ -135,9 +135,10 @@ class JobEvents:
             lost = max(0, len(lines) - room)
             if lost:
                 self._drop_locked(lost)
-            queued = len(self._queue)
+            # Under the lock, as the writer's reports are: a length reported after the
+            # lock is released could land after a later one and stick.
+            self._on_change(len(self._queue), lost)
             self._cond.notify_all()
-        self._on_change(queued, lost)
 
     def _drop_locked(self, count: int) -> None:
         if not self._dropping:

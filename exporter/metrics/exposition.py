@@ -85,8 +85,10 @@ class Exposition(Readable):
         targets = list(targets)
         self._jobs.set_targets(targets)
         with self._lock:
-            self._versions = dict.fromkeys(((t.account, t.region) for t in targets), 0)
-        self._changed(every_target=True)
+            # One step: a probe between a reset and a bump would cache a render under a
+            # version an earlier render had.
+            self._version += 1
+            self._versions = dict.fromkeys(((t.account, t.region) for t in targets), self._version)
 
     def configure(self, options: ExpositionOptions) -> None:
         """A reloaded `metrics` block: every target's lines are written anew under it."""

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -242,3 +243,34 @@ def test_a_full_stdout_pipe_does_not_block_emit_and_gets_every_line_once_it_drai
         events.close(timeout=1)
         os.close(write_end)
         os.close(read_end)
+
+
+def test_the_queued_count_reported_last_is_the_queue_as_it_is(tmp_path: Path) -> None:
+    """Found in review: `emit` reported the queue's length after releasing its lock, so
+    a report of the writer emptying the queue could come first and the stale length stick
+    (`alb_exporter_job_events_queued` above 0 with nothing queued). The hook holds emit's
+    report until the writer's report of an empty queue arrived, or for a second: reported
+    under the lock, the writer cannot report before it."""
+
+    drained = threading.Event()
+    reports: list[int] = []
+
+    def on_change(queued: int, _dropped: int) -> None:
+        thread = threading.current_thread()
+        if thread.name == "emitter" and queued:
+            drained.wait(1)
+        elif thread is not threading.main_thread() and not queued:
+            drained.set()  # the writer took every line
+        reports.append(queued)
+
+    path = tmp_path / "events.jsonl"
+    events = JobEvents(str(path), ["Failed"], on_change=on_change)
+    emitter = threading.Thread(
+        target=events.emit, args=("prod", "r", [job("a"), job("b")], T0), name="emitter"
+    )
+    emitter.start()
+    emitter.join(10)
+    assert events.flush(5)
+    events.close()
+    assert ids(path.read_text()) == ["a", "b"]
+    assert reports[-1] == events.stats()[0] == 0
