@@ -344,7 +344,7 @@ def _serve(app: App, args: argparse.Namespace, web: webconfig.LiveWebConfig | No
         len(app.refresher.targets()),
         app.shard,
     )
-    app.start_discovery()
+    app.discoverer.start()
     # Refresh once right away so /-/ready turns 200 without waiting for the first scrape.
     threading.Thread(target=app.refresher.ensure_fresh, name="warmup", daemon=True).start()
     stop.wait()
@@ -429,7 +429,7 @@ def main(
     try:
         if args.once:
             try:
-                app.discover_once()
+                app.discoverer.run_once()
                 app.refresher.ensure_fresh(None, timeout=None)
                 sys.stdout.write(generate_latest(app.exposition).decode())
                 sys.stdout.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, ParamSpec
 
@@ -28,7 +28,7 @@ from exporter.jobs.target import RefreshPolicy, Target, TargetKey
 from exporter.metrics.samples import ExpositionOptions
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.reconcile import TargetPlan
-from exporter.web import LandingFailure, LandingTarget
+from exporter.web import LandingFailure, LandingInfo, LandingTarget
 from exporter.wire import ACTION, API_VERSION
 
 log = logging.getLogger("exporter")
@@ -37,6 +37,21 @@ log = logging.getLogger("exporter")
 PROG = "alb-jobs-exporter"
 
 _P = ParamSpec("_P")
+
+
+@dataclass(frozen=True)
+class Seams:
+    """What tests replace instead of patching our modules or waiting in real time:
+    `clock`, the wall clock the credential providers judge expiry by; `state_debounce`,
+    how long the state writer gathers save requests (None: its default); `state_write`,
+    how the state file is written (None: atomically, `exporter.jobs.state`)."""
+
+    clock: Callable[[], float] = time.time
+    state_debounce: float | None = None
+    state_write: Callable[[str, bytes], None] | None = None
+
+
+NO_SEAMS = Seams()
 
 
 class Unavailable:
@@ -94,6 +109,34 @@ class Wired:
             self.client.close()
 
 
+class Retiring:
+    """Targets a change replaced or removed whose refresh in flight has not ended: each
+    one's client closes when that refresh does, and all at shutdown, which must not wait
+    for those refreshes (a hung API). Thread-safe: refreshes end in their own threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wired: dict[int, Wired] = {}  # by id() of the target, which it keeps alive
+
+    def add(self, wired: Iterable[Wired]) -> Callable[[Target], None]:
+        """Take `wired`; returns the refresher's `retired(target)` hook for them."""
+        with self._lock:
+            self._wired.update((id(w.target), w) for w in wired)
+        return self._retired
+
+    def _retired(self, target: Target) -> None:
+        with self._lock:
+            wired = self._wired.pop(id(target), None)
+        if wired is not None:
+            wired.close()
+
+    def close(self) -> None:
+        with self._lock:
+            wired, self._wired = list(self._wired.values()), {}
+        for w in wired:
+            w.close()
+
+
 def exposition_options(metrics: config.MetricsConfig) -> ExpositionOptions:
     return ExpositionOptions(metrics.duration_labels, metrics.disabled())
 
@@ -125,7 +168,19 @@ class Builder:
         self, cfg: config.Config, old: Mapping[str, AccountCredentials]
     ) -> dict[str, AccountCredentials]:
         """Each account's credentials; an account's previous ones are kept while they are
-        built from the same settings (so a reload does not fetch anew)."""
+        built from the same settings (so a reload does not fetch anew). The others of
+        `old` are retired: a removed account's or replaced provider's series (an expiry
+        alerting forever, say) go; the new provider's fetches add theirs."""
+        providers = self._providers(cfg, old)
+        for name, credentials in old.items():
+            if providers.get(name) is not credentials:
+                credentials.gate.close()
+                self.metrics.forget_account(name)
+        return providers
+
+    def _providers(
+        self, cfg: config.Config, old: Mapping[str, AccountCredentials]
+    ) -> dict[str, AccountCredentials]:
         providers: dict[str, AccountCredentials] = {}
         for account in cfg.accounts:
             built_from = (account.credentials, cfg.request_timeout)
@@ -240,7 +295,45 @@ class Builder:
             bucket.close()
 
 
+def log_ownership(shard: config.Shard, owned: int, configured: int) -> None:
+    """Say how many of the configured targets this shard owns (a config read or changed)."""
+    if shard.count == 1:
+        return
+    if owned == 0:
+        # Not an error: with more shards than targets some have nothing to do. Such a
+        # replica stays healthy and ready and serves only its own metrics.
+        log.warning(
+            "%s owns none of the %d configured targets: it serves no job metrics",
+            shard,
+            configured,
+        )
+    else:
+        log.info("%s owns %d of the %d configured targets", shard, owned, configured)
+
+
 # --- what the landing page shows of the targets ---
+
+
+def landing_info(
+    targets: Sequence[Target],
+    cfg: config.Config,
+    shard: config.Shard,
+    configured: int,
+    *,
+    telemetry_path: str,
+    demo: bool,
+) -> LandingInfo:
+    """What the landing page shows: the targets, the newest failures, the shard."""
+    return LandingInfo(
+        version=__version__,
+        targets=landing_targets(targets),
+        telemetry_path=telemetry_path,
+        failures=recent_failures(targets, cfg.recent_failures, cfg.job_events.link_for),
+        shard_index=shard.index,
+        shard_count=shard.count,
+        configured_targets=configured,
+        demo=demo,
+    )
 
 
 def landing_targets(targets: Sequence[Target]) -> list[LandingTarget]:

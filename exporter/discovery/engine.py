@@ -46,6 +46,8 @@ DISCOVERY_RATE = 5.0
 # With a directory of hundreds of members, DescribeRegions into each costs a round-trip
 # (and an AssumeRole) apiece: a few at a time keep a round short.
 PARALLEL_REGION_LISTINGS = 4
+# Before the one retry of a transient failure (the next round is the real retry).
+RETRY_DELAY = 0.5
 
 
 class DiscoveryObserver(Protocol):
@@ -75,12 +77,18 @@ class Discovery:
         transport: Any = None,
         user_agent: str = f"alb-jobs-exporter/{__version__}",
         clock: Callable[[], float] = time.time,
+        rate: float = DISCOVERY_RATE,
+        retry_delay: float = RETRY_DELAY,
     ) -> None:
+        """`rate` (calls per second of each budget) and `retry_delay` (before the one
+        retry of a transient failure) are seams for tests that fail listings on purpose."""
         self._env = env
         self._observer = observer
         self._transport = transport
         self._user_agent = user_agent
         self._clock = clock
+        self._rate = rate
+        self._retry_delay = retry_delay
         self._lock = threading.Lock()  # the state below, between rounds and readers
         self._round = threading.Lock()  # one round at a time
         self._cfg = cfg
@@ -375,7 +383,7 @@ class Discovery:
             return _Caller((), exc, None)
         bucket = self._buckets.get(budget)
         if bucket is None:
-            bucket = self._buckets[budget] = TokenBucket(DISCOVERY_RATE)
+            bucket = self._buckets[budget] = TokenBucket(self._rate)
         signer = make_signer(account.signature, provider.get, action=action, version=version)
         caller = RpcCaller(
             endpoint,
@@ -386,6 +394,7 @@ class Discovery:
             pacer=bucket,
             user_agent=self._user_agent,
             on_auth_expired=provider.invalidate,
+            retry_delay=self._retry_delay,
         )
         return _Caller((), caller, provider)
 

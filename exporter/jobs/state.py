@@ -168,16 +168,16 @@ class StateFile:
             return None
         return document.get(name) if isinstance(document, dict) else None
 
-    def restore(self, targets: Iterable[Target]) -> int:
-        """Read the file (once, at start-up) and restore every target found in it; the
-        saved targets not among `targets` wait for `claim`. Returns how many were restored."""
+    def read(self) -> None:
+        """Read the file (once, at start-up): its targets wait for `claim`."""
         restored = self.load()
         with self._lock:
             self._unclaimed = restored
-        count = self.claim(targets)
-        if restored:
-            log.info("restored state of %d targets from %s", count, self.path)
-        return count
+
+    def restore(self, targets: Iterable[Target]) -> int:
+        """`read`, then `claim` `targets`; returns how many were restored."""
+        self.read()
+        return self.claim(targets)
 
     def claim(self, targets: Iterable[Target]) -> int:
         """Restore those of `targets` (new, not refreshed yet) whose saved state is still
@@ -199,6 +199,8 @@ class StateFile:
                 )
                 continue
             count += 1
+        if count:
+            log.info("restored the saved state of %d targets from %s", count, self.path)
         return count
 
     # --- saving --------------------------------------------------------------------------

@@ -34,9 +34,9 @@ def test_a_discovery_round_ending_after_a_reload_does_not_undo_it(
     sim: simulator.SimulatorServer, cfg_path: Path, apps: list[App]
 ) -> None:
     app = start(apps, _all_regions_config(cfg_path, sim.url), cfg_path)
-    app.discover_once()
+    app.discoverer.run_once()
     assert _targets(app) == {("prod", r) for r in REGIONS}
-    engine = app.discovery
+    engine = app.discoverer.engine
     assert engine is not None
     # The user lists one region by hand: discovery stops, the other target goes.
     write_config(cfg_path, sim.url)
@@ -44,7 +44,7 @@ def test_a_discovery_round_ending_after_a_reload_does_not_undo_it(
     assert app.reload() is None
     assert _targets(app) == {("prod", "cn-hangzhou")}
     # The round that was running when the reload came hands in its news now.
-    app.apply_discovered(engine)
+    app.discoverer.changed(engine)
     assert _targets(app) == {("prod", "cn-hangzhou")}
 
 

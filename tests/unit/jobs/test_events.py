@@ -249,7 +249,7 @@ def test_the_queued_count_reported_last_is_the_queue_as_it_is(tmp_path: Path) ->
     """Found in review: `emit` reported the queue's length after releasing its lock, so
     a report of the writer emptying the queue could come first and the stale length stick
     (`alb_exporter_job_events_queued` above 0 with nothing queued). The hook holds emit's
-    report until the writer's report of an empty queue arrived, or for a second: reported
+    report until the writer's report of an empty queue arrived, or for 0.3 s: reported
     under the lock, the writer cannot report before it."""
 
     drained = threading.Event()
@@ -258,7 +258,7 @@ def test_the_queued_count_reported_last_is_the_queue_as_it_is(tmp_path: Path) ->
     def on_change(queued: int, _dropped: int) -> None:
         thread = threading.current_thread()
         if thread.name == "emitter" and queued:
-            drained.wait(1)
+            drained.wait(0.3)
         elif thread is not threading.main_thread() and not queued:
             drained.set()  # the writer took every line
         reports.append(queued)
