@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.errors import StateError
+from exporter.jobs.state import decode
 from tests.support import loopback, procs
 from tests.support.configs import access_key, account, write_config
 from tests.support.procs import control
@@ -66,6 +68,15 @@ def value(samples: procs.Samples, name: str, **want: str) -> float:
     return sum(v for (n, labels), v in samples.items() if n == name and wanted <= labels)
 
 
+def saved_failures(path: Path) -> int:
+    """The failures counted in the state file as it is on disk (0 while there is none)."""
+    try:
+        saved = decode(path.read_bytes())
+    except (OSError, StateError):
+        return 0
+    return sum(sum(store.failures_total.values()) for _, store in saved.values())
+
+
 def assert_no_decrease(before: dict[Any, float], after: dict[Any, float]) -> None:
     for key, v in before.items():
         assert after.get(key, -1) >= v, key
@@ -100,7 +111,11 @@ def test_kill_and_restart_counts_once_and_never_decreases(
         )
         c1 = counters(first.url)
         assert value(c1, "alb_async_jobs_failures_total", error_code="Conflict.Lock") == 1
-        # Killed without a chance to flush: what was counted had to be written already.
+        # The state writer saves in the background, a second after the refresh that
+        # counted: wait for that save (on a busy machine the first save may not have
+        # happened yet either, and a restart without any is a fresh start).
+        procs.wait_until(lambda: saved_failures(tmp_path / "state.json") == 1, timeout=30)
+        # Killed without a chance to flush: what was saved is all there is.
         first.stop(signal.SIGKILL)
 
     # While it is down: JOB-B (seen Processing) finishes; JOB-D and JOB-E are born and
