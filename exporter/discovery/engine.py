@@ -172,8 +172,9 @@ class Discovery:
 
     def start(self, on_change: Callable[[], None]) -> None:
         """Run a round now and then every interval in a thread; `on_change()` after each
-        round whose targets differ from the last one's. It reads `resolved()` itself,
-        under its own lock: a config built here could be older than a reload's."""
+        round whose targets differ from the last one's. The callee reads `resolved()`
+        under whatever serialises its changes: a config built here, before that, could be
+        older than a reload's."""
 
         def loop() -> None:
             last = None
