@@ -76,7 +76,9 @@ class App:
         # resolves the file's config into concrete accounts, and every change it finds is
         # applied like a reload. A saved discovery serves every known target at once.
         self.discoverer = Discoverer(env, self.metrics, lock=self._lock, apply=self._discovered)
-        saved = StateFile(cfg.state_file).section("discovery") if cfg.state_file else None
+        # Only with discovery: the whole file is parsed for it (and once more below).
+        discovers = cfg.state_file and cfg.discovers
+        saved = StateFile(cfg.state_file).section("discovery") if discovers else None
         cfg = self.discoverer.resolve(cfg, saved)
         # The shard is a flag, so a reload keeps it: every config read is cut down to the
         # targets it owns, and the rest are only remembered to name their owner on /probe.
