@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -113,3 +114,34 @@ def test_sigterm_with_the_api_hung_exits_in_seconds_and_loses_no_count(
         procs.wait_until(lambda: sums(again.url) == want)
         time.sleep(1)
         assert sums(again.url) == want  # and counted once
+
+
+# Runs the real exporter (`python -m exporter`'s own entry point) and, from a thread of its
+# own, directs SIGTERM at that thread. The kernel may hand a signal sent to the process to
+# any thread that does not block it; this makes the rare case certain.
+_SIGNAL_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from exporter import cli
+
+def deliver():
+    while not any(t.name == "http" for t in threading.enumerate()):
+        time.sleep(0.01)  # the handlers are installed before the web thread starts
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=deliver, name="deliver", daemon=True).start()
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_received_by_another_thread_still_stops_the_exporter() -> None:
+    # Before the fix the main thread slept in an untimed wait that only a signal delivered
+    # to it could interrupt: the exporter ignored this SIGTERM until SIGKILL (CI stop 26).
+    args = ["-c", _SIGNAL_ANOTHER_THREAD, *procs.exporter_args(None, "--demo")[2:]]
+    with procs.start(args) as proc:
+        try:
+            code = proc.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM was not acted on within 15 s:\n" + proc.output()[-2000:])
+        assert code == 0, proc.output()[-3000:]
+        assert "received SIGTERM, shutting down" in proc.output()

@@ -46,10 +46,16 @@ class Proc:
             self.popen.send_signal(sig)
         try:
             return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.popen.kill()
             self.popen.wait()
-            raise
+            if self.pump is not None:
+                self.pump.join(timeout=10)
+            # What it was doing is the only clue a CI log can give.
+            raise AssertionError(
+                f"{self.popen.args!r} did not stop within {timeout:g}s of signal {sig}; "
+                f"its last output:\n{self.output()[-3000:]}"
+            ) from exc
 
     def close(self) -> int:
         """Stops the process if it still runs, closes its pipe and returns its exit code."""
