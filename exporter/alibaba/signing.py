@@ -14,7 +14,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from urllib.parse import parse_qsl, quote
 
 import httpx
@@ -128,29 +128,23 @@ def v3_authorization(
 # --- httpx.Auth signers ------------------------------------------------------------------
 
 
+# eq=False: a signer is compared (and hashed) by identity, as any other httpx.Auth.
+@dataclass(eq=False)
 class Signer(httpx.Auth):
     """What both schemes share: the credential source, the action, the clock and the nonce."""
 
-    def __init__(
-        self,
-        credentials: Callable[[], Credential],
-        *,
-        action: str,
-        version: str,
-        clock: Callable[[], float] = time.time,
-        nonce: Callable[[], str] = new_nonce,
-    ) -> None:
-        self._credentials = credentials
-        self._action = action
-        self._version = version
-        self._clock = clock
-        self._nonce = nonce
+    credentials: Callable[[], Credential] = field(repr=False)
+    _: KW_ONLY
+    action: str
+    version: str
+    clock: Callable[[], float] = time.time
+    nonce: Callable[[], str] = new_nonce
 
     def prepare(self) -> None:
         """Obtain the credential now, so that a slow fetch (STS, instance metadata) happens
         before the caller starts timing the request rather than inside it. The signing
         itself asks again, which is cheap while the provider holds a valid credential."""
-        self._credentials()
+        self.credentials()
 
 
 class V3Signer(Signer):
@@ -161,15 +155,15 @@ class V3Signer(Signer):
     """
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        cred = self._credentials()
+        cred = self.credentials()
         body = request.read()
         payload_hash = hashlib.sha256(body).hexdigest()
         signed: dict[str, str] = {
             "host": request.headers["host"],
-            "x-acs-action": self._action,
-            "x-acs-version": self._version,
-            "x-acs-date": format_timestamp(self._clock()),
-            "x-acs-signature-nonce": self._nonce(),
+            "x-acs-action": self.action,
+            "x-acs-version": self.version,
+            "x-acs-date": format_timestamp(self.clock()),
+            "x-acs-signature-nonce": self.nonce(),
             "x-acs-content-sha256": payload_hash,
         }
         if cred.security_token:
@@ -195,18 +189,18 @@ class V1Signer(Signer):
     """Signs with the RPC HMAC-SHA1 scheme: common parameters and `Signature` in the query."""
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        cred = self._credentials()
+        cred = self.credentials()
         params = query_params(request.url.query)
         params.update(
             {
-                "Action": self._action,
-                "Version": self._version,
+                "Action": self.action,
+                "Version": self.version,
                 "Format": "JSON",
                 "AccessKeyId": cred.access_key_id,
                 "SignatureMethod": "HMAC-SHA1",
                 "SignatureVersion": "1.0",
-                "SignatureNonce": self._nonce(),
-                "Timestamp": format_timestamp(self._clock()),
+                "SignatureNonce": self.nonce(),
+                "Timestamp": format_timestamp(self.clock()),
             }
         )
         if cred.security_token:

@@ -9,13 +9,12 @@ Builds without network I/O; temporary credentials are fetched on the first `get(
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypedDict
 
 from exporter.alibaba.credentials.base import CredentialProvider, Options, SecretFile
 from exporter.alibaba.credentials.metadata import EcsRamRole
 from exporter.alibaba.credentials.refreshing import RefreshingProvider
 from exporter.alibaba.credentials.static import StaticProvider
-from exporter.alibaba.credentials.sts import AssumeRole, AssumeRoleWithOidc, duration_seconds
+from exporter.alibaba.credentials.sts import AssumeRole, AssumeRoleWithOidc, Role, duration_seconds
 from exporter.config import CredentialsConfig
 from exporter.errors import CredentialsError
 
@@ -39,14 +38,13 @@ def _ram_role_arn(
         AssumeRole(
             options,
             source(),
-            config.role_arn or "",
+            _role(config),
             external_id=(
                 # Named by its key path under the account, as the config's problems are.
                 SecretFile(config.external_id_file, f"{key_path}.external_id_file")
                 if config.external_id_file
                 else config.external_id
             ),
-            **_role(config),
         ),
         options,
     )
@@ -59,25 +57,17 @@ def _oidc_role_arn(
         "oidc_role_arn",
         AssumeRoleWithOidc(
             options,
-            config.role_arn or "",
+            _role(config),
             config.oidc_provider_arn or "",
             config.oidc_token_file or "",
-            **_role(config),
         ),
         options,
     )
 
 
-class _Role(TypedDict):
-    session_name: str | None
-    policy: str | None
-    duration: str
-    endpoint: str | None
-
-
-def _role(config: CredentialsConfig) -> _Role:
-    """What AssumeRole and AssumeRoleWithOIDC take alike."""
-    return _Role(
+def _role(config: CredentialsConfig) -> Role:
+    return Role(
+        config.role_arn or "",
         session_name=config.role_session_name,
         policy=config.policy,
         duration=duration_seconds(config),

@@ -44,6 +44,7 @@ from exporter.alibaba.credentials.refreshing import RefreshingProvider
 from exporter.alibaba.credentials.sts import (
     STS_TIMEOUT,
     AssumeRoleWithOidc,
+    Role,
 )
 from exporter.alibaba.credentials.uri import CredentialsUri
 from exporter.alibaba.signing import Credential
@@ -87,10 +88,12 @@ def _oidc_environment(options: Options) -> CredentialProvider | list[str]:
             "oidc_role_arn",
             AssumeRoleWithOidc(
                 options,
-                env[ENV_ROLE_ARN].strip(),
+                Role(
+                    env[ENV_ROLE_ARN].strip(),
+                    session_name=env.get(ENV_ROLE_SESSION_NAME, "").strip() or None,
+                ),
                 env[ENV_OIDC_PROVIDER_ARN].strip(),
                 env[ENV_OIDC_TOKEN_FILE].strip(),
-                session_name=env.get(ENV_ROLE_SESSION_NAME, "").strip() or None,
             ),
             options,
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from exporter.alibaba.credentials.base import (
@@ -126,34 +127,35 @@ def duration_seconds(config: CredentialsConfig | None) -> str:
     return str(int(seconds))
 
 
+@dataclass(frozen=True)
+class Role:
+    """The role to assume and how, alike for AssumeRole and AssumeRoleWithOIDC."""
+
+    arn: str
+    session_name: str | None = None
+    policy: str | None = None  # an inline RAM policy narrowing the role's permissions
+    duration: str = str(int(DEFAULT_DURATION))  # DurationSeconds
+    endpoint: str | None = None  # None: the environment's, else sts.aliyuncs.com
+
+
 class _StsRole:
     """What AssumeRole and AssumeRoleWithOIDC share: the role's parameters, the endpoint,
     and errors that name the role."""
 
     action: ClassVar[str]  # the STS Action
 
-    def __init__(
-        self,
-        options: Options,
-        role_arn: str,
-        *,
-        session_name: str | None,
-        policy: str | None,
-        duration: str,
-        endpoint: str | None,
-        extra: Mapping[str, str],
-    ) -> None:
+    def __init__(self, options: Options, role: Role, extra: Mapping[str, str]) -> None:
         self._options = options
-        self.role_arn = role_arn
+        self.role_arn = role.arn
         self._params = {
-            "RoleArn": role_arn,
+            "RoleArn": role.arn,
             **extra,
-            "RoleSessionName": session_name or DEFAULT_SESSION_NAME,
-            "DurationSeconds": duration,
+            "RoleSessionName": role.session_name or DEFAULT_SESSION_NAME,
+            "DurationSeconds": role.duration,
         }
-        if policy:
-            self._params["Policy"] = policy
-        self._endpoint = sts_endpoint(endpoint, options.env)
+        if role.policy:
+            self._params["Policy"] = role.policy
+        self._endpoint = sts_endpoint(role.endpoint, options.env)
 
     def _assume(
         self,
@@ -188,23 +190,10 @@ class AssumeRole(_StsRole):
         self,
         options: Options,
         source: CredentialProvider,
-        role_arn: str,
-        *,
-        session_name: str | None = None,
+        role: Role,
         external_id: str | SecretFile | None = None,
-        policy: str | None = None,
-        duration: str = str(int(DEFAULT_DURATION)),
-        endpoint: str | None = None,
     ) -> None:
-        super().__init__(
-            options,
-            role_arn,
-            session_name=session_name,
-            policy=policy,
-            duration=duration,
-            endpoint=endpoint,
-            extra={},
-        )
+        super().__init__(options, role, extra={})
         self._source = source
         self._external_id = external_id or None
 
@@ -231,27 +220,8 @@ class AssumeRoleWithOidc(_StsRole):
 
     action = "AssumeRoleWithOIDC"
 
-    def __init__(
-        self,
-        options: Options,
-        role_arn: str,
-        provider_arn: str,
-        token_file: str,
-        *,
-        session_name: str | None = None,
-        policy: str | None = None,
-        duration: str = str(int(DEFAULT_DURATION)),
-        endpoint: str | None = None,
-    ) -> None:
-        super().__init__(
-            options,
-            role_arn,
-            session_name=session_name,
-            policy=policy,
-            duration=duration,
-            endpoint=endpoint,
-            extra={"OIDCProviderArn": provider_arn},
-        )
+    def __init__(self, options: Options, role: Role, provider_arn: str, token_file: str) -> None:
+        super().__init__(options, role, extra={"OIDCProviderArn": provider_arn})
         self._token_file = token_file
 
     def __call__(self) -> Credential:
