@@ -51,12 +51,20 @@ def test_demo_check_config_validates_the_demo_config_and_exits() -> None:
 ACCOUNT = "accounts:\n  - name: prod\n    regions: [cn-hangzhou]\n"
 
 
+def check_config(tmp_path: Path, text: str, env: dict[str, str]) -> int:
+    """`--check-config` of a config file of `text`: the exit code."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    return cli.main(["--config.file", str(cfg), "--check-config"], env=env)
+
+
 def test_check_config_shows_the_metrics_block(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("metrics:\n  duration_labels: [status, api_name]\n" + ACCOUNT)
-    assert cli.main(["--config.file", str(cfg), "--check-config"], env={}) == 0
+    assert (
+        check_config(tmp_path, "metrics:\n  duration_labels: [status, api_name]\n" + ACCOUNT, {})
+        == 0
+    )
     out = capsys.readouterr().out
     assert "duration_labels=status,api_name;" in out
     assert "duration_buckets=2s,5s,10s,20s,30s,1m,2m,5m,10m,30m (default)" in out
@@ -65,9 +73,7 @@ def test_check_config_shows_the_metrics_block(
 def test_check_config_refuses_unsorted_buckets_naming_the_item(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("metrics:\n  duration_buckets: [5, 30, 10]\n" + ACCOUNT)
-    assert cli.main(["--config.file", str(cfg), "--check-config"], env={}) == 2
+    assert check_config(tmp_path, "metrics:\n  duration_buckets: [5, 30, 10]\n" + ACCOUNT, {}) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{cli.PROG}: error: metrics.duration_buckets[2]: must be greater")
     assert err.count("\n") == 1
@@ -76,10 +82,13 @@ def test_check_config_refuses_unsorted_buckets_naming_the_item(
 def test_check_config_warns_for_a_region_alb_does_not_serve(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("accounts:\n  - name: prod\n    regions: [cn-hangzhou, cn-hangzou]\n")
     env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIexample", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "x"}
-    assert cli.main(["--config.file", str(cfg), "--check-config"], env=env) == 0
+    assert (
+        check_config(
+            tmp_path, "accounts:\n  - name: prod\n    regions: [cn-hangzhou, cn-hangzou]\n", env
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert err == (
         f"{cli.PROG}: warning: accounts[0].regions[1]: 'cn-hangzou' is not a region ALB is"
@@ -132,10 +141,8 @@ def test_check_config_says_which_credentials_it_would_use(
     capsys: pytest.CaptureFixture[str],
     no_network: None,
 ) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(ACCOUNT)
     env = {**env, "HOME": str(tmp_path)}
-    assert cli.main(["--config.file", str(cfg), "--check-config"], env=env) == 0
+    assert check_config(tmp_path, ACCOUNT, env) == 0
     out, err = capsys.readouterr()
     assert out.endswith("credentials found (no API called):\n" + expected)
     assert err == ""
@@ -146,9 +153,7 @@ def test_check_config_warns_when_no_credentials_are_present(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_network: None
 ) -> None:
     # Only the ECS metadata service is left, which only the network can confirm: say so.
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(ACCOUNT)
-    assert cli.main(["--config.file", str(cfg), "--check-config"], env={"HOME": str(tmp_path)}) == 0
+    assert check_config(tmp_path, ACCOUNT, {"HOME": str(tmp_path)}) == 0
     out, err = capsys.readouterr()
     assert out.endswith(
         "  prod: ECS instance metadata (default chain) -- unconfirmed until it runs\n"

@@ -614,30 +614,33 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert config == Config(accounts=config.accounts)  # the globals shown are the defaults
 
 
+# Every key a config can have (the fuzz below draws from them too).
+CONFIG_KEYS = [
+    *TOP_LEVEL_KEYS,
+    "name",
+    "regions",
+    "endpoint",
+    "signature",
+    "credentials",
+    "filters",
+    "access_key_id",
+    "access_key_secret",
+    "security_token",
+    "access_key_id_file",
+    "access_key_secret_file",
+    "security_token_file",
+    "resource_types",
+    "api_names",
+    "resource_ids",
+    "exclude_regions",
+    *(f.name for f in dataclasses.fields(DiscoveryConfig)),
+    *(f.name for f in dataclasses.fields(ResourceDirectoryConfig) if f.name != "member"),
+]
+
+
 def test_example_config_documents_every_key() -> None:
     text = (REPO / "config.example.yaml").read_text()
-    keys = [
-        *TOP_LEVEL_KEYS,
-        "name",
-        "regions",
-        "endpoint",
-        "signature",
-        "credentials",
-        "filters",
-        "access_key_id",
-        "access_key_secret",
-        "security_token",
-        "access_key_id_file",
-        "access_key_secret_file",
-        "security_token_file",
-        "resource_types",
-        "api_names",
-        "resource_ids",
-        "exclude_regions",
-        *(f.name for f in dataclasses.fields(DiscoveryConfig)),
-        *(f.name for f in dataclasses.fields(ResourceDirectoryConfig) if f.name != "member"),
-    ]
-    for key in keys:
+    for key in CONFIG_KEYS:
         assert re.search(rf"\b{key}\b", text), key
 
 
@@ -656,18 +659,6 @@ def test_example_config_needs_its_variables() -> None:
 
 # --- property: parse() never fails with anything but ConfigError -----------------------
 
-KNOWN_KEYS = [
-    *TOP_LEVEL_KEYS,
-    "name",
-    "regions",
-    "endpoint",
-    "signature",
-    "credentials",
-    "filters",
-    "access_key_id",
-    "access_key_secret_file",
-    "resource_types",
-]
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -678,7 +669,7 @@ scalars = st.one_of(
         ["1h", "30s", "0", "v1", "cn-hangzhou", "${X}", "${UNSET}", "$$", "http://[::1]/"]
     ),
 )
-keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=10), st.integers())
+keys = st.one_of(st.sampled_from(CONFIG_KEYS), st.text(max_size=10), st.integers())
 documents = st.recursive(
     scalars,
     lambda children: st.one_of(

@@ -63,6 +63,14 @@ def fast(cfg: Config, recorder: Recorder) -> Discovery:
     return Discovery(cfg, {}, recorder, rate=1000.0, retry_delay=0.0)
 
 
+def after_one_round(sim: tuple[Simulator, str]) -> tuple[Simulator, Discovery]:
+    """The simulator and an engine that has run its first round on it."""
+    alb, url = sim
+    d = engine(url, Recorder())
+    d.run_once()
+    return alb, d
+
+
 def kept(d: Discovery) -> Discovery:
     _ENGINES.append(d)
     return d
@@ -102,9 +110,7 @@ def test_one_round_finds_exactly_the_watched_members_regions(
 def test_a_member_goes_only_after_two_listings_lack_it_and_comes_at_once(
     sim: tuple[Simulator, str],
 ) -> None:
-    alb, url = sim
-    d = engine(url, Recorder())
-    d.run_once()
+    alb, d = after_one_round(sim)
     alb.remove_member(MEMBERS[0]["account_id"])  # shop leaves
     alb.add_member(
         account_id="1600000000000007",
@@ -119,9 +125,7 @@ def test_a_member_goes_only_after_two_listings_lack_it_and_comes_at_once(
 
 
 def test_a_region_withdrawn_goes_after_two_listings(sim: tuple[Simulator, str]) -> None:
-    alb, url = sim
-    d = engine(url, Recorder())
-    d.run_once()
+    alb, d = after_one_round(sim)
     alb.set_directory(offered=[r for r in OFFERED if r != "cn-beijing"])
     d.run_once()
     assert ("shop", "cn-beijing") in targets(d)
@@ -171,9 +175,8 @@ def test_a_timeout_is_a_failed_listing(sim: tuple[Simulator, str]) -> None:
 def test_the_snapshot_serves_every_known_target_while_the_directory_is_down(
     sim: tuple[Simulator, str],
 ) -> None:
-    alb, url = sim
-    d = engine(url, Recorder())
-    d.run_once()
+    alb, d = after_one_round(sim)
+    url = sim[1]
     saved = d.snapshot()
     alb.set_directory(faults={"list_accounts": "5xx", "describe_regions": "5xx"})
     again = engine(url, Recorder())

@@ -323,15 +323,21 @@ def _two_targets(clock: Clock, *, refresh: bool = True) -> tuple[Target, Target]
     return first, second
 
 
-def test_one_bad_target_entry_costs_that_target_its_history_not_everyones(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = Clock(T0)
+def _file_with_a_bad_second_target(tmp_path: Path, clock: Clock) -> Path:
+    """A state file of `_two_targets` whose second target has a malformed job row."""
     first, second = _two_targets(clock)
     document = json.loads(encode({t.key: t.export_state() for t in (first, second)}, T0))
     document["targets"][1]["jobs"][0] = ["not", "a", "job", "row"]
     path = tmp_path / "state.json"
     path.write_text(json.dumps(document))
+    return path
+
+
+def test_one_bad_target_entry_costs_that_target_its_history_not_everyones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    path = _file_with_a_bad_second_target(tmp_path, clock)
     again = _two_targets(clock, refresh=False)
     with caplog.at_level(logging.WARNING, logger="exporter.jobs.state"):
         assert StateFile(str(path)).restore(again) == 1
@@ -419,11 +425,7 @@ def test_a_file_with_one_bad_target_is_kept_and_the_good_targets_restored(
     tmp_path: Path,
 ) -> None:
     clock = Clock(T0)
-    first, second = _two_targets(clock)
-    document = json.loads(encode({t.key: t.export_state() for t in (first, second)}, T0))
-    document["targets"][1]["jobs"][0] = ["not", "a", "job", "row"]
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps(document))
+    path = _file_with_a_bad_second_target(tmp_path, clock)
     original = path.read_bytes()
     state = StateFile(str(path), clock=clock)
     assert state.restore(_two_targets(clock, refresh=False)) == 1
