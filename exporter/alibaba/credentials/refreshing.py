@@ -18,6 +18,10 @@ REFRESH_MARGIN = 15 * 60.0
 # A forced refresh (the API said the token expired) is ignored this soon after a fetch: the
 # other regions' requests signed with the old token fail too and must not each fetch again.
 FORCED_REFRESH_INTERVAL = 2.0
+# After a failed fetch the next attempt waits BACKOFF_BASE seconds, doubling per failure up
+# to BACKOFF_CAP: about once a minute while STS is down.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
 
 
 class RefreshingProvider:
@@ -37,8 +41,6 @@ class RefreshingProvider:
         options: Options,
         *,
         quiet: bool = False,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 60.0,
     ) -> None:
         self.source = source
         self._fetch = fetch
@@ -46,8 +48,6 @@ class RefreshingProvider:
         # A chain link being probed (ECS, URI): failing is expected, logged at debug. The
         # chain clears it once the link is chosen: from then on a failure is a fault.
         self.quiet = quiet
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
         self._lock = threading.Lock()
         self._credential: Credential | None = None
         self._fetched_at = 0.0
@@ -127,7 +127,7 @@ class RefreshingProvider:
         # backoff step, up to once a minute while STS is down), like a target's refresh
         # errors; the recovery is logged at info. Never at error: that level is for bugs.
         self._failures += 1
-        delay = min(self._backoff_cap, self._backoff_base * 2.0 ** (self._failures - 1))
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (self._failures - 1))
         self._retry_at = now + delay
         self._error = error
         still_valid = _still_valid(current, now)
