@@ -4,10 +4,11 @@ by the exporter.web tests (which all go over real loopback HTTP)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -87,3 +88,18 @@ def serving(
         server.shutdown()
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+def serve_in_thread(server: Server) -> threading.Thread:
+    """`server` serving in a daemon thread; the test shuts it down (and may time that)."""
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
+    thread.start()
+    return thread
+
+
+def big_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """An 8 MiB answer: more than the socket buffers hold, so a client that reads nothing
+    keeps the server sending."""
+    body = b"x" * (8 << 20)
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]

@@ -14,14 +14,8 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import pytest
 
 from exporter.web import Limits, Server
-from tests.unit.web.fakes import POLL
+from tests.unit.web.fakes import big_app, serve_in_thread
 from tests.unit.web.rawhttp import connect, wait_until
-
-
-def _serve(server: Server) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
-    thread.start()
-    return thread
 
 
 def test_an_answer_slower_than_the_drain_is_dropped_on_time_quietly(
@@ -36,7 +30,7 @@ def test_an_answer_slower_than_the_drain_is_dropped_on_time_quietly(
         return [b""]
 
     server = Server(stuck, "127.0.0.1:0", graceful_timeout=0.3)
-    serve = _serve(server)
+    serve = serve_in_thread(server)
     try:
         with connect(server) as sock:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -59,18 +53,12 @@ def test_an_answer_slower_than_the_drain_is_dropped_on_time_quietly(
         server.shutdown()
 
 
-def _big(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    body = b"x" * (8 << 20)
-    start_response("200 OK", [("Content-Length", str(len(body)))])
-    return [body]
-
-
 def test_a_pipelining_client_that_reads_nothing_does_not_hold_up_shutdown() -> None:
     # The second answer waits for the first to leave the buffer: "in flight" for as long
     # as the send timeout (30 s), which used to outlast the whole drain.
     limits = Limits(drain_send_timeout=0.2)
-    server = Server(_big, "127.0.0.1:0", limits=limits, graceful_timeout=10)
-    serve = _serve(server)
+    server = Server(big_app, "127.0.0.1:0", limits=limits, graceful_timeout=10)
+    serve = serve_in_thread(server)
     try:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -89,8 +77,8 @@ def test_a_pipelining_client_that_reads_nothing_does_not_hold_up_shutdown() -> N
 
 def test_shutdown_of_an_idle_server_is_prompt() -> None:
     # uvicorn polls for the exit flag every 0.1 s and sleeps 0.1 s more on the way out.
-    server = Server(_big, "127.0.0.1:0")
-    serve = _serve(server)
+    server = Server(big_app, "127.0.0.1:0")
+    serve = serve_in_thread(server)
     with connect(server):  # serving: one connection accepted
         wait_until(lambda: server.open_connections == 1)
     began = time.monotonic()

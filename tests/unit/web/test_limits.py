@@ -20,7 +20,7 @@ import pytest
 from exporter.web import Limits, Server, raise_open_files_limit
 from tests.support import loopback
 from tests.support.tlsutil import make_ca
-from tests.unit.web.fakes import POLL, FakeApp, serving
+from tests.unit.web.fakes import FakeApp, big_app, serve_in_thread, serving
 from tests.unit.web.rawhttp import (
     ask,
     closed_by_server,
@@ -162,16 +162,10 @@ def test_a_chunked_body_over_the_limit_is_413(fake: FakeApp) -> None:
     assert fake.reloads == 1
 
 
-def _big(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    body = b"x" * (8 << 20)
-    start_response("200 OK", [("Content-Length", str(len(body)))])
-    return [body]
-
-
 def test_an_answer_never_read_is_dropped_after_the_send_timeout() -> None:
     limits = Limits(send_timeout=0.5)
-    with Server(_big, "127.0.0.1:0", limits=limits) as server:
-        serve = _serve_in_thread(server)
+    with Server(big_app, "127.0.0.1:0", limits=limits) as server:
+        serve = serve_in_thread(server)
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", server.port))
@@ -191,12 +185,6 @@ def test_an_answer_never_read_is_dropped_after_the_send_timeout() -> None:
             assert received < 8 << 20  # cut short, not delivered late
     serve.join(timeout=10)
     assert not serve.is_alive()
-
-
-def _serve_in_thread(server: Server) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_full_server_closes_its_oldest_idle_connection_not_a_request(fake: FakeApp) -> None:
@@ -326,7 +314,7 @@ def test_unread_answers_over_the_memory_budget_drop_the_oldest_stalled() -> None
     # 10,000 of them, one of /metrics each, was the only memory bound.
     limits = Limits(max_unsent=32 << 20)  # room for one 24 MiB answer, not two
     with Server(_huge, "127.0.0.1:0", limits=limits) as server:
-        serve = _serve_in_thread(server)
+        serve = serve_in_thread(server)
         with _never_reading(server) as first:
             wait_until(lambda: server.unsent_bytes > 16 << 20)
             with _never_reading(server) as second:
