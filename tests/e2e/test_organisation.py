@@ -80,14 +80,6 @@ def sample(url: str, name: str, **labels: str) -> float:
     return sum(v for lbl, v in procs.select(samples, name, **labels).items())
 
 
-def truth(sim: procs.Proc) -> Counter[tuple[str, str]]:
-    counts: Counter[tuple[str, str]] = Counter()
-    for region in KEPT_REGIONS:
-        for job in control(sim, "GET", f"/_sim/jobs?region={region}"):
-            counts[(region, job["Status"])] += 1
-    return counts
-
-
 def gauges_match(url: str, want: Counter[tuple[str, str]]) -> bool:
     r = loopback.get(url + "/metrics", timeout=30)
     seen: Counter[tuple[str, str, str]] = Counter()
@@ -135,7 +127,7 @@ def test_an_organisation_is_discovered_exactly_and_counted_like_listed_targets(
     )
     # Counters and gauges of every discovered target match the simulator's truth.
     control(sim, "POST", "/_sim/time", {"advance": 60})
-    want = truth(sim)
+    want = procs.status_counts(sim, KEPT_REGIONS)
     assert want[("cn-hangzhou", "Succeeded")] > 0
     procs.wait_until(lambda: gauges_match(exporter.url, want))
     finished = sample(exporter.url, "alb_async_jobs_finished_total", account="shop")
@@ -220,7 +212,7 @@ def test_a_restart_while_the_directory_is_down_serves_and_counts_every_known_tar
     exporter = start_exporter(path)
     procs.wait_until(lambda: set(ups(exporter.url)) == expected_targets())
     control(sim, "POST", "/_sim/time", {"advance": 60})
-    want = truth(sim)
+    want = procs.status_counts(sim, KEPT_REGIONS)
     procs.wait_until(lambda: gauges_match(exporter.url, want))
     _, before = procs.scrape(exporter.url)
     counted = {k: v for k, v in before.items() if k[0] == "alb_async_jobs_finished_total"}

@@ -99,15 +99,6 @@ def targets_of(url: str) -> set[tuple[str, str]]:
     }
 
 
-def truth(sim: procs.Proc) -> Counter[tuple[str, str]]:
-    """(region, status) -> jobs the simulator holds now."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for region in REGIONS:
-        for job in control(sim, "GET", f"/_sim/jobs?region={region}"):
-            counts[(region, job["Status"])] += 1
-    return counts
-
-
 # The exposition of 12 targets is thousands of lines; polling needs only these, and a
 # regex over them is much cheaper than the full parser (no label value here has a quote).
 _JOBS_GAUGE = re.compile(r"^alb_async_jobs\{(.*)\} (\S+)$", re.M)
@@ -156,7 +147,7 @@ def test_three_shards_add_up_to_one_unsharded_exporter_and_survive_a_restart(
     assert r.status_code == 404 and "belongs to shard 1 of 3" in r.text
 
     def assert_shards_add_up() -> None:
-        want = truth(sim)
+        want = procs.status_counts(sim, REGIONS)
         assert want[("cn-hangzhou", "Succeeded")] > 0, want  # jobs did finish meanwhile
         waiting = [*zip(shards, owned, strict=True), (whole, TARGETS)]
 

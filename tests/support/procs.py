@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -225,6 +226,16 @@ def put_jobs(sim: Proc, region: str, *jobs: Mapping[str, object]) -> list[dict[s
     """Creates jobs in the simulator, or changes them (by Id); returns them as it holds them."""
     answer = control(sim, "POST", "/_sim/jobs", {"region": region, "jobs": list(jobs)})
     return answer["jobs"]  # type: ignore[no-any-return]
+
+
+def status_counts(sim: Proc, regions: Iterable[str]) -> Counter[tuple[str, str]]:
+    """(region, status) -> jobs the simulator holds now in `regions`: the truth an
+    exporter's counts are compared with."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for region in regions:
+        for job in control(sim, "GET", f"/_sim/jobs?region={region}"):
+            counts[(region, job["Status"])] += 1
+    return counts
 
 
 def wait_until(predicate: object, timeout: float = 20.0, interval: float = 0.1) -> None:
