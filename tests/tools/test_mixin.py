@@ -141,32 +141,20 @@ def test_overridden_rules_pass_promtool_check_and_their_unit_tests(tmp_path: Pat
         mixin_render.alerts_yaml(out["alerts"], header=""), encoding="utf-8"
     )
     shutil.copy(MIXIN / "tests" / "override_test.yaml", tmp_path)
-    check = subprocess.run(
-        [tool("promtool"), "check", "rules", "alerts-override.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("promtool"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    check = promtool("check", "rules", "alerts-override.yaml")
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"SUCCESS: {len(rules(out['alerts']))} rules found" in check.stdout
-    test = subprocess.run(
-        [tool("promtool"), "test", "rules", "override_test.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    test = promtool("test", "rules", "override_test.yaml")
     assert test.returncode == 0, test.stdout + test.stderr
     # ... and the same tests fail against the defaults: the override is what they test.
     (tmp_path / "alerts-override.yaml").write_text(ALERTS.read_text(), encoding="utf-8")
-    default = subprocess.run(
-        [tool("promtool"), "test", "rules", "override_test.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    default = promtool("test", "rules", "override_test.yaml")
     assert default.returncode != 0
 
 
