@@ -74,13 +74,24 @@ def list_jobs_signer(
     scheme: str,
     credentials: Callable[[], Credential],
     *,
-    clock: Callable[[], float],
-    nonce: Callable[[], str],
+    clock: Callable[[], float] | None = None,
+    nonce: Callable[[], str] = lambda: NONCE_C,
 ) -> httpx.Auth:
-    """A signer for the ListAsynJobs call, as the exporter builds it (vectors C and 4.4)."""
+    """A signer for the ListAsynJobs call, as the exporter builds it (vectors C and 4.4);
+    by default at vector C's instant and with its nonce."""
     return make_signer(
-        scheme, credentials, action="ListAsynJobs", version="2020-06-16", clock=clock, nonce=nonce
+        scheme,
+        credentials,
+        action="ListAsynJobs",
+        version="2020-06-16",
+        clock=clock or at("2024-01-01T00:00:00Z"),
+        nonce=nonce,
     )
+
+
+def list_jobs_request() -> httpx.Request:
+    """A fresh request (the signers change it in place) for vector C's parameters."""
+    return httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
 
 
 def send(auth: httpx.Auth, request: httpx.Request, attempts: int = 1) -> list[httpx.Request]:
@@ -234,12 +245,9 @@ def test_v1_signer_reproduces_vector_c_on_the_wire() -> None:
     signer = list_jobs_signer(
         "v1",
         static("testid", "testsecret"),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
     assert isinstance(signer, V1Signer)
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    (wire,) = send(signer, request)
+    (wire,) = send(signer, list_jobs_request())
     assert str(wire.url) == ALB_URL + "?" + VECTOR_C_CQS.replace(
         "&SignatureMethod=", "&Signature=TRclqBfQfCQJscEgAJhZMRwV%2Fgc%3D&SignatureMethod="
     )
@@ -354,12 +362,9 @@ def test_v3_signer_reproduces_list_jobs_vector_on_the_wire() -> None:
     signer = list_jobs_signer(
         "v3",
         static("testid", "testsecret"),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
     assert isinstance(signer, V3Signer)
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    (wire,) = send(signer, request)
+    (wire,) = send(signer, list_jobs_request())
     # V3 leaves the query alone: it must stay exactly what was signed.
     assert wire.url.query.decode() == (
         "JobIds.1=job-a&JobIds.2=job-b&MaxResults=100&NextToken=ab%2B%2F%3Dc%20d~%2A"
@@ -423,8 +428,7 @@ def test_v1_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
         clock=counting_clock("2024-01-01T00:00:00Z"),
         nonce=counting_nonce(),
     )
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    first, second = send(signer, request, attempts=2)
+    first, second = send(signer, list_jobs_request(), attempts=2)
     p1 = sdk_verify_v1(first, "testsecret")
     p2 = sdk_verify_v1(second, "testsecret")
     assert (p1["SignatureNonce"], p1["Timestamp"]) == ("nonce-1", "2024-01-01T00:00:00Z")
@@ -455,8 +459,7 @@ def test_v3_each_attempt_gets_fresh_nonce_and_timestamp() -> None:
         clock=counting_clock("2024-01-01T00:00:00Z"),
         nonce=counting_nonce(),
     )
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    first, second = send(signer, request, attempts=2)
+    first, second = send(signer, list_jobs_request(), attempts=2)
     assert sdk_verify_v3(first, "testid", "testsecret") == sdk_verify_v3(
         second, "testid", "testsecret"
     )
@@ -490,11 +493,8 @@ def test_v3_sts_token_is_sent_and_signed() -> None:
     signer = list_jobs_signer(
         "v3",
         static("STS.testid", "testsecret", token="tok+en/=="),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    (wire,) = send(signer, request)
+    (wire,) = send(signer, list_jobs_request())
     assert wire.headers["x-acs-security-token"] == "tok+en/=="
     assert wire.headers["x-acs-accesskey-id"] == "STS.testid"
     signed = sdk_verify_v3(wire, "STS.testid", "testsecret")
@@ -509,11 +509,8 @@ def test_v1_sts_token_is_sent_and_signed() -> None:
     signer = list_jobs_signer(
         "v1",
         static("testid", "testsecret", token="tok+en/=="),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
-    request = httpx.Request("POST", ALB_URL + "?" + canonical_query(LIST_JOBS_PARAMS))
-    (wire,) = send(signer, request)
+    (wire,) = send(signer, list_jobs_request())
     assert "SecurityToken=tok%2Ben%2F%3D%3D" in wire.url.query.decode().split("&")
     params = sdk_verify_v1(wire, "testsecret")
     assert params["SecurityToken"] == "tok+en/=="
@@ -571,8 +568,6 @@ def test_v1_signer_on_the_wire_matches_sdk(
     signer = list_jobs_signer(
         "v1",
         static("testid", secret, token=token),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
     (wire,) = send(signer, httpx.Request("POST", ALB_URL + "?" + canonical_query(params)))
     signed = sdk_verify_v1(wire, secret)
@@ -646,8 +641,6 @@ def test_v3_signer_on_the_wire_matches_sdk(
     signer = list_jobs_signer(
         "v3",
         static(access_key_id, secret, token=token),
-        clock=at("2024-01-01T00:00:00Z"),
-        nonce=lambda: NONCE_C,
     )
     request = httpx.Request("POST", url + "?" + canonical_query(params), content=body)
     (wire,) = send(signer, request)
