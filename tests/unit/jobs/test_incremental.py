@@ -9,7 +9,7 @@ filters on (the real API's is unconfirmed).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -193,15 +193,18 @@ def assert_not_ahead(inc: StoreSnapshot, full: StoreSnapshot) -> None:
             assert value <= getattr(full, name).get(key, 0), (name, key)
 
 
-FIELD = pytest.mark.parametrize("field", ["CreateTime", "ModifyTime"])
+def over_op_sequences(test: Callable[[str, int, list[Op]], None]) -> Callable[..., None]:
+    """`test(field, seed, steps)` for both fields, each over 25 random sequences of ops
+    (slow): how every property of this module is run."""
+    sequences = given(seed=st.integers(0, 1000), steps=st.lists(ops, min_size=1, max_size=12))
+    budget = settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    fields = pytest.mark.parametrize("field", ["CreateTime", "ModifyTime"])
+    return pytest.mark.slow(fields(budget(sequences(test))))
 
 
-@pytest.mark.slow
-@FIELD
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(seed=st.integers(0, 1000), steps=st.lists(ops, min_size=1, max_size=12))
+@over_op_sequences
 def test_incremental_equals_full_repage_after_every_refresh(
     field: str, seed: int, steps: list[Op]
 ) -> None:
@@ -240,12 +243,7 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-@pytest.mark.slow
-@FIELD
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(seed=st.integers(0, 1000), steps=st.lists(ops, min_size=1, max_size=12))
+@over_op_sequences
 def test_backed_off_rechecks_lag_but_settle_to_the_full_repage(
     field: str, seed: int, steps: list[Op]
 ) -> None:
