@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from exporter import yamlstrict
 from exporter.yamlstrict import kind, quote
@@ -230,12 +230,9 @@ def endpoint_problem(template: str) -> str | None:
         parts = urlsplit(template.replace("{region}", "cn-hangzhou"))
     except ValueError:
         return "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not template.lower().startswith(
-        f"{parts.scheme}://"
-    ):
-        return "must start with https:// (or http:// for a loopback host)"
-    if "@" in parts.netloc:
-        return "must not contain credentials (user:password@)"
+    problem = _scheme_problem(template, parts, "https:// (or http:// for a loopback host)")
+    if problem is not None:
+        return problem
     if parts.query or "?" in template:
         return "must not contain a query string"
     if parts.fragment or "#" in template:
@@ -272,14 +269,23 @@ def link_problem(template: str, placeholder: str) -> str | None:
         parts.port  # noqa: B018  (property access validates the port)
     except ValueError:
         return "is not a valid URL"
+    problem = _scheme_problem(template, parts, "https:// or http://")
+    if problem is not None:
+        return problem
+    if not parts.hostname or not _valid_host(parts.hostname, parts.netloc):
+        return "must include a valid host"
+    return None
+
+
+def _scheme_problem(template: str, parts: SplitResult, allowed: str) -> str | None:
+    """What every URL is checked for once split: an http(s) scheme spelled out in full
+    (`allowed` says which, in the message) and no user:password@."""
     if parts.scheme not in ("http", "https") or not template.lower().startswith(
         f"{parts.scheme}://"
     ):
-        return "must start with https:// or http://"
+        return f"must start with {allowed}"
     if "@" in parts.netloc:
         return "must not contain credentials (user:password@)"
-    if not parts.hostname or not _valid_host(parts.hostname, parts.netloc):
-        return "must include a valid host"
     return None
 
 
