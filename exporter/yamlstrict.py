@@ -56,6 +56,21 @@ class StrictLoader(yaml.SafeLoader):
             ) from None
 
 
+def read(path: str, what: str = "") -> str:
+    """The text of the file at `path`; ConfigError if it cannot be read or is not UTF-8.
+    `what` prefixes the message (`config.file: `)."""
+    try:
+        # utf-8-sig: editors on Windows like to prepend a BOM, which is not YAML content.
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f'{what}cannot read "{path}": {exc.strerror or exc}') from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f'{what}cannot read "{path}": not UTF-8 text (byte {exc.start})'
+        ) from None
+
+
 def load(text: str, source: str) -> tuple[Any, list[str]]:
     """The single document in `text`, and one problem line per duplicate key.
 

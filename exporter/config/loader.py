@@ -96,16 +96,7 @@ def parse(text: str, env: Mapping[str, str], source: str = "<config>") -> Config
 
 def load(path: str, env: Mapping[str, str]) -> Config:
     """Read and parse the config file at `path` (errors in the document are named by `path`)."""
-    try:
-        # utf-8-sig: editors on Windows like to prepend a BOM, which is not YAML content.
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError(f'config.file: cannot read "{path}": {exc.strerror or exc}') from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f'config.file: cannot read "{path}": not UTF-8 text (byte {exc.start})'
-        ) from None
+    text = yamlstrict.read(path, "config.file: ")
     return parse(text, env, source=path)
 
 

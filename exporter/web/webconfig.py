@@ -130,13 +130,7 @@ def parse(text: str, source: str = "<web config>", base_dir: str = ".") -> WebCo
 
 def load(path: str) -> WebConfig:
     """Read and parse the web config file at `path`."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError(f'cannot read "{path}": {exc.strerror or exc}') from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f'cannot read "{path}": not UTF-8 text (byte {exc.start})') from None
+    text = yamlstrict.read(path)
     return parse(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
