@@ -142,17 +142,7 @@ class AlbApi:
                     )
             except Reject as err:
                 status, headers = err.status, err.headers
-                body = dumps(
-                    {
-                        "RequestId": request_id,
-                        "HostId": host_id,
-                        "Code": err.code,
-                        "Message": err.message,
-                        "Recommend": f"https://api.aliyun.com/troubleshoot?q={err.code}"
-                        f"&product=Alb&requestId={request_id}",
-                        **err.extra,
-                    }
-                )
+                body = dumps(err.body(request_id, host_id, "Alb"))
                 headers = (("Content-Type", JSON), *headers)
                 record["code"] = err.code
             record["status"] = status

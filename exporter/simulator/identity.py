@@ -195,14 +195,7 @@ class Identity:
                 record.update(code="OK", issued_key_id=key_id, expiration=int(expires_at))
             except Reject as err:
                 status = err.status
-                body = {
-                    "RequestId": request_id,
-                    "HostId": "sts.aliyuncs.com",
-                    "Code": err.code,
-                    "Message": err.message,
-                    "Recommend": f"https://api.aliyun.com/troubleshoot?q={err.code}"
-                    f"&product=Sts&requestId={request_id}",
-                }
+                body = err.body(request_id, "sts.aliyuncs.com", "Sts")
                 record["code"] = err.code
             record["status"] = status
             self._calls.append(record)

@@ -71,6 +71,19 @@ class Reject(Exception):
         self.headers = headers
         self.extra = dict(extra or {})
 
+    def body(self, request_id: str, host_id: str, product: str) -> dict[str, Any]:
+        """The JSON error body as the gateway answers it; `product` names the service in
+        the troubleshooting link (Alb, Sts, ResourceDirectoryMaster)."""
+        return {
+            "RequestId": request_id,
+            "HostId": host_id,
+            "Code": self.code,
+            "Message": self.message,
+            "Recommend": f"https://api.aliyun.com/troubleshoot?q={self.code}"
+            f"&product={product}&requestId={request_id}",
+            **self.extra,
+        }
+
 
 def missing(name: str) -> Reject:
     return Reject(

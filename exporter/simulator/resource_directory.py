@@ -64,14 +64,9 @@ class ResourceDirectoryApi:
             except Reject as err:
                 status = err.status
                 body = dumps(
-                    {
-                        "RequestId": request_id,
-                        "HostId": "resourcedirectory.aliyuncs.com",
-                        "Code": err.code,
-                        "Message": err.message,
-                        "Recommend": f"https://api.aliyun.com/troubleshoot?q={err.code}"
-                        f"&product=ResourceDirectoryMaster&requestId={request_id}",
-                    }
+                    err.body(
+                        request_id, "resourcedirectory.aliyuncs.com", "ResourceDirectoryMaster"
+                    )
                 )
                 record["code"] = err.code
             record["status"] = status
