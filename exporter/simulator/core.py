@@ -163,14 +163,14 @@ class Simulator:
         `modify_time` is in Unix seconds (default: now, or the old finish time of a job that
         had already finished); error fields are replaced only when given.
         """
-        return self._world.set_status(
-            region,
-            job_id,
-            status,
-            error_code=error_code,
-            error_message=error_message,
-            modify_time=modify_time,
-        )
+        fields: dict[str, Any] = {"Status": status}
+        if error_code is not None:
+            fields["ErrorCode"] = error_code
+        if error_message is not None:
+            fields["ErrorMessage"] = error_message
+        if modify_time is not None:
+            fields["ModifyTime"] = int(modify_time * 1000)
+        return self._world.update_job(region, job_id, **fields)
 
     def remove_job(self, region: str, job_id: str) -> None:
         """Forget a job (as if retention dropped it); KeyError if unknown."""

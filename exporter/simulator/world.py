@@ -1,5 +1,5 @@
 """Simulated time and the regions' job sets: arrivals, retention, the listing order, and the
-explicit job control tests use (upsert, set_status, remove)."""
+explicit job control tests use (upsert, update, remove)."""
 
 from __future__ import annotations
 
@@ -227,28 +227,12 @@ class World:
             state.listing = None
             return job.view(now_ms)
 
-    def set_status(
-        self,
-        region: str,
-        job_id: str,
-        status: str,
-        *,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        modify_time: float | None = None,
-    ) -> dict[str, Any]:
-        """See `Simulator.set_status`."""
-        fields: dict[str, Any] = {"Id": job_id, "Status": status}
-        if error_code is not None:
-            fields["ErrorCode"] = error_code
-        if error_message is not None:
-            fields["ErrorMessage"] = error_message
-        if modify_time is not None:
-            fields["ModifyTime"] = int(modify_time * 1000)
+    def update_job(self, region: str, job_id: str, **fields: Any) -> dict[str, Any]:
+        """`upsert_job` of a job that must exist already (KeyError if unknown)."""
         with self._lock:
             if job_id not in self.state(self.check_region(region)).jobs:
                 raise KeyError(job_id)
-            return self.upsert_job(region, **fields)
+            return self.upsert_job(region, Id=job_id, **fields)
 
     def remove_job(self, region: str, job_id: str) -> None:
         """Forget a job (as if retention dropped it); KeyError if unknown."""
