@@ -11,7 +11,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -134,12 +133,7 @@ class ListAsynJobsClient:
     def __enter__(self) -> ListAsynJobsClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- listing -------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import ssl
 import threading
 from collections.abc import Callable
 from itertools import count
-from types import TracebackType
 from typing import Any
 from wsgiref.types import WSGIApplication
 
@@ -429,10 +428,5 @@ class Server:
     def __enter__(self) -> Server:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
