@@ -14,6 +14,10 @@ import threading
 import weakref
 from typing import Any
 
+import httpx
+
+from exporter.alibaba.tls import api_client
+
 
 class Cancel:
     """The sockets of the calls made with `extensions`; `cancel()` ends them all."""
@@ -48,6 +52,29 @@ class Cancel:
                     late = self._cancelled  # cancelled while this connection was made
                 if late:
                     _shutdown(sock)
+
+
+class CancellableClient:
+    """An `api_client` whose `close()` also ends the calls in flight: they fail at once
+    instead of waiting out the timeout (stopping must not wait on a hung API)."""
+
+    def __init__(
+        self, transport: httpx.BaseTransport | None, timeout: float, user_agent: str
+    ) -> None:
+        self._cancel = Cancel()
+        self._http = api_client(transport, timeout, user_agent)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.cancelled
+
+    def post(self, url: str, auth: httpx.Auth) -> httpx.Response:
+        """POST `url` with an empty body (the parameters are in the query), signed by `auth`."""
+        return self._http.post(url, content=b"", auth=auth, extensions=self._cancel.extensions)
+
+    def close(self) -> None:
+        self._cancel.cancel()
+        self._http.close()
 
 
 def _shutdown(sock: socket.socket) -> None:

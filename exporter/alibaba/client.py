@@ -24,9 +24,8 @@ from exporter.alibaba.answers import (
     redact,
     total_count,
 )
-from exporter.alibaba.cancel import Cancel
+from exporter.alibaba.cancel import CancellableClient
 from exporter.alibaba.signing import Signer, canonical_query
-from exporter.alibaba.tls import api_client
 from exporter.errors import (
     ApiError,
     AuthError,
@@ -119,15 +118,12 @@ class ListAsynJobsClient:
         # once (with whatever credentials the signer gets next).
         self._on_auth_expired = on_auth_expired
         self._pacer = pacer
-        # `close()` cancels the calls in flight (closing httpx's pool would not).
-        self._cancel = Cancel()
-        self._http = api_client(transport, timeout, user_agent)
+        self._http = CancellableClient(transport, timeout, user_agent)
 
     def close(self) -> None:
         """Close the connections and cancel the calls in flight: they raise
         `CancelledError` at once instead of waiting out `request_timeout` (SIGTERM must
         not wait for a hung API). Nothing is retried or observed after this."""
-        self._cancel.cancel()
         self._http.close()
 
     def __enter__(self) -> ListAsynJobsClient:
@@ -252,7 +248,7 @@ class ListAsynJobsClient:
             self._auth.prepare()
         if self._pacer is not None:
             self._pacer.acquire()
-        if self._cancel.cancelled:
+        if self._http.cancelled:
             raise CancelledError(f"{ACTION} cancelled: the exporter is shutting down")
         started = time.perf_counter()
         try:
@@ -295,11 +291,9 @@ class ListAsynJobsClient:
 
     def _post(self, url: str) -> httpx.Response:
         try:
-            return self._http.post(
-                url, content=b"", auth=self._auth, extensions=self._cancel.extensions
-            )
+            return self._http.post(url, self._auth)
         except (httpx.HTTPError, RuntimeError) as exc:
-            if not self._cancel.cancelled:
+            if not self._http.cancelled:
                 raise
             # Not an answer of the API: not observed, not retried (RuntimeError: httpx
             # refuses a request on a client closed meanwhile).

@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 
 from exporter.alibaba.answers import decode_answer, redact
-from exporter.alibaba.cancel import Cancel
+from exporter.alibaba.cancel import CancellableClient
 from exporter.alibaba.client import RequestPacer
 from exporter.alibaba.signing import Signer, canonical_query
-from exporter.alibaba.tls import api_client
 from exporter.errors import (
     ApiError,
     AuthError,
@@ -80,13 +79,11 @@ class RpcCaller:
         self._on_auth_expired = on_auth_expired
         self._retry_delay = retry_delay
         self._sleep = sleep
-        self._cancel = Cancel()
-        self._http = api_client(transport, timeout, user_agent)
+        self._http = CancellableClient(transport, timeout, user_agent)
 
     def close(self) -> None:
         """Close the connections and cancel the call in flight: it fails at once
         (discovery stopping must not wait out `request_timeout` on a silent API)."""
-        self._cancel.cancel()
         self._http.close()
 
     def call(self, params: Mapping[str, str], payload: str) -> Any:
@@ -118,14 +115,12 @@ class RpcCaller:
             self._auth.prepare()  # a credential fetch (AssumeRole) happens here
         if self._pacer is not None:
             self._pacer.acquire()
-        if self._cancel.cancelled:
+        if self._http.cancelled:
             raise CancelledError(f"{self.action} cancelled: the client was closed")
         try:
-            response = self._http.post(
-                url, content=b"", auth=self._auth, extensions=self._cancel.extensions
-            )
+            response = self._http.post(url, self._auth)
         except httpx.HTTPError as exc:
-            if self._cancel.cancelled:
+            if self._http.cancelled:
                 raise CancelledError(f"{self.action} cancelled: the client was closed") from exc
             if isinstance(exc, httpx.TimeoutException):
                 raise RequestTimeoutError(
