@@ -60,7 +60,6 @@ class Simulator:
         self._time = SimClock(self._lock, clock)
         self._keys = Keys(self._lock, clock, credentials)
         self._world = World(
-            self._lock,
             self._time,
             regions,
             seed=seed,

@@ -31,14 +31,14 @@ class SimClock:
     """The simulated time: the injected clock plus an offset, or a frozen instant."""
 
     def __init__(self, lock: threading.RLock, clock: Callable[[], float]) -> None:
-        self._lock = lock
+        self.lock = lock  # the simulator's one lock, which the world shares
         self._clock = clock
         self._offset = 0.0
         self._frozen_at: float | None = None
 
     def now(self) -> float:
         """The simulated time in Unix seconds (what the jobs' status is computed at)."""
-        with self._lock:
+        with self.lock:
             if self._frozen_at is not None:
                 return self._frozen_at
             return self._clock() + self._offset
@@ -48,26 +48,26 @@ class SimClock:
 
     def freeze(self) -> None:
         """Stop simulated time where it is now (until `unfreeze()`)."""
-        with self._lock:
+        with self.lock:
             self._frozen_at = self.now()
 
     def unfreeze(self) -> None:
         """Let simulated time run again, continuing from the frozen instant."""
-        with self._lock:
+        with self.lock:
             if self._frozen_at is not None:
                 self._offset = self._frozen_at - self._clock()
                 self._frozen_at = None
 
     @property
     def frozen(self) -> bool:
-        with self._lock:
+        with self.lock:
             return self._frozen_at is not None
 
     def advance(self, seconds: float) -> None:
         """Move simulated time forward (jobs arrive and finish as if that time had passed)."""
         if seconds < 0 or not math.isfinite(seconds):
             raise ValueError("advance() takes a finite number of seconds >= 0")
-        with self._lock:
+        with self.lock:
             if self._frozen_at is not None:
                 self._frozen_at += seconds
             else:
@@ -76,11 +76,10 @@ class SimClock:
 
 class World:
     """Every region's jobs, created on first use and brought up to the simulated now
-    whenever looked at. The caller holds the lock around `state` and `listing`."""
+    whenever looked at. The caller holds the lock (the clock's) around `state` and `listing`."""
 
     def __init__(
         self,
-        lock: threading.RLock,
         time: SimClock,
         regions: Sequence[str],
         *,
@@ -89,8 +88,8 @@ class World:
         history_ms: int,
         retention_ms: int,
     ) -> None:
-        self._lock = lock
         self._time = time
+        self._lock = time.lock
         self._seed = seed
         self.jobs_per_minute = jobs_per_minute
         self._history_ms = history_ms
