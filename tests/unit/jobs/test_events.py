@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -131,11 +131,27 @@ def procs_wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 # --- a stalled output never blocks emit (issue 23) -----------------------------------------
 
 
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """A named pipe for the output: opening it for writing blocks until a reader opens it."""
+    path = tmp_path / "events.fifo"
+    os.mkfifo(path)
+    return path
+
+
+@contextlib.contextmanager
+def reading(fifo: Path) -> Iterator[int]:
+    """The read end of `fifo`, non-blocking; closed on leaving (after the events are)."""
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        yield reader
+    finally:
+        os.close(reader)
+
+
 def test_a_pipe_with_no_reader_is_not_ready_and_emit_does_not_wait(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fifo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fifo = tmp_path / "events.fifo"
-    os.mkfifo(fifo)
     with caplog.at_level(logging.WARNING, logger="exporter.jobs.events"):
         started = time.monotonic()
         events = JobEvents(str(fifo), ["Failed"], queue_size=3)
@@ -145,63 +161,57 @@ def test_a_pipe_with_no_reader_is_not_ready_and_emit_does_not_wait(
         time.sleep(1.2)
     assert "no reader has open" in caplog.text and caplog.text.count("no reader") == 1
     assert caplog.text.count("dropped until it does") == 1
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        assert events.flush(5)
-        assert ids(os.read(reader, 65536).decode()) == ["j0", "j1", "j2"]
-        assert events.stats() == (0, 2)
-    finally:
-        events.close(timeout=1)
-        os.close(reader)
+    with reading(fifo) as reader:
+        try:
+            assert events.flush(5)
+            assert ids(os.read(reader, 65536).decode()) == ["j0", "j1", "j2"]
+            assert events.stats() == (0, 2)
+        finally:
+            events.close(timeout=1)
 
 
 def test_a_reader_that_stops_reading_fills_the_queue_then_gets_every_line_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fifo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fifo = tmp_path / "events.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    changes: list[tuple[int, int]] = []
-    events = JobEvents(
-        str(fifo), ["Failed"], queue_size=100, on_change=lambda q, d: changes.append((q, d))
-    )
-    try:
-        sent = [f"j{i:05d}" for i in range(3000)]  # far more than the pipe holds (64 KiB)
-        for start in range(0, len(sent), 10):
-            events.emit(
-                "prod", "r", [job(i, message="m" * 200) for i in sent[start : start + 10]], T0
-            )
-        queued, dropped = events.stats()
-        assert queued == 100 and dropped > 0
-        assert changes[-1][0] == 100 and sum(d for _, d in changes) == dropped
-        got: list[str] = []
-        buffer = b""
-        deadline = time.monotonic() + 10
-        while len(got) + dropped < len(sent):
-            assert time.monotonic() < deadline
-            try:
-                buffer += os.read(reader, 65536)
-            except BlockingIOError:
-                time.sleep(0.01)
-            *lines, buffer = buffer.split(b"\n")
-            got += [json.loads(x)["job_id"] for x in lines]
-        assert len(set(got)) == len(got)  # none twice
-        assert got == sorted(got)  # in order
-        assert set(got) <= set(sent)
-        assert events.stats() == (0, dropped) and changes[-1] == (0, 0)
-        # One line per episode, not per write: the queue may empty once while the pipe still
-        # had room (a first episode), then fills for good (a second); never more.
-        assert 1 <= caplog.text.count("dropped until it does") <= 2
-    finally:
-        events.close(timeout=1)
-        os.close(reader)
+    with reading(fifo) as reader:
+        changes: list[tuple[int, int]] = []
+        events = JobEvents(
+            str(fifo), ["Failed"], queue_size=100, on_change=lambda q, d: changes.append((q, d))
+        )
+        try:
+            sent = [f"j{i:05d}" for i in range(3000)]  # far more than the pipe holds (64 KiB)
+            for start in range(0, len(sent), 10):
+                events.emit(
+                    "prod", "r", [job(i, message="m" * 200) for i in sent[start : start + 10]], T0
+                )
+            queued, dropped = events.stats()
+            assert queued == 100 and dropped > 0
+            assert changes[-1][0] == 100 and sum(d for _, d in changes) == dropped
+            got: list[str] = []
+            buffer = b""
+            deadline = time.monotonic() + 10
+            while len(got) + dropped < len(sent):
+                assert time.monotonic() < deadline
+                try:
+                    buffer += os.read(reader, 65536)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                *lines, buffer = buffer.split(b"\n")
+                got += [json.loads(x)["job_id"] for x in lines]
+            assert len(set(got)) == len(got)  # none twice
+            assert got == sorted(got)  # in order
+            assert set(got) <= set(sent)
+            assert events.stats() == (0, dropped) and changes[-1] == (0, 0)
+            # One line per episode, not per write: the queue may empty once while the pipe still
+            # had room (a first episode), then fills for good (a second); never more.
+            assert 1 <= caplog.text.count("dropped until it does") <= 2
+        finally:
+            events.close(timeout=1)
 
 
 def test_close_gives_up_on_a_stalled_output_at_its_deadline(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fifo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fifo = tmp_path / "events.fifo"
-    os.mkfifo(fifo)
     events = JobEvents(str(fifo), ["Failed"])
     events.emit("prod", "r", [job("a")], T0)
     started = time.monotonic()
