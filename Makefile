@@ -55,8 +55,11 @@ unit: $(STAMP) tools
 
 test: lint typecheck unit
 
+# PYTHONDONTWRITEBYTECODE set empty: where the environment sets it (this machine does),
+# every run would compile the package again and pytest would rewrite every test module's
+# asserts again, about 6 s of a worker's start; the caches go in __pycache__ (git-ignored).
 check: lint typecheck
-	$(BIN)/python -m pytest -q -n 2 -m "not e2e and not tools and not slow"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 -m "not e2e and not tools and not slow"
 
 # API-call economy and serving cost against the simulator; writes bench/RESULTS.md.
 # `make test` runs it in --quick mode (tests/tools/test_bench.py) so it cannot rot.
