@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 class Refresher:
     """Single-flight, TTL-cached refreshes of many targets on a bounded thread pool.
 
-    Freshness is the monotonic time each target's last refresh finished: the result of its
-    refresh's future, kept per target (not a TTL cache) so a reload can keep it for
-    unchanged targets and apply a new `cache_ttl` to it. All state is under `_lock`.
+    Freshness is the monotonic time each target's last refresh finished, kept per target
+    (not a TTL cache) so a reload can keep it for unchanged targets and apply a new
+    `cache_ttl` to it. All state is under `_lock`.
     """
 
     def __init__(
@@ -40,10 +40,10 @@ class Refresher:
         # refresh that has just finished runs right there.
         self._lock = threading.RLock()
         self._targets = dict(targets)
-        # Each target's last refresh; its result is the time it finished. Keyed by target
-        # identity, not (account, region): after a reload replaces the target under a key,
-        # the old target's refresh must neither be reused nor count as the new one's.
-        self._inflight: dict[int, Future[float]] = {}
+        # Each target's last refresh. Keyed by target identity, not (account, region): after
+        # a reload replaces the target under a key, the old target's refresh must neither
+        # be reused nor count as the new one's.
+        self._inflight: dict[int, _Refresh] = {}
         self._timer = timer
         self._cache_ttl = cache_ttl
         self._max_workers = max_workers
@@ -87,11 +87,11 @@ class Refresher:
             for target in self._targets.values():
                 if id(target) in kept or retired is None:
                     continue
-                future = self._inflight.get(id(target))
-                if future is None or future.done():
+                last = self._inflight.get(id(target))
+                if last is None or last.future.done():
                     now_retired.append(target)
                 else:
-                    future.add_done_callback(functools.partial(_retire, retired, target))
+                    last.future.add_done_callback(functools.partial(_retire, retired, target))
             self._inflight = {k: f for k, f in self._inflight.items() if k in kept}
             self._targets = dict(targets)
             self._cache_ttl = cache_ttl
@@ -116,31 +116,38 @@ class Refresher:
             wanted = list(self._targets) if keys is None else list(keys)
             if self._closed:
                 return True  # no refresh starts any more: serve what there is
-            futures = [self._future(key) for key in wanted if key in self._targets]
+            now = self._timer()
+            running = [self._unless_fresh(key, now) for key in wanted if key in self._targets]
+        futures = [future for future in running if future is not None]
         if not futures:
-            return True
+            return True  # the scrape served from cache: no future's lock taken
         _, pending = wait(futures, timeout=timeout)
         return not pending
 
-    def _is_fresh(self, refresh: Future[float]) -> bool:
-        if refresh.cancelled() or refresh.exception() is not None:
-            return False
-        return self._timer() - refresh.result() < self._cache_ttl
-
-    def _future(self, key: TargetKey) -> Future[float]:
+    def _unless_fresh(self, key: TargetKey, now: float) -> Future[None] | None:
+        """None if the target's last refresh is fresh; else the one running, or a new one."""
         target = self._targets[key]
-        current = self._inflight.get(id(target))
-        if current is not None and (not current.done() or self._is_fresh(current)):
-            return current
-        future = self._pool.submit(self._run, target)
-        self._inflight[id(target)] = future
-        return future
+        last = self._inflight.get(id(target))
+        if last is not None:
+            finished = last.finished
+            if finished is not None:
+                if now - finished < self._cache_ttl:
+                    return None
+            elif not last.future.done():
+                return last.future
+            # else it ended without finishing: cancelled by a shutdown
+        refresh = _Refresh()
+        refresh.future = self._pool.submit(self._run, target, refresh)
+        self._inflight[id(target)] = refresh
+        return refresh.future
 
-    def _run(self, target: Target) -> float:
-        """Refresh `target`; the time it finished is the future's result.
+    def _run(self, target: Target, refresh: _Refresh) -> None:
+        """Refresh `target`, then record when it finished.
 
-        Not set by a done-callback: a future is done before its callbacks run, and a scrape
-        in between saw a finished refresh not yet fresh and started another (issue 24).
+        Recorded here, before the future is done, not by a done-callback: a future is done
+        before its callbacks run, and a scrape in between saw a finished refresh not yet
+        fresh and started another (issue 24). After the hook: a scrape that finds the
+        refresh fresh finds what the hook published too.
         """
         try:
             target.refresh()
@@ -152,7 +159,7 @@ class Refresher:
                 self._after_refresh(target)
             except Exception:  # e.g. a full disk must not stop the refreshes
                 log.exception("after-refresh hook failed")
-        return finished
+        refresh.finished = finished
 
     def shutdown(self) -> None:
         """Let in-flight refreshes finish; start no new ones."""
@@ -161,6 +168,18 @@ class Refresher:
             pools = [*self._retired_pools, self._pool]
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Refresh:
+    """A target's last refresh. `finished` (monotonic seconds) is written once, by the worker,
+    before `future` is done; a scrape reads it without taking the future's lock, which is
+    what made every cached scrape cost 4 lock round trips a target (issue 19's bench)."""
+
+    __slots__ = ("finished", "future")
+
+    def __init__(self) -> None:
+        self.future: Future[None] = Future()  # replaced by the pool's as it is submitted
+        self.finished: float | None = None
 
 
 def _retire(retired: Callable[[Target], None], target: Target, *_done: object) -> None:
