@@ -12,7 +12,7 @@ families' samples.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -22,7 +22,6 @@ Encoder = Callable[[Collector], bytes]
 _EOF = b"# EOF\n"
 
 
-@runtime_checkable
 class PreRendered(Protocol):
     def exposition_parts(self, openmetrics: bool) -> list[bytes]:
         """HELP, TYPE and sample lines, UTF-8, byte for byte what prometheus_client
@@ -45,14 +44,14 @@ def _format(content_type: str) -> bool | None:
     return False if escaping in ("underscores", "allow-utf-8", "values") else None
 
 
-class _One(Collector):
-    """A registry of one family, for prometheus_client's encoder."""
+class _Some(Collector):
+    """A registry of a run of families, for prometheus_client's encoder."""
 
-    def __init__(self, metric: Metric) -> None:
-        self._metric = metric
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        return (self._metric,)
+        return self._metrics
 
 
 def fast_encoder(content_type: str, fallback: Encoder) -> Encoder:
@@ -66,12 +65,24 @@ def fast_encoder(content_type: str, fallback: Encoder) -> Encoder:
         # Pieces joined once at the end: at 1,000 targets the exposition is ~36 MB, and
         # every whole copy of it on the way would add that to the peak memory.
         out: list[bytes] = []
+        run: list[Metric] = []  # families for prometheus_client, encoded in one call
+
+        def encode_run() -> None:
+            if run:
+                body = fallback(_Some(run))
+                out.append(body.removesuffix(_EOF) if openmetrics else body)
+                run.clear()
+
         for metric in registry.collect():
-            if isinstance(metric, PreRendered):
-                out.extend(metric.exposition_parts(openmetrics))
+            # Not isinstance() of a runtime-checkable Protocol: that inspects the class on
+            # every call, a third of an uncached scrape's encoding at 1 target.
+            parts = getattr(metric, "exposition_parts", None)
+            if parts is None:
+                run.append(metric)
                 continue
-            body = fallback(_One(metric))
-            out.append(body.removesuffix(_EOF) if openmetrics else body)
+            encode_run()
+            out.extend(parts(openmetrics))
+        encode_run()
         if openmetrics:
             out.append(_EOF)
         return b"".join(out)
