@@ -177,8 +177,9 @@ class _Refresh:
 
     __slots__ = ("finished", "future")
 
+    future: Future[None]  # set as soon as the pool has it, under the refresher's lock
+
     def __init__(self) -> None:
-        self.future: Future[None] = Future()  # replaced by the pool's as it is submitted
         self.finished: float | None = None
 
 
