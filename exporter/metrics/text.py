@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
@@ -30,6 +32,8 @@ from exporter.jobs.snapshot import Exemplar, HistogramSnapshot
 from exporter.metrics.table import MetricSpec, family_name
 
 _float_to_go_string: Callable[[float], str] = _untyped_float_to_go_string
+# The OpenMetrics module is untyped upstream.
+_generate_openmetrics: Callable[[Metric], bytes] = openmetrics_exposition.generate_latest
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -310,3 +314,34 @@ class RenderedFamily(Metric):
         for lines in self._parts:
             out += lines.parts(openmetrics)
         return out
+
+
+class EncodedFamily(Metric):
+    """A family of prometheus_client's own making (a Counter's or a Gauge's collect())
+    whose text its encoders write once per format and this keeps: for a family that
+    changes rarely, kept as long as its values do (see `SelfMetrics`' instruments)."""
+
+    def __init__(self, metric: Metric) -> None:
+        # Metric.__init__ would check the name and type again; they are prometheus_client's.
+        self.name = metric.name
+        self.documentation = metric.documentation
+        self.unit = metric.unit
+        self.type = metric.type
+        self.samples = metric.samples
+        self._parts: dict[bool, list[bytes]] = {}
+
+    def collect(self) -> list[Metric]:
+        """Itself, as the one family of a registry (for the encoders)."""
+        return [self]
+
+    def exposition_parts(self, openmetrics: bool) -> list[bytes]:
+        held = self._parts.get(openmetrics)
+        if held is None:
+            # Our names are legacy ones, written the same under every escaping we
+            # pre-render (see `exporter.web.exposition`).
+            if openmetrics:
+                held = [_generate_openmetrics(self).removesuffix(b"# EOF\n")]
+            else:
+                held = [generate_latest(self)]
+            self._parts[openmetrics] = held
+        return held

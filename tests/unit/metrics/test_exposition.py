@@ -78,6 +78,9 @@ STEPS: dict[str, Callable[[Exposition, Prod], None]] = {
     "expiry removed": lambda e, _: e.metrics.set_credentials_expiry("prod", "ram_role_arn", None),
     "forget_account": lambda e, _: e.metrics.forget_account("prod"),
     "set_reload_ok": lambda e, _: e.metrics.set_reload_ok(False),
+    "discovery succeeded": lambda e, _: e.metrics.succeeded("resource_directory", "", T0),
+    "discovery failed": lambda e, _: e.metrics.failed("regions", "prod", "Throttling"),
+    "discovery targets": lambda e, _: e.metrics.set_discovery_targets(1, 4),
     "target refreshed and published": _refresh,
     "target removed": lambda e, _: e.set_targets([]),
     "options reloaded": lambda e, _: e.configure(
