@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -342,66 +343,115 @@ def compare(old_rev: str, new_rev: str | None, targets: list[int], quick: bool) 
     )
 
 
-def inproc_point(tree: Path, targets: int, quick: bool) -> dict[str, Any]:
-    """`bench/inproc_point.py` in a child running `tree`'s code."""
-    script = Path(__file__).resolve().parent / "inproc_point.py"
-    # The median of 21 rounds below 1,000 targets: at 1 target one round is one refresh,
-    # and the median of 5 moved by 25 % between runs of the same code on this machine.
-    rounds, scrapes = (1, 5) if quick else (5 if targets >= 1000 else 21, 200)
-    out = subprocess.run(
-        [sys.executable, str(script), str(targets), str(rounds), str(scrapes)],
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    if not result["exporter"].startswith(str(tree)):
-        raise RuntimeError(f"{tree}: ran {result['exporter']}")
-    return result
+class _InprocChild:
+    """`bench/inproc_point.py` in a child running `tree`'s code (see there)."""
+
+    def __init__(self, tree: Path, targets: int) -> None:
+        script = Path(__file__).resolve().parent / "inproc_point.py"
+        self.tree = tree
+        self._proc = subprocess.Popen(
+            [sys.executable, str(script), str(targets)],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> dict[str, Any]:
+        hello: dict[str, Any] = self._read()
+        if not hello["exporter"].startswith(str(self.tree)):
+            raise RuntimeError(f"{self.tree}: ran {hello['exporter']}")
+        return hello
+
+    def ask(self, command: str) -> float:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(command + "\n")
+        self._proc.stdin.flush()
+        return float(self._read())
+
+    def _read(self) -> Any:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.tree}: the in-process point exited ({self._proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write("quit\n")
+            self._proc.stdin.close()
+            self._proc.wait(timeout=300)
+
+
+def _interleaved(children: dict[str, _InprocChild], command: str, n: int) -> dict[str, list[float]]:
+    """`n` answers to `command` from each child, asked in turn, who goes first alternating."""
+    got: dict[str, list[float]] = {which: [] for which in children}
+    order = list(children)
+    for i in range(n):
+        for which in order if i % 2 == 0 else order[::-1]:
+            got[which].append(children[which].ask(command))
+    return got
+
+
+def inproc_counts(targets: int, quick: bool) -> tuple[int, int]:
+    """(/metrics and /probe calls, refresh rounds) per revision at `targets`. At 1 target
+    a round is one refresh, a few ms: many rounds for a stable median."""
+    if quick:
+        return 5, 1
+    return 200, 9 if targets >= 1000 else 31 if targets >= 100 else 61
 
 
 def compare_inproc(old_rev: str, new_rev: str, targets: list[int], quick: bool) -> str:
-    """In-process points of two revisions side by side: old, new, new, old per size."""
+    """In-process points of two revisions side by side, both running at once and every
+    measure asked of each in turn."""
     trees = {"old": checkout(old_rev), "new": checkout(new_rev)}
     rows = [
         "| targets | series | revision | /metrics from cache | /probe from cache "
-        "| CPU per target per refresh |",
+        "| CPU per target per refresh (p25, median, p75) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for n in targets:
-        got: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
-        for which in ("old", "new", "new", "old"):
-            got[which].append(inproc_point(trees[which][0], n, quick))
-            _progress_line(f"[{n:,} targets in process] {which} done")
-        mean = {
+        calls, rounds = inproc_counts(n, quick)
+        children = {which: _InprocChild(trees[which][0], n) for which in ("old", "new")}
+        try:
+            series = {which: child.ready()["series"] for which, child in children.items()}
+            _progress_line(f"[{n:,} targets in process] both ready")
+            metrics = _interleaved(children, "metrics", calls)
+            probe = _interleaved(children, "probe", calls)
+            cpu = _interleaved(children, "round", rounds)
+        finally:
+            for child in children.values():
+                child.close()
+        got: dict[str, dict[str, Any]] = {
             which: {
-                key: [sum(p[key][i] for p in points) / 2 for i in (0, 1)]
-                if key in ("metrics", "probe")
-                else sum(p[key] for p in points) / 2
-                for key in ("metrics", "probe", "cpu_per_target", "series")
+                "metrics": scale.percentiles(metrics[which]),
+                "probe": scale.percentiles(probe[which]),
+                "cpu": statistics.quantiles(cpu[which], n=4) if rounds > 1 else cpu[which] * 3,
             }
-            for which, points in got.items()
+            for which in children
         }
         for which in ("old", "new"):
-            m = mean[which]
+            m = got[which]
+            p25, median, p75 = (x * 1000 for x in m["cpu"])
             rows.append(
-                f"| {n:,} | {m['series']:,.0f} | {which} ({trees[which][1]}) "
-                f"| {_us(m['metrics'])} | {_us(m['probe'])} | {m['cpu_per_target'] * 1000:.2f} ms |"
+                f"| {n:,} | {series[which]:,} | {which} ({trees[which][1]}) "
+                f"| {_us(m['metrics'])} | {_us(m['probe'])} "
+                f"| {p25:.2f}, **{median:.2f}**, {p75:.2f} ms |"
             )
-        o, w = mean["old"], mean["new"]
+        o, w = got["old"], got["new"]
         rows.append(
             f"| {n:,} | | new / old | p50 {w['metrics'][0] / o['metrics'][0]:.2f}, "
             f"p99 {w['metrics'][1] / o['metrics'][1]:.2f} "
             f"| p50 {w['probe'][0] / o['probe'][0]:.2f}, p99 {w['probe'][1] / o['probe'][1]:.2f} "
-            f"| {w['cpu_per_target'] / o['cpu_per_target']:.2f} |"
+            f"| median {w['cpu'][1] / o['cpu'][1]:.2f} |"
         )
         print("\n".join(rows[-3:]), flush=True)
     return "\n".join(rows)
 
 
-def _us(pair: list[float]) -> str:
+def _us(pair: tuple[float, float]) -> str:
     return f"p50 {pair[0] * 1e6:.1f} us, p99 {pair[1] * 1e6:.1f} us"
 
 
@@ -476,14 +526,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{INPROC_START}\n## Old vs new in process, side by side in one run\n\n"
             f"`python -m bench --compare {parsed.compare} --new {parsed.new or 'HEAD'} --inproc "
             f"--targets {parsed.targets}`: each revision's own `bench.scale.in_process_app` "
-            "(an App and the simulator in one child process per point, running that "
+            "(an App and the simulator in one child process per revision, running that "
             "revision's code; ~1,000 jobs per target of the simulator's mix, no added "
-            "latency), measured old, new, new, old and averaged per revision. /metrics and "
-            "/probe from cache: the exporter's WSGI app called directly (gzip accepted, no "
-            "HTTP), 200 calls each. CPU per target per refresh: the per-thread CPU clocks "
-            "of the scraping thread and the refresh workers (not the simulator's threads) "
-            "over one scrape that refreshes every target and serves the result, median of 21 "
-            "rounds (5 at 1,000 targets); "
+            "latency). Both children run at once and every measure is asked of each in "
+            "turn, who goes first alternating, so a slow spell of the machine falls on both "
+            "alike. /metrics and /probe from cache: the exporter's WSGI app called directly "
+            "(gzip accepted, no HTTP), 200 calls each. CPU per target per refresh: the "
+            "per-thread CPU clocks of the scraping thread and the refresh workers (not the "
+            "simulator's threads) over one scrape that refreshes every target and serves the "
+            "result, rounds of 61, 31 and 9 at 1, 100 and 1,000 targets; "
             "it holds the render wherever the revision does it (old: at the scrape, new: "
             f"when each target is published). Machine: {machine()}.\n\n{table}\n{INPROC_END}\n"
         )

@@ -1,20 +1,27 @@
-"""One in-process point of `python -m bench --compare`, run by path in a child whose
-PYTHONPATH is a revision's checkout, so that `bench.scale` and `exporter` are that
-revision's: an App and the simulator in one process, no HTTP.
+"""One revision's side of `python -m bench --compare --inproc`, run by path in a child
+whose PYTHONPATH is that revision's checkout, so that `bench.scale` and `exporter` are
+that revision's: an App and the simulator in one process, no HTTP.
 
-Prints one JSON line: the series, /metrics and /probe from cache (the exporter's WSGI
-app, gzip) p50 and p99 in seconds, and the exporter's CPU per target per refresh: the CPU
-time of the scraping thread and of the refresh workers (per-thread clocks, nanosecond
-resolution; the simulator's threads are not counted) over one scrape that refreshes every
-target and serves the result (the median of `rounds`).
+The parent runs one such child per revision at the same time and sends each measurement
+to them in turn (old, new, new, old, ...): this machine's speed moves by up to 1.7x for
+a second or more at a time (other tenants of the host), and a measure taken while the
+other revision waits would put such a spell on one side only.
 
-Usage: python bench/inproc_point.py TARGETS ROUNDS SCRAPES
+Protocol, a line each way: the child prints `{"exporter": ..., "series": N}` once its
+first complete data is served, then answers each command with one JSON number:
+- `metrics`: the seconds of one /metrics from cache (the exporter's WSGI app, gzip);
+- `probe`: the same for one target's /probe;
+- `round`: the exporter's CPU per target of one scrape that refreshes every target and
+  serves the result: the CPU time of the scraping thread and of the refresh workers
+  (per-thread clocks, nanosecond resolution; the simulator's threads are not counted);
+- `quit`: ends the child.
+
+Usage: python bench/inproc_point.py TARGETS
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import threading
 import time
@@ -40,7 +47,12 @@ def _exporter_threads() -> list[threading.Thread]:
     ]
 
 
-def main(targets: int, rounds: int, scrapes: int) -> None:
+def _answer(value: object) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def main(targets: int) -> None:
     regions = 1 if targets == 1 else 10
     names = scale.REGIONS[:regions]
     sim = scale.mix_simulator(names, 1000)
@@ -48,31 +60,36 @@ def main(targets: int, rounds: int, scrapes: int) -> None:
     with scale.in_process_app(sim, max(1, targets // regions), names, **settings) as app:
         wsgi = make_wsgi_app(app.web_hooks())
         plain = scale.wsgi_get(wsgi, gzip=False)
-        scale.wsgi_get(wsgi)
-        metrics = scale.timed(lambda: scale.wsgi_get(wsgi), scrapes)
         query = f"account=acct000&region={names[0]}"
+        scale.wsgi_get(wsgi)
         scale.wsgi_get(wsgi, "/probe", query=query)
-        probe = scale.timed(lambda: scale.wsgi_get(wsgi, "/probe", query=query), scrapes)
-        per_target = []
-        for _ in range(rounds):
+        _answer({"exporter": exporter.__file__, "series": scale.series(plain)})
+
+        def timed(path: str, query: str = "") -> float:
+            started = time.perf_counter()
+            scale.wsgi_get(wsgi, path, query=query)
+            return time.perf_counter() - started
+
+        def one_round() -> float:
             running = {t.key: t for t in app.refresher.targets()}
             app.refresher.set_targets(running, cache_ttl=0.0)  # every target due
             before = _cpu(_exporter_threads())
             scale.wsgi_get(wsgi)
-            per_target.append((_cpu(_exporter_threads()) - before) / targets)
+            spent = (_cpu(_exporter_threads()) - before) / targets
             app.refresher.set_targets(running, cache_ttl=3600.0)
-    print(
-        json.dumps(
-            {
-                "exporter": exporter.__file__,
-                "series": scale.series(plain),
-                "metrics": scale.percentiles(metrics),
-                "probe": scale.percentiles(probe),
-                "cpu_per_target": statistics.median(per_target),
-            }
-        )
-    )
+            return spent
+
+        commands = {
+            "metrics": lambda: timed("/metrics"),
+            "probe": lambda: timed("/probe", query),
+            "round": one_round,
+        }
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "quit":
+                break
+            _answer(commands[command]())
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:4]))
+    main(int(sys.argv[1]))
