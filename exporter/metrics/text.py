@@ -113,7 +113,14 @@ class LabelWriter:
         # Histogram buckets add `le`: where it goes among the sorted names.
         self._le_at = sum(1 for name in self._names if name < "le")
         self._parts = RenderMemo(self._split)
-        self.start = self._parts.start
+        # A label set's bucket label strings, for the bounds they were written for.
+        self._buckets: RenderMemo[tuple[tuple[str, ...], tuple[float, ...]], list[str]] = (
+            RenderMemo(self._bucket_list)
+        )
+
+    def start(self) -> None:
+        self._parts.start()
+        self._buckets.start()
 
     def __len__(self) -> int:
         """Label sets whose strings are held."""
@@ -133,10 +140,18 @@ class LabelWriter:
             return f"{{{before},{after}}}"
         return f"{{{before or after}}}" if before or after else ""
 
-    def bucket_labels(self, values: tuple[str, ...], le: str) -> str:
+    def bucket_labels(self, values: tuple[str, ...], bounds: tuple[float, ...]) -> list[str]:
+        """The label strings of a histogram's `_bucket` lines, one per bound."""
+        return self._buckets((values, bounds))
+
+    def _bucket_list(self, key: tuple[tuple[str, ...], tuple[float, ...]]) -> list[str]:
+        values, bounds = key
         before, after = self._parts(values)
-        inner = ",".join(part for part in (before, f'le="{le}"', after) if part)
-        return f"{{{inner}}}"
+        out = []
+        for bound in bounds:
+            inner = ",".join(part for part in (before, f'le="{go_float(bound)}"', after) if part)
+            out.append(f"{{{inner}}}")
+        return out
 
 
 # SPEC "Exemplars": the one label of an exemplar, and OpenMetrics' limit on the length of
@@ -241,12 +256,14 @@ def value_lines(
     """The sample lines of a gauge or counter, sorted by label values; a counter's with
     the exemplars given for its label sets."""
     name = metric.name
-    exemplars = exemplars or {}
+    labels = writer.labels
+    if not exemplars:
+        # Most families (every gauge) carry none: the lines joined in one go.
+        text = "".join([f"{name}{labels(key)} {go_float(values[key])}\n" for key in sorted(values)])
+        return SampleLines(text.encode("utf-8"))
     lines = _Lines()
     for key in sorted(values):
-        lines.add(
-            f"{name}{writer.labels(key)} {go_float(values[key])}", exemplar_text(exemplars.get(key))
-        )
+        lines.add(f"{name}{labels(key)} {go_float(values[key])}", exemplar_text(exemplars.get(key)))
     return lines.finish()
 
 
@@ -262,12 +279,10 @@ def histogram_lines(
     for key in sorted(histograms):
         hist = histograms[key]
         exemplars = hist.exemplars or (None,) * len(hist.buckets)
-        for (bound, count), exemplar in zip(hist.buckets, exemplars, strict=True):
-            le = go_float(bound)
-            lines.add(
-                f"{name}_bucket{writer.bucket_labels(key, le)} {go_float(count)}",
-                exemplar_text(exemplar),
-            )
+        bounds = tuple(bound for bound, _ in hist.buckets)
+        bucket_labels = writer.bucket_labels(key, bounds)
+        for (_, n), labels, exemplar in zip(hist.buckets, bucket_labels, exemplars, strict=True):
+            lines.add(f"{name}_bucket{labels} {go_float(n)}", exemplar_text(exemplar))
         labels = writer.labels(key)
         # prometheus_client's _count is the +Inf bucket (the store's buckets end with it).
         lines.add(f"{name}_count{labels} {go_float(hist.buckets[-1][1])}")

@@ -3,14 +3,20 @@ config's lists of names held equal to the metric table."""
 
 from __future__ import annotations
 
+import functools
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import config
+from exporter.jobs.snapshot import Exemplar, HistogramSnapshot, newest
 from exporter.jobs.store import JobStore
 from exporter.jobs.target import TargetStatus
-from exporter.metrics.samples import DURATION, ExpositionOptions
+from exporter.metrics.samples import DURATION, ExpositionOptions, merged
 from exporter.metrics.table import JOB_COLLECTOR_METRICS, spec
 from exporter.wire import FAILED, PROCESSING, SUCCEEDED
 from tests.unit.metrics.fakes import T0, FakeView, mkjob, published
@@ -139,3 +145,47 @@ def test_configure_applies_from_the_next_scrape() -> None:
 def test_unknown_labels_are_refused() -> None:
     with pytest.raises(ValueError, match="operate_type"):
         ExpositionOptions(("status", "operate_type"))
+
+
+def _pairwise(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
+    """What summing two label sets means (the merge before it was done in one pass):
+    bucket counts, sums and counts added, the newer exemplar per bucket; a histogram
+    with other bounds left out."""
+    if [bound for bound, _ in a.buckets] != [bound for bound, _ in b.buckets]:
+        return a
+    buckets = tuple((bound, x + y) for (bound, x), (_, y) in zip(a.buckets, b.buckets, strict=True))
+    exemplars = a.exemplars or b.exemplars
+    if a.exemplars and b.exemplars:
+        exemplars = tuple(
+            y if x is None else x if y is None else newest(x, y)
+            for x, y in zip(a.exemplars, b.exemplars, strict=True)
+        )
+    return HistogramSnapshot(buckets, a.sum + b.sum, a.count + b.count, exemplars)
+
+
+exemplars = st.builds(
+    Exemplar,
+    job_id=st.sampled_from(["j1", "j2", "j3"]),
+    value=st.floats(0, 100),
+    timestamp=st.sampled_from([T0, T0 + 1.5]),  # ties, broken by the id
+)
+
+
+@st.composite
+def histograms(draw: st.DrawFn) -> HistogramSnapshot:
+    bounds = draw(st.sampled_from([(5.0, 60.0, math.inf), (1.0, math.inf)]))
+    counts = sorted(draw(st.lists(st.integers(0, 50), min_size=len(bounds), max_size=len(bounds))))
+    held = draw(st.booleans())
+    return HistogramSnapshot(
+        tuple(zip(bounds, counts, strict=True)),
+        draw(st.floats(0, 1e6)),
+        counts[-1],
+        tuple(draw(st.one_of(st.none(), exemplars)) for _ in bounds) if held else (),
+    )
+
+
+@given(st.lists(histograms(), min_size=1, max_size=6))
+def test_summed_label_sets_are_the_pairwise_sum_of_their_histograms(
+    hists: list[HistogramSnapshot],
+) -> None:
+    assert merged(hists) == functools.reduce(_pairwise, hists)
