@@ -221,30 +221,35 @@ class SampleLines:
 
 
 class _Lines:
-    """Builds `SampleLines` line by line; the text is joined and encoded once per run of
-    lines without an exemplar."""
+    """Builds `SampleLines` line by line: the text joined and encoded once at the end,
+    where each exemplar goes kept as a character offset (a byte offset in ASCII text,
+    which ALB's names and ids are; counted again in bytes otherwise)."""
 
     def __init__(self) -> None:
-        self._open: list[str] = []
-        self._done: list[bytes] = []
-        self._size = 0
-        self._exemplars: list[tuple[int, bytes]] = []
+        self._parts: list[str] = []
+        self._size = 0  # characters so far
+        self._exemplars: list[tuple[int, str]] = []
 
     def add(self, line: str, exemplar: str = "") -> None:
         """`line` without its newline, and what OpenMetrics appends to it."""
-        if not exemplar:
-            self._open += (line, "\n")
-            return
-        self._open.append(line)
-        chunk = "".join(self._open).encode("utf-8")
-        self._open = ["\n"]
-        self._done.append(chunk)
-        self._size += len(chunk)
-        self._exemplars.append((self._size, exemplar.encode("utf-8")))
+        self._parts += (line, "\n")
+        self._size += len(line)
+        if exemplar:
+            self._exemplars.append((self._size, exemplar))
+        self._size += 1
 
     def finish(self) -> SampleLines:
-        self._done.append("".join(self._open).encode("utf-8"))
-        return SampleLines(b"".join(self._done), tuple(self._exemplars))
+        text = "".join(self._parts)
+        data = text.encode("utf-8")
+        if not self._exemplars:
+            return SampleLines(data)
+        marks = []
+        done, size = 0, 0  # characters and bytes up to the last mark
+        for at, exemplar in self._exemplars:
+            size += at - done if len(data) == len(text) else len(text[done:at].encode("utf-8"))
+            done = at
+            marks.append((size, exemplar.encode("utf-8")))
+        return SampleLines(data, tuple(marks))
 
 
 def value_lines(
