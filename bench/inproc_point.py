@@ -52,7 +52,23 @@ def _answer(value: object) -> None:
     sys.stdout.flush()
 
 
+def _setup_process() -> None:
+    # The revision's process-wide settings, as its entry point makes them (see
+    # `exporter.cli.setup_process`); a revision from before that function only turned
+    # `_created` series off.
+    from exporter import cli
+
+    setup = getattr(cli, "setup_process", None)
+    if setup is not None:
+        setup()
+    else:
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
 def main(targets: int) -> None:
+    _setup_process()
     regions = 1 if targets == 1 else 10
     names = scale.REGIONS[:regions]
     sim = scale.mix_simulator(names, 1000)

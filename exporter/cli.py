@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import logging
 import os
 import platform
@@ -450,9 +451,30 @@ def main(
             sim.shutdown()
 
 
-def run() -> None:
-    # `_created` series double the counters' cardinality and most dashboards ignore them.
-    # prometheus_client only has a process-wide switch for them, so the process entry
-    # point flips it and `main()` leaves global state alone for in-process callers.
+# Allocations between two collections of the young generation; CPython's default is 700.
+YOUNG_GENERATION = 20_000
+
+
+def setup_process() -> None:
+    """The process-wide settings of the exporter's process, made by its entry point before
+    `main()`, which leaves global state alone for in-process callers (the tests). The
+    in-process benchmark makes them too, to measure what users run."""
+    # `_created` series double the counters' cardinality and most dashboards ignore them;
+    # prometheus_client only has a process-wide switch for them.
     disable_created_metrics()  # type: ignore[no-untyped-call]
+    # The job store holds ~1,400 objects the collector tracks per target (1.4 million at
+    # 1,000 targets), kept for hours. At the default threshold, what 32 refreshes in
+    # flight hold (pages, parsed jobs) outlives young collections, and the promoted
+    # objects set off a full collection, a traversal of all 1.4 million under the GIL,
+    # about every second round of refreshes: ~1 ms per target each time. With a larger
+    # young generation most of it dies first. Measured in process at 1,000 targets of the
+    # simulator's mix, 8 rounds each: full collections 1 instead of 3, the collector's CPU
+    # 0.55 instead of 0.86 ms per target per round, peak memory the same (955 MiB, with
+    # the simulator). Only garbage in reference cycles waits longer; the rest is freed at
+    # once, by reference counting.
+    gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
+
+
+def run() -> None:
+    setup_process()
     sys.exit(main())

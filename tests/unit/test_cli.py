@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import re
 import subprocess
 import sys
@@ -201,3 +203,25 @@ def test_example_config_passes_check_config_in_the_environment_it_documents(
     result = procs.run(["-m", "exporter", *command.group(1).split()], env, inherit=False)
     assert result.returncode == 2
     assert 'cannot read "/var/run/secrets/alb/access_key_id": No such file' in result.stderr
+
+
+# --- the process -------------------------------------------------------------------------
+
+
+def test_the_entry_point_sets_the_young_generation_and_turns_created_series_off() -> None:
+    # Process-wide settings, so looked at in a child (this process keeps its own); `main`
+    # is replaced there by what reports them, so nothing is served.
+    report = (
+        "import gc, json; from prometheus_client import CollectorRegistry, Counter, "
+        "generate_latest; from exporter import cli; "
+        "r = CollectorRegistry(); Counter('c', 'h', registry=r); "
+        "cli.main = lambda: print(json.dumps([gc.get_threshold(), "
+        "'c_created' in generate_latest(r).decode()])) or 0; "
+        "cli.run()"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", report], capture_output=True, text=True, timeout=60, check=True
+    )
+    threshold, created = json.loads(child.stdout)
+    assert threshold == [cli.YOUNG_GENERATION, *gc.get_threshold()[1:]]
+    assert created is False
