@@ -243,10 +243,12 @@ class _Lines:
         data = text.encode("utf-8")
         if not self._exemplars:
             return SampleLines(data)
+        if len(data) == len(text):  # ASCII: a character offset is a byte offset
+            return SampleLines(data, tuple((at, e.encode("utf-8")) for at, e in self._exemplars))
         marks = []
         done, size = 0, 0  # characters and bytes up to the last mark
         for at, exemplar in self._exemplars:
-            size += at - done if len(data) == len(text) else len(text[done:at].encode("utf-8"))
+            size += len(text[done:at].encode("utf-8"))
             done = at
             marks.append((size, exemplar.encode("utf-8")))
         return SampleLines(data, tuple(marks))
